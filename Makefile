@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper for them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit install clean openapi
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED)
+
+## Start SeaweedFS, the simulator, the API (and worker), render one video end to end, serve until Ctrl-C.
+run: $(INSTALLED)
+	$(BIN)/video-gateway dev
+
+## Lint, type-check and run the whole suite against the local Postgres and a private SeaweedFS.
+test: $(INSTALLED) lint typecheck
+	$(BIN)/pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check app tests migrations
+	$(BIN)/ruff format --check app tests migrations
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+openapi: $(INSTALLED)
+	$(BIN)/video-gateway openapi > openapi.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

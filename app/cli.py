@@ -1,0 +1,124 @@
+"""`video-gateway`: the console entry point. Each command reads the settings once and passes them down."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import typer
+import uvicorn
+
+from app.core.config import get_settings
+from app.core.logging import configure_logging
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Video Gateway")
+
+
+@cli.command()
+def serve(host: str | None = None, port: int | None = None) -> None:
+    """Run the API (the /v1/videos facade)."""
+    from app.main import create_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+
+
+@cli.command()
+def simulator(host: str | None = None, port: int | None = None) -> None:
+    """Run the upstream simulator (the /v1/videos contract with real files and signed webhooks)."""
+    from app.simulator import create_simulator_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_simulator_app(settings.simulator),
+        host=host or settings.simulator.host,
+        port=port or settings.simulator.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@cli.command()
+def migrate(revision: str = "head") -> None:
+    """Upgrade the database schema (default: to the newest revision)."""
+    from app import migrate as migrations
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    migrations.upgrade(settings.db.url.get_secret_value(), revision)
+
+
+@cli.command("create-caller")
+def create_caller(name: str, label: str = "") -> None:
+    """Create a caller with a new API key; the key is printed once and stored only hashed."""
+    from app.auth import service as auth_service
+    from app.core.db import Database
+
+    settings = get_settings()
+
+    async def run() -> str:
+        database = Database.connect(settings.db)
+        try:
+            async with database.sessionmaker.begin() as session:
+                issued = await auth_service.create_caller(session, name=name, label=label)
+                return issued.key
+        finally:
+            await database.dispose()
+
+    typer.echo(asyncio.run(run()))
+
+
+@cli.command("dev-caller")
+def dev_caller() -> None:
+    """Ensure the `dev` caller with VG_DEV_API_KEY exists (dev mode only)."""
+    from app.auth import service as auth_service
+    from app.core.db import Database
+
+    settings = get_settings()
+    if not settings.is_dev:
+        typer.echo("dev-caller needs VG_MODE=dev", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        database = Database.connect(settings.db)
+        try:
+            async with database.sessionmaker.begin() as session:
+                await auth_service.ensure_dev_caller(session, key=settings.dev_api_key.get_secret_value())
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+
+
+@cli.command()
+def dev() -> None:
+    """Run the whole stack locally with the simulator as upstream and render one demo video (`make run`)."""
+    from app.core.config import Mode, load_settings
+    from app.dev.stack import run_dev_stack
+
+    settings = load_settings(mode=Mode.DEV)
+    configure_logging(settings.log_level)
+    run_dev_stack(settings)
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the API's OpenAPI document as YAML (the source of the committed openapi.yaml)."""
+    from app.openapi import openapi_yaml
+
+    sys.stdout.write(openapi_yaml())
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

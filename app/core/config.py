@@ -1,0 +1,192 @@
+"""The one settings object of Video Gateway.
+
+Read once by a CLI entry point (`get_settings()`), then passed down to `create_app`, the worker and the
+simulator. Nothing else reads `os.environ`. Every variable carries the `VG_` prefix; groups nest with `__`
+(`VG_UPSTREAM__BASE_URL`). Every secret may instead be given as a file: `VG_UPSTREAM__API_KEY_FILE=/run/...`.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "VG_"
+NESTED_DELIMITER = "__"
+FILE_SUFFIX = "_FILE"
+
+
+class Mode(StrEnum):
+    """`dev` unlocks the dev caller key and plain-http redirects; `production` refuses placeholders."""
+
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/video_gateway")
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    echo: bool = False
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # OpenAI allows an image_url of up to 20,971,520 chars; a multipart image of that size plus fields fits.
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # Largest accepted input_reference image, decoded.
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # A retrieve of a non-terminal video refreshes from upstream at most this often per video.
+    refresh_min_interval_seconds: float = Field(default=2.0, ge=0)
+    list_default_limit: int = Field(default=20, ge=1, le=100)
+
+
+class UpstreamSettings(BaseModel):
+    base_url: str = "http://127.0.0.1:8100/v1"
+    api_key: SecretStr = SecretStr("sim-key")
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    # Only retries that cannot create a second render: 429 and connection refused.
+    create_attempts: int = Field(default=3, ge=1)
+    # Reads (retrieve, list, content) may also be retried on 5xx and timeouts.
+    read_attempts: int = Field(default=3, ge=1)
+    retry_base_seconds: float = Field(default=0.5, ge=0)
+    retry_max_seconds: float = Field(default=8.0, ge=0)
+
+
+class S3Settings(BaseModel):
+    """Where archived assets go. Any S3 API works; the dev stack and tests use SeaweedFS."""
+
+    endpoint_url: str | None = "http://127.0.0.1:8333"
+    region: str = "us-east-1"
+    bucket: str = "video-gateway"
+    access_key_id: SecretStr = SecretStr("vg-dev-access")
+    secret_access_key: SecretStr = SecretStr("vg-dev-secret")
+    # Objects are stored at `{prefix}/{video_id}/{variant}.{ext}`.
+    prefix: str = "videos"
+
+
+class SimulatorSettings(BaseModel):
+    """The upstream simulator: a faithful stand-in for the `/v1/videos` contract (tests, bench, demo)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8100
+    api_key: SecretStr = SecretStr("sim-key")
+    # Where video.completed / video.failed go; None sends no webhooks (a provider without webhooks).
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_max_attempts: int = Field(default=5, ge=1)
+    webhook_retry_base_seconds: float = Field(default=1.0, ge=0)
+    # Lifecycle timing: queued for `queue_seconds`, then progress rises over `render_seconds`.
+    queue_seconds: float = Field(default=1.0, ge=0)
+    render_seconds: float = Field(default=5.0, ge=0)
+    # Finished assets are served until completion + ttl_seconds (OpenAI: at most one hour).
+    ttl_seconds: float = Field(default=3600.0, ge=0)
+    fps: int = Field(default=24, ge=1, le=60)
+    # Prompts containing any of these words (case-insensitive) fail with moderation_blocked.
+    blocked_words: list[str] = Field(default_factory=lambda: ["forbidden"])
+    # Where rendered files live; a temporary directory when unset.
+    data_dir: Path | None = None
+    # When set, every asset is a synthetic file of this many bytes (valid MP4 header, no encoder time).
+    synthetic_asset_bytes: int | None = Field(default=None, ge=0)
+    max_parallel_renders: int = Field(default=2, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="ignore",
+    )
+
+    mode: Mode = Mode.PRODUCTION
+    log_level: str = "INFO"
+    # The dev caller's key; accepted only in dev mode (see auth).
+    dev_api_key: SecretStr = SecretStr("vg-dev-key")
+
+    db: DatabaseSettings = DatabaseSettings()
+    api: ApiSettings = ApiSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    s3: S3Settings = S3Settings()
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @property
+    def is_dev(self) -> bool:
+        return self.mode is Mode.DEV
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> Settings:
+        if self.mode is Mode.PRODUCTION and self.upstream.api_key.get_secret_value() in {"", "sim-key"}:
+            raise ValueError("VG_UPSTREAM__API_KEY is unset or a placeholder; set it (or VG_MODE=dev for local use)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments win, then plain env, then `_FILE` env (a value set both ways is taken from env).
+        return (init_settings, env_settings, SecretFileSource(settings_cls))
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """`VG_<NAME>_FILE=/path` gives the value of `VG_<NAME>` from a file (Docker and Kubernetes secrets).
+
+    pydantic-settings' own `secrets_dir` reads files named after fields; operators expect the `_FILE`
+    convention of the Postgres and other official images, so this small source maps one onto the other.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ builds the whole nested dict at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, path in os.environ.items():
+            if not (name.startswith(ENV_PREFIX) and name.endswith(FILE_SUFFIX)):
+                continue
+            dotted = name[len(ENV_PREFIX) : -len(FILE_SUFFIX)].lower().split(NESTED_DELIMITER)
+            content = Path(path).read_text(encoding="utf-8").strip()
+            target = values
+            for part in dotted[:-1]:
+                target = target.setdefault(part, {})
+            target[dotted[-1]] = content
+        return values
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (plus explicit overrides, as tests do)."""
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, for CLI entry points only; everything else receives them as an argument."""
+    return load_settings()
+
+
+__all__ = [
+    "ApiSettings",
+    "DatabaseSettings",
+    "Mode",
+    "S3Settings",
+    "Settings",
+    "SimulatorSettings",
+    "UpstreamSettings",
+    "get_settings",
+    "load_settings",
+]

@@ -1,0 +1,1 @@
+"""Local development support: the process supervisor behind `make run` and the end-to-end tests."""

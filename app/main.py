@@ -1,0 +1,63 @@
+"""The API application: `create_app(settings)` wires settings, database, upstream client and routes.
+
+The lifespan builds the process-wide resources (engine, httpx client, services) and disposes of them;
+nothing is created at import time, so tests build as many apps as they like with their own settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.errors import install_error_handlers
+from app.core.limits import BodySizeLimit
+from app.upstream.client import UpstreamClient
+from app.videos.routes import router as videos_router
+from app.videos.service import VideoService
+
+
+def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The gateway API. `upstream_transport` lets tests route upstream calls to an in-process app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database.connect(settings.db)
+        upstream = UpstreamClient(settings.upstream, transport=upstream_transport)
+        app.state.settings = settings
+        app.state.database = database
+        app.state.upstream = upstream
+        app.state.video_service = VideoService(
+            upstream=upstream, refresh_interval=settings.api.refresh_min_interval_seconds
+        )
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+            await database.dispose()
+
+    app = FastAPI(
+        title="Video Gateway",
+        version="0.1.0",
+        summary="OpenAI-compatible /v1/videos facade with signed webhooks and an S3 archive.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
+    app.include_router(videos_router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: Postgres answers")
+    async def readyz() -> dict[str, str]:
+        database: Database = app.state.database
+        await database.ping()
+        return {"status": "ready"}
+
+    return app

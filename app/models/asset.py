@@ -1,0 +1,57 @@
+"""Archived assets: one row per video and variant, with its S3 location, size and checksum."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base
+
+
+class Variant(StrEnum):
+    VIDEO = "video"
+    THUMBNAIL = "thumbnail"
+    SPRITESHEET = "spritesheet"
+
+    @property
+    def extension(self) -> str:
+        return {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}[self.value]
+
+    @property
+    def content_type(self) -> str:
+        return {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}[self.value]
+
+
+class AssetState(StrEnum):
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    ARCHIVED = "archived"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("video_id", "variant"),
+        CheckConstraint("variant IN ('video', 'thumbnail', 'spritesheet')", name="variant_known"),
+        CheckConstraint("state IN ('pending', 'downloading', 'archived', 'failed', 'expired')", name="state_known"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
+    variant: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20), default=AssetState.PENDING.value)
+    s3_key: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

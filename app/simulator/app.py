@@ -1,0 +1,366 @@
+"""HTTP surface of the simulator: the `/v1/videos` contract, the `/_sim` admin API and the file host.
+
+Routes parse the request, call one `Simulator` operation and return its JSON. Every `/v1` and `/_sim` route
+requires `Authorization: Bearer <api_key>`; `/_sim/files/...` instead takes the per-video token that a
+content redirect carries (clients drop `Authorization` when a redirect changes host). Errors of any kind,
+including FastAPI's own validation and routing errors, are answered in OpenAI's error shape.
+
+Admin API (JSON):
+- `GET /_sim/faults` → `Faults`; `PUT /_sim/faults` replaces all knobs (missing ones take their defaults);
+  `PATCH /_sim/faults` changes only the given knobs.
+- `GET /_sim/config` → `RuntimeConfig` (`queue_seconds`, `render_seconds`, `ttl_seconds`, `webhook_url`,
+  `blocked_words`); `PATCH /_sim/config` changes the given fields.
+- `POST /_sim/reset` forgets videos, deliveries, stats and faults, and restores the settings' config.
+- `GET /_sim/stats` → `{create_requests, videos_created, renders_completed, requests: {route: count}}`.
+- `GET /_sim/webhooks` → `{"object": "list", "data": [delivery...]}`, each delivery `{webhook_id, event_id,
+  type, video_id, status, attempts: [{number, at, status_code, error}], body}`.
+- `POST /_sim/videos/{id}/expire` makes a completed video's content expire now; returns the `Video`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.core.config import SimulatorSettings
+from app.simulator import content
+from app.simulator.errors import SimulatorError, invalid
+from app.simulator.faults import Faults, RuntimeConfig
+from app.simulator.runtime import Simulator
+from app.simulator.state import Order, list_envelope
+from app.simulator.validation import (
+    MAX_IMAGE_URL_CHARS,
+    check_create_fields,
+    check_reference_image,
+    check_remix_fields,
+    decode_data_url,
+    parse_json_reference,
+)
+
+IMAGE_FETCH_TIMEOUT_SECONDS = 10.0
+SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+
+
+def get_simulator(request: Request) -> Simulator:
+    simulator: Simulator = request.app.state.simulator
+    return simulator
+
+
+SimDep = Annotated[Simulator, Depends(get_simulator)]
+
+
+def _check_bearer(request: Request, simulator: Simulator) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise SimulatorError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            code=None,
+        )
+    expected = simulator.settings.api_key.get_secret_value()
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise SimulatorError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+async def api_guard(request: Request, simulator: SimDep) -> None:
+    """Auth, lazy start, request counting and the 429/5xx bursts, before any `/v1` route runs."""
+    _check_bearer(request, simulator)
+    await simulator.ensure_started()
+    route_name: str = getattr(request.scope.get("route"), "name", "")
+    simulator.stats.requests[route_name] += 1
+    if route_name == "create_video":
+        simulator.stats.create_requests += 1
+    faults = simulator.faults
+    if not faults.burst_applies_to(route_name):
+        return
+    if faults.rate_limit_next > 0:
+        faults.rate_limit_next -= 1
+        raise SimulatorError(
+            429,
+            "Rate limit reached for requests. Please try again later.",
+            type="requests",
+            code="rate_limit_exceeded",
+            headers={"retry-after": str(faults.rate_limit_retry_after_seconds)},
+        )
+    if faults.server_error_next > 0:
+        faults.server_error_next -= 1
+        raise SimulatorError(faults.server_error_status, SERVER_ERROR_MESSAGE, type="server_error", code=None)
+
+
+async def admin_guard(request: Request, simulator: SimDep) -> None:
+    _check_bearer(request, simulator)
+    await simulator.ensure_started()
+
+
+async def _read_fields(request: Request) -> tuple[dict[str, object], bytes | None]:
+    """The request's fields (JSON object or multipart text parts) and the bytes of a file part, if any."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise invalid(
+                "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+                "using your HTTP library correctly.)",
+                code=None,
+            ) from exc
+        if not isinstance(body, dict):
+            raise invalid("The JSON body must be an object.", code="invalid_type")
+        return body, None
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        fields: dict[str, object] = {}
+        file_bytes: bytes | None = None
+        async with request.form() as form:
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    if name != "input_reference":
+                        raise invalid(f"Unexpected file part '{name}'.", param=name, code="invalid_type")
+                    file_bytes = await value.read()
+                    fields[name] = None
+                else:
+                    fields[name] = value
+        return fields, file_bytes
+    raise invalid(
+        f"Unsupported content type '{content_type}'; send application/json or multipart/form-data.",
+        code="unsupported_content_type",
+    )
+
+
+async def _fetch_image(url: str) -> bytes:
+    if url.startswith("data:"):
+        return decode_data_url(url)
+    try:
+        async with httpx.AsyncClient(timeout=IMAGE_FETCH_TIMEOUT_SECONDS, follow_redirects=True) as client:
+            response = await client.get(url)
+    except httpx.HTTPError as exc:
+        raise invalid(
+            f"Could not download input_reference.image_url: {exc}", param="input_reference.image_url"
+        ) from exc
+    if response.status_code != 200 or len(response.content) > MAX_IMAGE_URL_CHARS:
+        raise invalid(
+            f"Could not download input_reference.image_url (HTTP {response.status_code}).",
+            param="input_reference.image_url",
+        )
+    return response.content
+
+
+def _merged(model: type[Faults] | type[RuntimeConfig], current: dict[str, Any], changes: Any) -> Any:
+    if not isinstance(changes, dict):
+        raise invalid("The JSON body must be an object.", code="invalid_type")
+    try:
+        return model.model_validate({**current, **changes})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise invalid(f"Invalid '{param}': {first['msg']}", param=param) from exc
+
+
+def _api_router() -> APIRouter:
+    router = APIRouter(dependencies=[Depends(api_guard)])
+
+    @router.post("/videos", name="create_video")
+    async def create_video(request: Request, simulator: SimDep) -> dict[str, Any]:
+        fields, file_bytes = await _read_fields(request)
+        reference_field = fields.get("input_reference")
+        params = check_create_fields({**fields, "input_reference": None})
+        image: bytes | None = file_bytes
+        # JSON `"input_reference": null` means no reference, as the SDK's `omit` would.
+        if reference_field is not None and file_bytes is None:
+            if isinstance(reference_field, str):  # a multipart text part where a file was expected
+                raise invalid(
+                    "Invalid 'input_reference': expected a file part.",
+                    param="input_reference",
+                    code="invalid_type",
+                )
+            image = await _fetch_image(parse_json_reference(reference_field))
+        if image is not None:
+            await asyncio.to_thread(check_reference_image, image, params.size)
+        record = simulator.create(params, reference_image=image)
+        return record.as_video(_now())
+
+    @router.get("/videos", name="list_videos")
+    async def list_videos(
+        simulator: SimDep,
+        after: str | None = None,
+        limit: Annotated[int, Query(ge=0, le=100)] = 20,
+        order: Order = "desc",
+    ) -> dict[str, Any]:
+        records, has_more = simulator.store.page(after=after, limit=limit, order=order)
+        return list_envelope(records, has_more, _now())
+
+    @router.get("/videos/{video_id}", name="retrieve_video")
+    async def retrieve_video(video_id: str, simulator: SimDep) -> dict[str, Any]:
+        return simulator.store.get(video_id).as_video(_now())
+
+    @router.delete("/videos/{video_id}", name="delete_video")
+    async def delete_video(video_id: str, simulator: SimDep) -> dict[str, Any]:
+        record = await simulator.delete(video_id)
+        return {"id": record.id, "object": "video.deleted", "deleted": True}
+
+    @router.get("/videos/{video_id}/content", name="download_content")
+    async def download_content(video_id: str, request: Request, simulator: SimDep, variant: str = "video") -> Response:
+        return _serve(request, simulator, video_id, variant, redirected=False)
+
+    @router.post("/videos/{video_id}/remix", name="remix_video")
+    async def remix_video(video_id: str, request: Request, simulator: SimDep) -> dict[str, Any]:
+        fields, file_bytes = await _read_fields(request)
+        if file_bytes is not None:
+            raise invalid("Remix takes no file parts.", param="input_reference", code="unknown_parameter")
+        prompt = check_remix_fields(fields)
+        record = simulator.remix(video_id, prompt)
+        return record.as_video(_now())
+
+    return router
+
+
+def _serve(request: Request, simulator: Simulator, video_id: str, variant: str, *, redirected: bool) -> Response:
+    chosen = content.check_variant(variant)
+    record = simulator.store.get(video_id)
+    content.check_downloadable(record, _now())
+    asset = content.locate_asset(record, simulator.asset_directory(record), chosen)
+    return content.content_response(request, record, asset, chosen, simulator.faults, redirected=redirected)
+
+
+def _admin_router() -> APIRouter:
+    router = APIRouter(prefix="/_sim", dependencies=[Depends(admin_guard)])
+
+    @router.get("/faults")
+    async def get_faults(simulator: SimDep) -> dict[str, Any]:
+        return simulator.faults.model_dump()
+
+    @router.put("/faults")
+    async def replace_faults(simulator: SimDep, request: Request) -> dict[str, Any]:
+        simulator.faults = _merged(Faults, {}, await _json_body(request))
+        return simulator.faults.model_dump()
+
+    @router.patch("/faults")
+    async def update_faults(simulator: SimDep, request: Request) -> dict[str, Any]:
+        simulator.faults = _merged(Faults, simulator.faults.model_dump(), await _json_body(request))
+        return simulator.faults.model_dump()
+
+    @router.get("/config")
+    async def get_config(simulator: SimDep) -> dict[str, Any]:
+        return simulator.config.model_dump()
+
+    @router.patch("/config")
+    async def update_config(simulator: SimDep, request: Request) -> dict[str, Any]:
+        simulator.config = _merged(RuntimeConfig, simulator.config.model_dump(), await _json_body(request))
+        return simulator.config.model_dump()
+
+    @router.post("/reset")
+    async def reset(simulator: SimDep) -> dict[str, Any]:
+        await simulator.reset()
+        return {"reset": True}
+
+    @router.get("/stats")
+    async def stats(simulator: SimDep) -> dict[str, Any]:
+        return simulator.stats.as_json()
+
+    @router.get("/webhooks")
+    async def webhooks(simulator: SimDep) -> dict[str, Any]:
+        return {"object": "list", "data": [delivery.as_json() for delivery in simulator.sender.deliveries]}
+
+    @router.post("/videos/{video_id}/expire")
+    async def expire(video_id: str, simulator: SimDep) -> dict[str, Any]:
+        return simulator.expire(video_id).as_video(_now())
+
+    return router
+
+
+def _files_router() -> APIRouter:
+    router = APIRouter(prefix="/_sim")
+
+    @router.get("/files/{video_id}/{variant}", name="serve_file")
+    async def serve_file(
+        video_id: str,
+        variant: Literal["video", "thumbnail", "spritesheet"],
+        token: str,
+        request: Request,
+        simulator: SimDep,
+    ) -> Response:
+        record = simulator.store.get(video_id)
+        if not hmac.compare_digest(token.encode(), record.download_token.encode()):
+            raise SimulatorError(403, "Invalid download token.", type="invalid_request_error", param="token")
+        return _serve(request, simulator, video_id, variant, redirected=True)
+
+    return router
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise invalid("We could not parse the JSON body of your request.", code=None) from exc
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _error_response(exc: SimulatorError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def simulator_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SimulatorError)
+        return _error_response(exc)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0]
+        param = str(first["loc"][-1]) if first.get("loc") else None
+        return _error_response(invalid(f"Invalid '{param}': {first['msg']}", param=param))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        message = (
+            f"Invalid URL ({request.method} {request.url.path})" if exc.status_code in (404, 405) else str(exc.detail)
+        )
+        return _error_response(SimulatorError(exc.status_code, message, code=None))
+
+    app.add_exception_handler(SimulatorError, simulator_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def create_simulator_app(settings: SimulatorSettings) -> FastAPI:
+    """The simulator as an ASGI app; its background work runs in the lifespan (or see `simulator_running`)."""
+    simulator = Simulator(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with simulator.running():
+            yield
+
+    app = FastAPI(title="Video Gateway upstream simulator", lifespan=lifespan, openapi_url=None)
+    app.state.simulator = simulator
+    _install_error_handlers(app)
+    app.include_router(_api_router(), prefix="/v1")
+    app.include_router(_admin_router())
+    app.include_router(_files_router())
+    return app
+
+
+@contextlib.asynccontextmanager
+async def simulator_running(app: FastAPI) -> AsyncIterator[Simulator]:
+    """Run the simulator's background work for an app driven without lifespan (httpx `ASGITransport`)."""
+    simulator: Simulator = app.state.simulator
+    async with simulator.running():
+        yield simulator

@@ -1,0 +1,136 @@
+"""The simulator's in-memory video store: records, their JSON form, and list paging.
+
+A `VideoRecord` holds what upstream would persist for one job; `as_video()` renders the 13-field `Video`
+object with every key present (null where unset). Progress is derived from timestamps at read time, so a
+poll between lifecycle ticks still sees it rise; status changes happen only in the runtime's lifecycle
+loop, so `completed` always means the files exist.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from app.simulator.errors import SimulatorError, invalid
+
+Status = Literal["queued", "in_progress", "completed", "failed"]
+Order = Literal["asc", "desc"]
+
+
+def new_video_id() -> str:
+    return f"video_{secrets.token_hex(24)}"
+
+
+@dataclass(slots=True)
+class VideoRecord:
+    id: str
+    model: str
+    prompt: str
+    size: str
+    seconds: str
+    created_at: float
+    remixed_from_video_id: str | None = None
+    reference_image: bytes | None = None
+    synthetic_bytes: int | None = None
+    # Decided at creation from the blocked words then in force; the job fails when its render time is up.
+    moderation_blocked: bool = False
+    status: Status = "queued"
+    started_at: float | None = None
+    # How long the in_progress phase lasts; fixed when the job starts so a later config change can't jump it.
+    render_seconds: float = 0.0
+    completed_at: int | None = None
+    expires_at: int | None = None
+    error: dict[str, str] | None = None
+    directory: Path | None = None
+    # Authorises the `/_sim/files/...` redirect target, like the signature of a presigned URL.
+    download_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    # Set on delete/reset so an in-flight render stops early and its files are discarded.
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def progress(self, now: float) -> int:
+        if self.status == "completed":
+            return 100
+        if self.status == "failed":
+            return 100 if self.completed_at is not None else 0
+        if self.status == "queued" or self.started_at is None:
+            return 0
+        if self.render_seconds <= 0:
+            return 99
+        # Never 100 before the status flips: clients treat 100 as "about to be completed", not done.
+        return max(1, min(99, int((now - self.started_at) / self.render_seconds * 100)))
+
+    def is_expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def as_video(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "video",
+            "model": self.model,
+            "status": self.status,
+            "progress": self.progress(now),
+            "created_at": int(self.created_at),
+            "completed_at": self.completed_at,
+            "expires_at": self.expires_at,
+            "prompt": self.prompt,
+            "size": self.size,
+            "seconds": self.seconds,
+            "remixed_from_video_id": self.remixed_from_video_id,
+            "error": self.error,
+        }
+
+
+class VideoStore:
+    """Videos by id, in creation order (the list order; `created_at` has only one-second resolution)."""
+
+    def __init__(self) -> None:
+        self._videos: dict[str, VideoRecord] = {}
+
+    def add(self, record: VideoRecord) -> None:
+        self._videos[record.id] = record
+
+    def get(self, video_id: str) -> VideoRecord:
+        record = self._videos.get(video_id)
+        if record is None:
+            raise SimulatorError(404, f"Video with id '{video_id}' not found.", param="video_id", code="not_found")
+        return record
+
+    def remove(self, video_id: str) -> VideoRecord:
+        record = self.get(video_id)
+        del self._videos[video_id]
+        return record
+
+    def clear(self) -> list[VideoRecord]:
+        records = list(self._videos.values())
+        self._videos.clear()
+        return records
+
+    def active(self) -> list[VideoRecord]:
+        return [record for record in self._videos.values() if record.status in ("queued", "in_progress")]
+
+    def page(self, *, after: str | None, limit: int, order: Order) -> tuple[list[VideoRecord], bool]:
+        """One page of the list: the records after the `after` id in `order`, and whether more follow."""
+        ordered = list(self._videos.values())
+        if order == "desc":
+            ordered.reverse()
+        start = 0
+        if after is not None:
+            ids = [record.id for record in ordered]
+            if after not in ids:
+                raise invalid(f"No video found with id '{after}' for the 'after' cursor.", param="after")
+            start = ids.index(after) + 1
+        rest = ordered[start:]
+        return rest[:limit], len(rest) > limit
+
+
+def list_envelope(records: list[VideoRecord], has_more: bool, now: float) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [record.as_video(now) for record in records],
+        "first_id": records[0].id if records else None,
+        "last_id": records[-1].id if records else None,
+        "has_more": has_more,
+    }

@@ -1,0 +1,270 @@
+"""The async httpx client for the upstream `/v1/videos` contract, and its retry and error policy.
+
+Retry policy, by what a failure proves:
+- nothing reached upstream (connection refused, connect timeout, pool timeout) or upstream said 429:
+  safe to retry any call, a create included, since nothing was created;
+- the request was sent and then the answer was lost (read timeout, dropped connection) or was a 5xx:
+  reads are retried; a create or remix is NOT (a second render would be paid for) and is reported as
+  `UpstreamTimeout` / `UpstreamError` with `x-should-retry: false`, so the stock SDK does not retry either.
+Upstream 4xx answers are passed to the caller in OpenAI's error shape, with upstream's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from enum import Enum
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from app.core.config import UpstreamSettings
+from app.core.errors import (
+    GatewayError,
+    RateLimited,
+    ResourceNotFound,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
+
+logger = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 3
+NO_RETRY_HEADERS = {"x-should-retry": "false"}
+
+
+class CallKind(Enum):
+    """Whether repeating the call could start a second paid render."""
+
+    READ = "read"
+    PAID = "paid"
+
+
+class UpstreamRejected(GatewayError):
+    """Upstream refused the request with a 4xx; its status and message are passed on."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status_code: int, message: str, *, param: str | None, code: str | None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status_code = status_code
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, default: float, cap: float) -> float:
+    """Seconds to wait from `retry-after-ms` / `retry-after` (seconds or HTTP date), capped."""
+    if value := headers.get("retry-after-ms"):
+        try:
+            return min(max(float(value) / 1000, 0.0), cap)
+        except ValueError:
+            pass
+    if value := headers.get("retry-after"):
+        try:
+            return min(max(float(value), 0.0), cap)
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if value else None
+            if parsed is not None:
+                return min(max(parsed.timestamp() - time.time(), 0.0), cap)
+    return min(default, cap)
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, str | None, str | None]:
+    try:
+        payload = response.json()
+        error = payload.get("error") if isinstance(payload, dict) else None
+    except ValueError:
+        error = None
+    if isinstance(error, dict):
+        message = str(error.get("message") or f"Upstream answered {response.status_code}")
+        param = error.get("param")
+        code = error.get("code")
+        return message, str(param) if param else None, str(code) if code else None
+    return f"Upstream answered {response.status_code}", None, None
+
+
+def map_error_response(response: httpx.Response, *, kind: CallKind) -> GatewayError:
+    """A gateway error for an upstream answer that is not a success."""
+    status = response.status_code
+    message, param, code = _error_fields(response)
+    if status == 404:
+        return ResourceNotFound(message, param=param, code=code or "not_found")
+    if status == 429:
+        return RateLimited(message, code=code or "rate_limit_exceeded")
+    if status in (401, 403):
+        # The caller's key was fine; ours was not. Say so without echoing anything of the key.
+        logger.error("upstream rejected the gateway's credentials (HTTP %s)", status)
+        return UpstreamError("The gateway's upstream credentials were rejected.", code="upstream_auth_failed")
+    if 400 <= status < 500:
+        return UpstreamRejected(status, message, param=param, code=code)
+    headers = NO_RETRY_HEADERS if kind is CallKind.PAID else {}
+    return UpstreamError(
+        f"Upstream failed with HTTP {status}: {message}. "
+        + ("The render may or may not have started; it was not retried." if kind is CallKind.PAID else ""),
+        code="upstream_error",
+        headers=headers,
+    )
+
+
+def render_may_have_started(error: GatewayError) -> bool:
+    """Whether a failed create or remix may still have started a render upstream (an ambiguous failure)."""
+    return isinstance(error, UpstreamError) and error.headers.get("x-should-retry") == "false"
+
+
+class UpstreamClient:
+    """One shared client per process; every call has an explicit timeout."""
+
+    def __init__(self, settings: UpstreamSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._settings = settings
+        self._base_url = settings.base_url.rstrip("/") + "/"
+        self._http = httpx.AsyncClient(
+            base_url=self._base_url,
+            headers={"authorization": f"Bearer {settings.api_key.get_secret_value()}"},
+            timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ----- the contract -------------------------------------------------------------------------
+
+    async def create_video(self, command: CreateVideoCommand) -> UpstreamVideo:
+        fields = {
+            "prompt": command.prompt,
+            "model": command.model,
+            "seconds": command.seconds,
+            "size": command.size,
+        }
+        if command.image_url is not None:
+            body: dict[str, Any] = {"json": {**fields, "input_reference": {"image_url": command.image_url}}}
+        else:
+            # Multipart even without a file, as the stock SDK sends it: `(None, value)` is a plain field.
+            parts: list[tuple[str, tuple[str | None, str | bytes, str | None]]] = [
+                (name, (None, value, None)) for name, value in fields.items()
+            ]
+            if command.image is not None:
+                image = command.image
+                parts.append(("input_reference", (image.filename, image.data, image.content_type)))
+            body = {"files": parts}
+        response = await self._send("POST", "videos", kind=CallKind.PAID, **body)
+        return UpstreamVideo.model_validate(response.json())
+
+    async def remix_video(self, upstream_id: str, *, prompt: str) -> UpstreamVideo:
+        response = await self._send("POST", f"videos/{upstream_id}/remix", kind=CallKind.PAID, json={"prompt": prompt})
+        return UpstreamVideo.model_validate(response.json())
+
+    async def retrieve_video(self, upstream_id: str) -> UpstreamVideo:
+        response = await self._send("GET", f"videos/{upstream_id}", kind=CallKind.READ)
+        return UpstreamVideo.model_validate(response.json())
+
+    async def delete_video(self, upstream_id: str) -> None:
+        await self._send("DELETE", f"videos/{upstream_id}", kind=CallKind.READ)
+
+    @asynccontextmanager
+    async def stream_content(self, upstream_id: str, *, variant: str) -> AsyncIterator[httpx.Response]:
+        """The open content response, body not yet read; follows at most 3 redirects itself.
+
+        Redirects are followed by hand so that `Authorization` is dropped on a hop to another host.
+        """
+        url = urljoin(self._base_url, f"videos/{upstream_id}/content?variant={variant}")
+        headers: dict[str, str] = {"accept": "application/binary"}
+        origin = urlsplit(url).netloc
+        for _hop in range(MAX_REDIRECTS + 1):
+            cross_host = urlsplit(url).netloc != origin
+            response = await self._send(
+                "GET", url, kind=CallKind.READ, stream=True, headers=headers, without_auth=cross_host
+            )
+            if response.is_redirect and "location" in response.headers:
+                await response.aclose()
+                url = urljoin(url, response.headers["location"])
+                continue
+            try:
+                yield response
+            finally:
+                await response.aclose()
+            return
+        raise UpstreamError("Upstream redirected content more than 3 times.", code="too_many_redirects")
+
+    # ----- transport and retries ----------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: CallKind,
+        stream: bool = False,
+        without_auth: bool = False,
+        **request_args: Any,
+    ) -> httpx.Response:
+        attempts = self._settings.create_attempts if kind is CallKind.PAID else self._settings.read_attempts
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            request = self._http.build_request(method, url, **request_args)
+            if without_auth:
+                del request.headers["authorization"]
+            try:
+                response = await self._http.send(request, stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing reached upstream: safe to try again whatever the call.
+                if last:
+                    raise UpstreamUnavailable(f"Upstream is unreachable: {type(exc).__name__}.") from exc
+                await self._pause(attempt)
+                continue
+            except httpx.TimeoutException as exc:
+                if kind is CallKind.PAID:
+                    raise UpstreamTimeout(
+                        "Upstream did not answer in time; the render may or may not have started, "
+                        "and it was not retried.",
+                        headers=NO_RETRY_HEADERS,
+                    ) from exc
+                if last:
+                    raise UpstreamTimeout("Upstream did not answer in time.") from exc
+                await self._pause(attempt)
+                continue
+            except httpx.TransportError as exc:
+                if kind is CallKind.PAID or last:
+                    raise UpstreamError(
+                        f"The connection to upstream failed: {type(exc).__name__}.",
+                        headers=NO_RETRY_HEADERS if kind is CallKind.PAID else {},
+                    ) from exc
+                await self._pause(attempt)
+                continue
+
+            if response.is_success or response.is_redirect:
+                return response
+            retryable = response.status_code == 429 or (kind is CallKind.READ and response.status_code >= 500)
+            if retryable and not last:
+                delay = retry_after_seconds(
+                    response.headers,
+                    default=backoff_seconds(
+                        attempt, base=self._settings.retry_base_seconds, cap=self._settings.retry_max_seconds
+                    ),
+                    cap=self._settings.retry_max_seconds,
+                )
+                await response.aread()
+                await response.aclose()
+                await asyncio.sleep(delay)
+                continue
+            await response.aread()
+            await response.aclose()
+            raise map_error_response(response, kind=kind)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _pause(self, attempt: int) -> None:
+        await asyncio.sleep(
+            backoff_seconds(attempt, base=self._settings.retry_base_seconds, cap=self._settings.retry_max_seconds)
+        )

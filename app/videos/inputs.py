@@ -1,0 +1,301 @@
+"""Parsing and validating create and remix requests, multipart or JSON, into upstream commands.
+
+Every rejection is a `GatewayError` in OpenAI's shape: 400 for bad values and unknown fields, 413 for an
+oversize image, 415 for a body or image type we do not take, 422 for an image that claims a type it is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException
+
+from app.core.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput, UnsupportedMediaType
+from app.upstream.schemas import CreateVideoCommand, ImageInput
+from app.videos.schemas import (
+    DEFAULT_MODEL,
+    DEFAULT_SECONDS,
+    DEFAULT_SIZE,
+    MAX_PROMPT_CHARS,
+    SECONDS,
+    SIZES,
+)
+
+CREATE_FIELDS = frozenset({"prompt", "model", "seconds", "size", "input_reference"})
+REMIX_FIELDS = frozenset({"prompt"})
+IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+MAX_IMAGE_URL_CHARS = 20_971_520
+MAX_MODEL_CHARS = 100
+READ_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RemixCommand:
+    prompt: str
+
+
+def _unknown_parameter(name: str) -> InvalidRequest:
+    return InvalidRequest(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+
+
+def _missing(name: str) -> InvalidRequest:
+    return InvalidRequest(f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
+
+
+def _invalid_type(name: str, expected: str) -> InvalidRequest:
+    return InvalidRequest(f"Invalid type for '{name}': expected {expected}.", param=name, code="invalid_type")
+
+
+def check_prompt(value: object) -> str:
+    if value is None:
+        raise _missing("prompt")
+    if not isinstance(value, str):
+        raise _invalid_type("prompt", "a string")
+    if not 1 <= len(value) <= MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            f"Invalid 'prompt': length must be between 1 and {MAX_PROMPT_CHARS} characters, got {len(value)}.",
+            param="prompt",
+            code="invalid_value",
+        )
+    return value
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...], default: str) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _invalid_type(name, "a string")
+    if value not in choices:
+        allowed = ", ".join(f"'{choice}'" for choice in choices)
+        raise InvalidRequest(
+            f"Invalid value: '{value[:100]}'. Supported values are: {allowed}.",
+            param=name,
+            code="invalid_value",
+        )
+    return value
+
+
+def _check_model(value: object) -> str:
+    if value is None:
+        return DEFAULT_MODEL
+    if not isinstance(value, str):
+        raise _invalid_type("model", "a string")
+    if not 1 <= len(value) <= MAX_MODEL_CHARS or not value.isprintable():
+        raise InvalidRequest("Invalid value for 'model'.", param="model", code="invalid_value")
+    return value
+
+
+def check_image(data: bytes, *, size: str, max_bytes: int) -> ImageInput:
+    """The image if it is a JPEG, PNG or WebP of exactly `size`; decided from the bytes, not the label."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"'input_reference' is larger than {max_bytes} bytes.", param="input_reference")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format or ""
+            width, height = image.size
+            if image_format in IMAGE_FORMATS:
+                image.verify()
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMediaType(
+            "Unsupported image type for 'input_reference'. Supported types: image/jpeg, image/png, image/webp.",
+            param="input_reference",
+            code="unsupported_image_type",
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnprocessableInput(
+            "'input_reference' could not be decoded as an image.",
+            param="input_reference",
+            code="invalid_image",
+        ) from exc
+    if image_format not in IMAGE_FORMATS:
+        raise UnsupportedMediaType(
+            f"Unsupported image type {image_format or 'unknown'} for 'input_reference'. "
+            "Supported types: image/jpeg, image/png, image/webp.",
+            param="input_reference",
+            code="unsupported_image_type",
+        )
+    expected = size
+    if f"{width}x{height}" != expected:
+        raise InvalidRequest(
+            f"'input_reference' is {width}x{height}; it must match the requested size {expected}.",
+            param="input_reference",
+            code="invalid_image_size",
+        )
+    content_type = IMAGE_FORMATS[image_format]
+    extension = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}[content_type]
+    return ImageInput(data=data, content_type=content_type, filename=f"input_reference.{extension}")
+
+
+def _decode_data_url(url: str) -> bytes:
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:") or not header.endswith(";base64") or not payload:
+        raise InvalidRequest(
+            "'input_reference.image_url' must be an https URL or a base64 data URL.",
+            param="input_reference.image_url",
+            code="invalid_image_url",
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(
+            "'input_reference.image_url' is not valid base64.",
+            param="input_reference.image_url",
+            code="invalid_image_url",
+        ) from exc
+
+
+def _command_from_mapping(
+    fields: Mapping[str, Any], *, image: ImageInput | None, image_url: str | None
+) -> CreateVideoCommand:
+    return CreateVideoCommand(
+        prompt=check_prompt(fields.get("prompt")),
+        model=_check_model(fields.get("model")),
+        seconds=_check_choice("seconds", fields.get("seconds"), SECONDS, DEFAULT_SECONDS),
+        size=_check_choice("size", fields.get("size"), SIZES, DEFAULT_SIZE),
+        image=image,
+        image_url=image_url,
+    )
+
+
+async def parse_create(request: Request, *, max_image_bytes: int) -> CreateVideoCommand:
+    kind = _media_type(request)
+    if kind == "multipart/form-data":
+        return await _parse_create_multipart(request, max_image_bytes=max_image_bytes)
+    if kind == "application/json":
+        return _parse_create_json(await _json_object(request), max_image_bytes=max_image_bytes)
+    raise _unsupported_body(kind)
+
+
+async def parse_remix(request: Request) -> RemixCommand:
+    kind = _media_type(request)
+    if kind == "application/json":
+        fields: Mapping[str, Any] = await _json_object(request)
+    elif kind == "multipart/form-data":
+        form = await _form(request)
+        await form.close()  # no file is read from a remix form; close spooled parts now
+        fields = {name: value for name, value in form.multi_items()}
+        if isinstance(fields.get("prompt"), UploadFile):
+            raise _invalid_type("prompt", "a string")
+    else:
+        raise _unsupported_body(kind)
+    for name in fields:
+        if name not in REMIX_FIELDS:
+            raise _unknown_parameter(name)
+    return RemixCommand(prompt=check_prompt(fields.get("prompt")))
+
+
+async def _parse_create_multipart(request: Request, *, max_image_bytes: int) -> CreateVideoCommand:
+    form = await _form(request)
+    try:
+        return await _create_from_form(form, max_image_bytes=max_image_bytes)
+    finally:
+        await form.close()  # spooled upload parts are temporary files
+
+
+async def _create_from_form(form: FormData, *, max_image_bytes: int) -> CreateVideoCommand:
+    fields: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if name not in CREATE_FIELDS:
+            raise _unknown_parameter(name)
+        if name in fields:
+            raise InvalidRequest(f"Parameter '{name}' was given more than once.", param=name, code="invalid_value")
+        fields[name] = value
+    for name, value in fields.items():
+        if name != "input_reference" and isinstance(value, UploadFile):
+            raise _invalid_type(name, "a string, not a file")
+    size = _check_choice("size", fields.get("size"), SIZES, DEFAULT_SIZE)
+    image = None
+    reference = fields.get("input_reference")
+    if reference is not None:
+        if not isinstance(reference, UploadFile):
+            raise _invalid_type("input_reference", "a file part (multipart) or an object (JSON)")
+        data = await _read_bounded(reference, max_image_bytes)
+        image = check_image(data, size=size, max_bytes=max_image_bytes)
+    return _command_from_mapping(fields, image=image, image_url=None)
+
+
+def _parse_create_json(fields: dict[str, Any], *, max_image_bytes: int) -> CreateVideoCommand:
+    for name in fields:
+        if name not in CREATE_FIELDS:
+            raise _unknown_parameter(name)
+    size = _check_choice("size", fields.get("size"), SIZES, DEFAULT_SIZE)
+    image: ImageInput | None = None
+    image_url: str | None = None
+    reference = fields.get("input_reference")
+    if reference is not None:
+        if not isinstance(reference, dict):
+            raise _invalid_type("input_reference", "an object with 'image_url'")
+        for name in reference:
+            if name not in ("image_url", "file_id"):
+                raise _unknown_parameter(f"input_reference.{name}")
+        if "file_id" in reference:
+            raise InvalidRequest(
+                "'input_reference.file_id' is not supported by this gateway; send 'image_url' or a file part.",
+                param="input_reference.file_id",
+                code="unsupported_parameter",
+            )
+        url = reference.get("image_url")
+        if not isinstance(url, str) or not url:
+            raise _invalid_type("input_reference.image_url", "a string")
+        if len(url) > MAX_IMAGE_URL_CHARS:
+            raise PayloadTooLarge("'input_reference.image_url' is too long.", param="input_reference.image_url")
+        if url.startswith("data:"):
+            image = check_image(_decode_data_url(url), size=size, max_bytes=max_image_bytes)
+        elif url.startswith("https://"):
+            image_url = url
+        else:
+            raise InvalidRequest(
+                "'input_reference.image_url' must be an https URL or a base64 data URL.",
+                param="input_reference.image_url",
+                code="invalid_image_url",
+            )
+    return _command_from_mapping(fields, image=image, image_url=image_url)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _unsupported_body(kind: str) -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        f"Unsupported Content-Type '{kind or 'none'}'; send multipart/form-data or application/json."
+    )
+
+
+async def _form(request: Request) -> FormData:
+    try:
+        return await request.form(max_files=1, max_fields=16)
+    except MultiPartException as exc:
+        raise InvalidRequest(f"Malformed multipart body: {exc.message}", code="invalid_multipart") from exc
+    except (AssertionError, KeyError, ValueError) as exc:
+        # Starlette's parser asserts on a missing boundary rather than raising its own error.
+        raise InvalidRequest("Malformed multipart body.", code="invalid_multipart") from exc
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from exc
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The JSON body must be an object.", code="invalid_json")
+    return payload
+
+
+async def _read_bounded(upload: UploadFile, limit: int) -> bytes:
+    buffer = bytearray()
+    while chunk := await upload.read(READ_CHUNK):
+        buffer.extend(chunk)
+        if len(buffer) > limit:
+            raise PayloadTooLarge(f"'input_reference' is larger than {limit} bytes.", param="input_reference")
+    return bytes(buffer)

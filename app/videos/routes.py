@@ -1,0 +1,171 @@
+"""`/v1/videos`: parse, call the video service, answer in the contract's shape."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.auth.deps import CurrentCaller
+from app.core.db import SessionDep
+from app.core.deps import SettingsDep
+from app.models import Variant
+from app.upstream.schemas import CreateVideoCommand
+from app.videos import inputs
+from app.videos.schemas import VideoDeleted, VideoList, VideoObject
+from app.videos.service import VideoService
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+
+
+def get_video_service(request: Request) -> VideoService:
+    service: VideoService = request.app.state.video_service
+    return service
+
+
+VideoServiceDep = Annotated[VideoService, Depends(get_video_service)]
+
+
+async def create_command(request: Request, settings: SettingsDep) -> CreateVideoCommand:
+    return await inputs.parse_create(request, max_image_bytes=settings.api.max_image_bytes)
+
+
+async def remix_command(request: Request) -> inputs.RemixCommand:
+    return await inputs.parse_remix(request)
+
+
+CREATE_FIELDS_SCHEMA = {
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 32000},
+        "model": {"type": "string", "default": "sora-2"},
+        "seconds": {"type": "string", "enum": ["4", "8", "12"], "default": "4"},
+        "size": {
+            "type": "string",
+            "enum": ["720x1280", "1280x720", "1024x1792", "1792x1024"],
+            "default": "720x1280",
+        },
+    },
+}
+CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    **CREATE_FIELDS_SCHEMA,
+                    "properties": {
+                        **CREATE_FIELDS_SCHEMA["properties"],  # type: ignore[dict-item]
+                        "input_reference": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    **CREATE_FIELDS_SCHEMA,
+                    "properties": {
+                        **CREATE_FIELDS_SCHEMA["properties"],  # type: ignore[dict-item]
+                        "input_reference": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"image_url": {"type": "string"}},
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+REMIX_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["prompt"],
+                    "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": 32000}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("", response_model=VideoObject, summary="Create a video (multipart or JSON)", openapi_extra=CREATE_BODY)
+async def create_video(
+    caller: CurrentCaller,
+    session: SessionDep,
+    service: VideoServiceDep,
+    command: Annotated[CreateVideoCommand, Depends(create_command)],
+) -> VideoObject:
+    return VideoObject.from_row(await service.create(session, caller=caller, command=command))
+
+
+@router.get("", response_model=VideoList, summary="List the caller's videos")
+async def list_videos(
+    caller: CurrentCaller,
+    session: SessionDep,
+    service: VideoServiceDep,
+    settings: SettingsDep,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int | None, Query(ge=0, le=100)] = None,
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+) -> VideoList:
+    page_size = settings.api.list_default_limit if limit is None else limit
+    rows, has_more = await service.list(session, caller=caller, after=after, limit=page_size, order=order)
+    data = [VideoObject.from_row(row) for row in rows]
+    return VideoList(
+        data=data,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+        has_more=has_more,
+    )
+
+
+@router.get("/{video_id}", response_model=VideoObject, summary="Retrieve a video")
+async def retrieve_video(
+    video_id: str, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
+) -> VideoObject:
+    return VideoObject.from_row(await service.retrieve(session, caller=caller, video_id=video_id))
+
+
+@router.delete("/{video_id}", response_model=VideoDeleted, summary="Delete a video")
+async def delete_video(
+    video_id: str, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
+) -> VideoDeleted:
+    video = await service.delete(session, caller=caller, video_id=video_id)
+    return VideoDeleted(id=video.id)
+
+
+@router.get(
+    "/{video_id}/content",
+    response_class=StreamingResponse,
+    summary="Download a video's MP4, thumbnail (WebP) or spritesheet (JPEG), streamed",
+    responses={200: {"content": {"video/mp4": {}, "image/webp": {}, "image/jpeg": {}}}},
+)
+async def download_content(
+    video_id: str,
+    caller: CurrentCaller,
+    session: SessionDep,
+    service: VideoServiceDep,
+    variant: Annotated[Variant, Query()] = Variant.VIDEO,
+) -> StreamingResponse:
+    content = await service.open_content(session, caller=caller, video_id=video_id, variant=variant)
+    headers = {"content-length": content.content_length} if content.content_length else None
+    return StreamingResponse(content.iterate(), media_type=content.content_type, headers=headers)
+
+
+@router.post(
+    "/{video_id}/remix", response_model=VideoObject, summary="Remix a completed video", openapi_extra=REMIX_BODY
+)
+async def remix_video(
+    video_id: str,
+    caller: CurrentCaller,
+    session: SessionDep,
+    service: VideoServiceDep,
+    command: Annotated[inputs.RemixCommand, Depends(remix_command)],
+) -> VideoObject:
+    return VideoObject.from_row(await service.remix(session, caller=caller, video_id=video_id, command=command))

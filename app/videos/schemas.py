@@ -1,0 +1,86 @@
+"""The `/v1/videos` wire shapes the gateway answers with (OpenAI's contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from app.models import Video
+
+SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+SECONDS = ("4", "8", "12")
+DEFAULT_MODEL = "sora-2"
+DEFAULT_SIZE = "720x1280"
+DEFAULT_SECONDS = "4"
+MAX_PROMPT_CHARS = 32000
+
+
+class VideoErrorObject(BaseModel):
+    code: str
+    message: str
+
+
+class VideoObject(BaseModel):
+    """All 13 fields of the contract's `Video`, always present (null where unset)."""
+
+    id: str
+    object: Literal["video"] = "video"
+    model: str
+    status: str
+    progress: int
+    created_at: int
+    completed_at: int | None
+    expires_at: int | None
+    prompt: str | None
+    size: str
+    seconds: str
+    remixed_from_video_id: str | None
+    error: VideoErrorObject | None
+
+    @classmethod
+    def from_row(cls, video: Video) -> VideoObject:
+        error = None
+        if video.error_code or video.error_message:
+            error = VideoErrorObject(code=video.error_code or "unknown", message=video.error_message or "")
+        return cls(
+            id=video.id,
+            model=video.model,
+            status=video.status,
+            progress=video.progress,
+            created_at=_unix(video.created_at),
+            completed_at=_unix_or_none(video.completed_at),
+            expires_at=_unix_or_none(video.expires_at),
+            prompt=video.prompt,
+            size=video.size,
+            seconds=video.seconds,
+            remixed_from_video_id=video.remixed_from,
+            error=error,
+        )
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VideoObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class VideoDeleted(BaseModel):
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: bool = True
+
+
+class RemixBody(BaseModel):
+    prompt: str
+
+
+def _unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _unix_or_none(moment: datetime | None) -> int | None:
+    return None if moment is None else _unix(moment)

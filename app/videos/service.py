@@ -1,0 +1,250 @@
+"""The facade's behaviour: create, retrieve, list, delete, content and remix for one caller.
+
+A paid call (create, remix) is made only after the video row is committed, so a crash between the call and
+our bookkeeping leaves a row to reconcile rather than a render nobody knows about; and no transaction is
+held open while upstream thinks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
+from app.models import Caller, Variant, Video, VideoStatus
+from app.upstream.client import UpstreamClient, render_may_have_started
+from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
+from app.videos.inputs import RemixCommand
+from app.videos.refresh import RefreshGate
+from app.videos.repository import VideoRepository
+
+logger = logging.getLogger(__name__)
+
+STATUS_RANK = {
+    VideoStatus.QUEUED: 0,
+    VideoStatus.IN_PROGRESS: 1,
+    VideoStatus.COMPLETED: 2,
+    VideoStatus.FAILED: 2,
+}
+SUBMISSION_UNKNOWN = "upstream_submission_unknown"
+STREAM_CHUNK = 64 * 1024
+
+
+def new_video_id() -> str:
+    return "video_" + secrets.token_hex(16)
+
+
+def not_found(video_id: str) -> ResourceNotFound:
+    # One answer for unknown, deleted and other callers' ids: existence is not disclosed.
+    return ResourceNotFound(f"No video found with id '{video_id}'.", param="video_id", code="not_found")
+
+
+def _from_unix(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime) -> None:
+    """Copy upstream's view onto our row, never moving a video backwards (webhooks and polls race)."""
+    video.refreshed_at = now
+    try:
+        incoming = VideoStatus(upstream.status)
+    except ValueError:
+        logger.warning("upstream reported unknown status %r for %s", upstream.status, video.id)
+        return
+    current = video.video_status
+    if current.is_terminal and incoming != current:
+        return
+    if STATUS_RANK[incoming] < STATUS_RANK[current]:
+        return
+    video.status = incoming.value
+    video.progress = 100 if incoming is VideoStatus.COMPLETED else max(video.progress, upstream.progress or 0)
+    video.completed_at = _from_unix(upstream.completed_at) or video.completed_at
+    video.expires_at = _from_unix(upstream.expires_at) or video.expires_at
+    if incoming is VideoStatus.FAILED:
+        error = upstream.error
+        video.error_code = (error.code if error else None) or "upstream_failed"
+        video.error_message = (error.message if error else None) or "The render failed upstream."
+
+
+@dataclass
+class ContentStream:
+    """An open upstream content response, handed to the route to stream; closes itself at the end."""
+
+    content_type: str
+    content_length: str | None
+    _stack: AsyncExitStack
+    _chunks: AsyncIterator[bytes]
+
+    async def iterate(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks:
+                yield chunk
+        finally:
+            await self._stack.aclose()
+
+
+class VideoService:
+    """Stateless apart from the refresh gate; one instance per app."""
+
+    def __init__(self, *, upstream: UpstreamClient, refresh_interval: float) -> None:
+        self._upstream = upstream
+        self._refresh_interval = timedelta(seconds=refresh_interval)
+        self._gate = RefreshGate(min_interval=refresh_interval)
+
+    async def create(self, session: AsyncSession, *, caller: Caller, command: CreateVideoCommand) -> Video:
+        video = Video(
+            id=new_video_id(),
+            caller_id=caller.id,
+            model=command.model,
+            size=command.size,
+            seconds=command.seconds,
+            prompt=command.prompt,
+            status=VideoStatus.QUEUED.value,
+            progress=0,
+        )
+        return await self._submit(session, video, lambda: self._upstream.create_video(command))
+
+    async def remix(self, session: AsyncSession, *, caller: Caller, video_id: str, command: RemixCommand) -> Video:
+        source = await self._owned(session, caller=caller, video_id=video_id)
+        if source.upstream_id is None or source.video_status is not VideoStatus.COMPLETED:
+            raise InvalidRequest(
+                f"Video '{video_id}' can be remixed only once it has completed.",
+                param="video_id",
+                code="invalid_video_state",
+            )
+        upstream_id = source.upstream_id
+        video = Video(
+            id=new_video_id(),
+            caller_id=caller.id,
+            model=source.model,
+            size=source.size,
+            seconds=source.seconds,
+            prompt=command.prompt,
+            status=VideoStatus.QUEUED.value,
+            progress=0,
+            remixed_from=source.id,
+        )
+        return await self._submit(
+            session, video, lambda: self._upstream.remix_video(upstream_id, prompt=command.prompt)
+        )
+
+    async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
+        video = await self._owned(session, caller=caller, video_id=video_id)
+        await self._refresh_if_due(video)
+        return video
+
+    async def list(
+        self,
+        session: AsyncSession,
+        *,
+        caller: Caller,
+        after: str | None,
+        limit: int,
+        order: Literal["asc", "desc"],
+    ) -> tuple[list[Video], bool]:
+        repository = VideoRepository.from_session(session)
+        after_seq = None
+        if after is not None:
+            after_seq = await repository.cursor_seq(after, caller_id=caller.id)
+            if after_seq is None:
+                raise ResourceNotFound(f"No video found with id '{after}'.", param="after", code="not_found")
+        # One extra row tells whether another page exists without a COUNT.
+        rows = list(await repository.list_owned(caller_id=caller.id, after_seq=after_seq, limit=limit + 1, order=order))
+        return rows[:limit], len(rows) > limit
+
+    async def delete(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
+        video = await self._owned(session, caller=caller, video_id=video_id)
+        if video.upstream_id is not None:
+            # Already gone upstream (expired or deleted there) is fine: ours goes too.
+            with contextlib.suppress(ResourceNotFound):
+                await self._upstream.delete_video(video.upstream_id)
+        video.deleted_at = datetime.now(UTC)
+        await session.flush()
+        return video
+
+    async def open_content(
+        self, session: AsyncSession, *, caller: Caller, video_id: str, variant: Variant
+    ) -> ContentStream:
+        video = await self._owned(session, caller=caller, video_id=video_id)
+        await self._refresh_if_due(video)
+        if video.video_status is not VideoStatus.COMPLETED or video.upstream_id is None:
+            raise ResourceNotFound(
+                f"Video '{video_id}' is not ready yet (status: {video.status}); content is available once "
+                "it has completed.",
+                param="video_id",
+                code="video_not_ready",
+            )
+        stack = AsyncExitStack()
+        try:
+            response = await stack.enter_async_context(
+                self._upstream.stream_content(video.upstream_id, variant=variant.value)
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        return ContentStream(
+            content_type=variant.content_type,
+            content_length=response.headers.get("content-length"),
+            _stack=stack,
+            _chunks=response.aiter_raw(STREAM_CHUNK),
+        )
+
+    # ----- internals ----------------------------------------------------------------------------
+
+    async def _owned(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
+        video = await VideoRepository.from_session(session).get_owned(video_id, caller_id=caller.id)
+        if video is None:
+            raise not_found(video_id)
+        return video
+
+    async def _submit(
+        self,
+        session: AsyncSession,
+        video: Video,
+        call: Callable[[], Awaitable[UpstreamVideo]],
+    ) -> Video:
+        repository = VideoRepository.from_session(session)
+        await repository.add(video)
+        # Commit the intent before money is spent: a crash after the upstream call leaves this row.
+        await session.commit()
+        try:
+            upstream = await call()
+        except GatewayError as exc:
+            if render_may_have_started(exc):
+                video.status = VideoStatus.FAILED.value
+                video.error_code = SUBMISSION_UNKNOWN
+                video.error_message = exc.message
+                await session.commit()
+            else:
+                await repository.remove(video)
+                await session.commit()
+            raise
+        video.upstream_id = upstream.id
+        apply_upstream_state(video, upstream, now=datetime.now(UTC))
+        await session.commit()
+        return video
+
+    async def _refresh_if_due(self, video: Video) -> None:
+        if video.upstream_id is None or video.video_status.is_terminal:
+            return
+        now = datetime.now(UTC)
+        if video.refreshed_at is not None and now - video.refreshed_at < self._refresh_interval:
+            return
+        if not self._gate.due(video.id):
+            return
+        upstream_id = video.upstream_id
+        try:
+            upstream = await self._gate.run(video.id, lambda: self._upstream.retrieve_video(upstream_id))
+        except GatewayError as exc:
+            # A poll still answers from what we know; the next one tries again.
+            logger.warning("refresh of %s from upstream failed: %s", video.id, exc.message)
+            return
+        apply_upstream_state(video, upstream, now=now)
