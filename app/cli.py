@@ -46,6 +46,16 @@ def simulator(host: str | None = None, port: int | None = None) -> None:
 
 
 @cli.command()
+def worker() -> None:
+    """Run an archive worker (any number, on any number of hosts)."""
+    from app.archive.process import run_worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
+@cli.command()
 def migrate(revision: str = "head") -> None:
     """Upgrade the database schema (default: to the newest revision)."""
     from app import migrate as migrations

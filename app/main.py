@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from app.archive.storage import ArchiveStorage
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
@@ -19,6 +20,8 @@ from app.core.limits import BodySizeLimit
 from app.upstream.client import UpstreamClient
 from app.videos.routes import router as videos_router
 from app.videos.service import VideoService
+from app.webhooks.routes import build_router as build_webhook_router
+from app.webhooks.verify import check_secrets
 
 
 def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -27,17 +30,22 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database.connect(settings.db)
-        upstream = UpstreamClient(settings.upstream, transport=upstream_transport)
+        upstream = UpstreamClient(settings.upstream, transport=upstream_transport, allow_http_redirects=settings.is_dev)
+        storage = ArchiveStorage(settings.s3)
         app.state.settings = settings
         app.state.database = database
         app.state.upstream = upstream
         app.state.video_service = VideoService(
-            upstream=upstream, refresh_interval=settings.api.refresh_min_interval_seconds
+            upstream=upstream,
+            storage=storage,
+            refresh_interval=settings.api.refresh_min_interval_seconds,
+            worker_settings=settings.worker,
         )
         try:
             yield
         finally:
             await upstream.aclose()
+            storage.close()
             await database.dispose()
 
     app = FastAPI(
@@ -49,6 +57,10 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
     app.include_router(videos_router)
+    if settings.webhooks.enabled:
+        # Fail closed: no webhook endpoint without a usable whsec_ secret.
+        check_secrets(settings.webhooks.secret_list())
+        app.include_router(build_webhook_router(settings))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

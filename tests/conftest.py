@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import pytest
 
 from app import migrate
-from app.core.config import ApiSettings, DatabaseSettings, Mode, Settings, UpstreamSettings
+from app.core.config import (
+    ApiSettings,
+    DatabaseSettings,
+    Mode,
+    S3Settings,
+    Settings,
+    UpstreamSettings,
+    WebhookSettings,
+)
 from tests.support import postgres
+from tests.support.seaweed import seaweedfs_s3
+
+__all__ = ["seaweedfs_s3"]
+
+# A `whsec_` secret for the tests' webhook receiver and simulator (24 random bytes, base64).
+MIB = 1024 * 1024
+TEST_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @pytest.fixture(scope="session")
@@ -34,4 +50,11 @@ def make_settings(database_url: str, *, upstream_base_url: str = "http://upstrea
             retry_base_seconds=0.01,
             retry_max_seconds=0.05,
         ),
+        webhooks=WebhookSettings(secrets=TEST_WEBHOOK_SECRET),  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture
+def s3_settings(seaweedfs_s3: S3Settings) -> S3Settings:
+    """The run's bucket, a prefix of this test's own, and the smallest part S3 allows (keeps files small)."""
+    return seaweedfs_s3.model_copy(update={"prefix": f"t-{secrets.token_hex(4)}", "part_size_bytes": 5 * MIB})

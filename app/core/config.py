@@ -63,6 +63,46 @@ class UpstreamSettings(BaseModel):
     read_attempts: int = Field(default=3, ge=1)
     retry_base_seconds: float = Field(default=0.5, ge=0)
     retry_max_seconds: float = Field(default=8.0, ge=0)
+    # Content downloads may be redirected (the contract's docs use `curl -L`) only to these hosts (the
+    # upstream's own host is always allowed), over https unless in dev mode, at most 3 hops.
+    content_redirect_hosts: list[str] = Field(default_factory=list)
+
+
+class WebhookSettings(BaseModel):
+    """The signed webhook receiver (`video.completed` / `video.failed`)."""
+
+    enabled: bool = True
+    path: str = "/webhooks/openai"
+    # One or more `whsec_` secrets, separated by spaces or commas; several at once during a rotation.
+    secrets: SecretStr | None = None
+    # Bodies above this are refused with 413 before any HMAC is computed (payloads are ~200 bytes).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    def secret_list(self) -> list[str]:
+        if self.secrets is None:
+            return []
+        return [part for part in self.secrets.get_secret_value().replace(",", " ").split() if part]
+
+
+class WorkerSettings(BaseModel):
+    """The archive worker: leases, retries, reconciliation and shutdown."""
+
+    concurrency: int = Field(default=4, ge=1)
+    poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # A claim is a lease renewed by a heartbeat; another worker takes the job over once it lapses.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    max_attempts: int = Field(default=10, ge=1)
+    retry_base_seconds: float = Field(default=2.0, ge=0)
+    retry_max_seconds: float = Field(default=120.0, ge=0)
+    # Deadline of an asset job when upstream gave no expires_at: completion + this.
+    deadline_fallback_seconds: float = Field(default=3600.0, gt=0)
+    # How long a video that never finishes keeps being polled by the reconciler.
+    sync_horizon_seconds: float = Field(default=6 * 3600.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+    # Incomplete multipart uploads older than this are aborted by the janitor.
+    stale_upload_seconds: float = Field(default=6 * 3600.0, gt=0)
 
 
 class S3Settings(BaseModel):
@@ -75,6 +115,9 @@ class S3Settings(BaseModel):
     secret_access_key: SecretStr = SecretStr("vg-dev-secret")
     # Objects are stored at `{prefix}/{video_id}/{variant}.{ext}`.
     prefix: str = "videos"
+    # Streaming upload: multipart above one part; memory per transfer is bounded by part size * parts in flight.
+    part_size_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    max_parts_in_flight: int = Field(default=2, ge=1)
 
 
 class SimulatorSettings(BaseModel):
@@ -119,6 +162,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     upstream: UpstreamSettings = UpstreamSettings()
     s3: S3Settings = S3Settings()
+    webhooks: WebhookSettings = WebhookSettings()
+    worker: WorkerSettings = WorkerSettings()
     simulator: SimulatorSettings = SimulatorSettings()
 
     @property
@@ -187,6 +232,8 @@ __all__ = [
     "Settings",
     "SimulatorSettings",
     "UpstreamSettings",
+    "WebhookSettings",
+    "WorkerSettings",
     "get_settings",
     "load_settings",
 ]

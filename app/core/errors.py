@@ -142,3 +142,30 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("The server had an error processing your request.", type="server_error"),
             status_code=500,
         )
+
+
+class WebhookMalformed(GatewayError):
+    """A webhook delivery we cannot even check: missing or unparseable headers, a body that is not an event."""
+
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_webhook"
+
+
+class WebhookSignatureInvalid(GatewayError):
+    """A well-formed webhook delivery that is not authentic: no signature matches, or the timestamp is stale."""
+
+    status_code = 401
+    type = "invalid_request_error"
+    code = "invalid_webhook_signature"
+
+
+class ServiceUnavailable(GatewayError):
+    """A dependency of ours (the database) failed; nothing was recorded, so the client should retry."""
+
+    status_code = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_seconds)})

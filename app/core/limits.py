@@ -19,7 +19,13 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        # Compare lengths as text first: int() of a 5,000-digit header raises (CPython's digit limit).
+        too_long = (
+            declared is not None
+            and declared.isdigit()
+            and (len(declared.lstrip(b"0")) > len(str(self.max_bytes)) or int(declared) > self.max_bytes)
+        )
+        if too_long:
             await self._refuse(send)
             return
         seen = 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.config import S3Settings
-from app.dev.processes import ManagedProcess
+from app.dev.processes import ManagedProcess, free_port
 
 
 def weed_binary() -> str:
@@ -20,8 +21,56 @@ def weed_binary() -> str:
     return found
 
 
-def seaweedfs(settings: S3Settings, *, data_dir: Path, log_path: Path) -> ManagedProcess:
-    """`weed mini` with the bucket created and the settings' credentials as its admin identity."""
+@dataclass(frozen=True)
+class SeaweedPorts:
+    """Every port `weed mini` listens on, for a second instance beside `make run`'s (which uses the defaults).
+
+    gRPC ports are given explicitly: left unset, weed derives them as HTTP port + 10000, which a port picked
+    at random does not reserve. WebDAV and the Iceberg/Lance catalogues are switched off rather than moved.
+    """
+
+    s3: int
+    s3_grpc: int
+    master: int
+    master_grpc: int
+    volume: int
+    volume_grpc: int
+    filer: int
+    filer_grpc: int
+    admin: int
+    admin_grpc: int
+
+    @classmethod
+    def free(cls) -> SeaweedPorts:
+        """Ports the OS says are free right now (a small race with other binders, fine for tests)."""
+        return cls(*(free_port() for _ in range(10)))
+
+    def arguments(self) -> list[str]:
+        return [
+            f"-s3.port={self.s3}",
+            f"-s3.port.grpc={self.s3_grpc}",
+            f"-master.port={self.master}",
+            f"-master.port.grpc={self.master_grpc}",
+            f"-volume.port={self.volume}",
+            f"-volume.port.grpc={self.volume_grpc}",
+            f"-filer.port={self.filer}",
+            f"-filer.port.grpc={self.filer_grpc}",
+            f"-admin.port={self.admin}",
+            f"-admin.port.grpc={self.admin_grpc}",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+
+
+def seaweedfs(
+    settings: S3Settings, *, data_dir: Path, log_path: Path, ports: SeaweedPorts | None = None
+) -> ManagedProcess:
+    """`weed mini` with the bucket created and the settings' credentials as its admin identity.
+
+    Without `ports` it listens on weed's defaults (S3 on :8333, as `make run` expects); with them, on those
+    ports only, so tests can run their own instance next to a running dev stack.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     return ManagedProcess(
         "seaweedfs",
@@ -34,6 +83,7 @@ def seaweedfs(settings: S3Settings, *, data_dir: Path, log_path: Path) -> Manage
             "-master.telemetry=false",
             "-admin.ui=false",
             f"-bucket={settings.bucket}",
+            *(ports.arguments() if ports is not None else []),
         ],
         {
             # weed mini creates an admin identity from these, without which the bucket is not created.

@@ -1,14 +1,17 @@
 """`video-gateway dev` (what `make run` runs): the whole service on this machine, one demo render, then serve.
 
-Starts SeaweedFS, the upstream simulator (port 8100) and the API (port 8000) against the local Postgres,
-migrates, creates the dev caller, renders one sample video end to end and says where it is, then keeps
-everything running until Ctrl-C, which stops all it started.
+Starts SeaweedFS, the upstream simulator (port 8100, sending signed webhooks to the API), the API (port
+8000) and an archive worker against the local Postgres, migrates, creates the dev caller, renders one
+sample video end to end, waits until its assets are in S3 and says where, then keeps everything running
+until Ctrl-C, which stops all it started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import secrets
 import signal
 import sys
 import time
@@ -56,7 +59,16 @@ async def ensure_dev_caller(settings: Settings) -> None:
         await database.dispose()
 
 
-def child_env(settings: Settings) -> dict[str, str]:
+def dev_webhook_secret(workdir: Path) -> str:
+    """A `whsec_` secret shared by the simulator (signs) and the API (verifies), kept across runs."""
+    path = workdir / "webhook-secret"
+    if not path.exists():
+        path.write_text("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def child_env(settings: Settings, *, webhook_secret: str) -> dict[str, str]:
     return {
         "VG_MODE": "dev",
         "VG_DB__URL": settings.db.url.get_secret_value(),
@@ -66,6 +78,9 @@ def child_env(settings: Settings) -> dict[str, str]:
         "VG_SIMULATOR__DATA_DIR": str(Path(".devstack/simulator").resolve()),
         "VG_S3__ENDPOINT_URL": settings.s3.endpoint_url or "",
         "VG_S3__BUCKET": settings.s3.bucket,
+        "VG_WEBHOOKS__SECRETS": webhook_secret,
+        "VG_SIMULATOR__WEBHOOK_URL": f"http://127.0.0.1:{settings.api.port}{settings.webhooks.path}",
+        "VG_SIMULATOR__WEBHOOK_SECRET": webhook_secret,
     }
 
 
@@ -86,12 +101,26 @@ def render_demo(settings: Settings, workdir: Path) -> None:
                 say(f"  {video['status']} {video['progress']}%")
         if video["status"] == "failed":
             raise RuntimeError(f"the demo render failed: {video['error']}")
+        say("waiting for the archive worker to copy it to S3")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            archive = client.get(f"/videos/{video['id']}").json().get("archive", {})
+            if archive.get("video", {}).get("state") == "archived":
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("the demo video was not archived within 2 minutes; see .devstack/logs/worker.log")
         target = workdir / f"{video['id']}.mp4"
         with client.stream("GET", f"/videos/{video['id']}/content") as response, target.open("wb") as out:
             response.raise_for_status()
             for chunk in response.iter_bytes():
                 out.write(chunk)
-    say(f"done: {video['id']} completed")
+    key = f"{settings.s3.prefix}/{video['id']}/video.mp4"
+    say(
+        f"done: {video['id']} completed and archived ({archive['video']['bytes']} bytes, "
+        f"sha256 {archive['video']['sha256']})"
+    )
+    say(f"  archived MP4: s3://{settings.s3.bucket}/{key}  (endpoint {settings.s3.endpoint_url})")
     say(
         f"  fetch it:  curl -H 'Authorization: Bearer {settings.dev_api_key.get_secret_value()}' "
         f"{api}/videos/{video['id']}/content -o video.mp4"
@@ -124,7 +153,7 @@ def run_dev_stack(settings: Settings) -> None:
         processes.append(s3)
         s3.wait_http(f"{settings.s3.endpoint_url}/", timeout=60)
 
-        env = child_env(settings)
+        env = child_env(settings, webhook_secret=dev_webhook_secret(workdir))
         say(f"starting the upstream simulator on :{settings.simulator.port}")
         simulator = ManagedProcess(
             "simulator",
@@ -141,6 +170,10 @@ def run_dev_stack(settings: Settings) -> None:
         ).start()
         processes.append(api)
         api.wait_http(f"http://127.0.0.1:{settings.api.port}/healthz")
+
+        say("starting the archive worker")
+        worker = ManagedProcess("worker", gateway_command("worker"), env, logs / "worker.log").start()
+        processes.append(worker)
 
         render_demo(settings, workdir)
         say(

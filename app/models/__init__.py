@@ -1,8 +1,25 @@
 """Every table of the gateway; importing this package registers them all on one metadata for Alembic."""
 
 from app.core.db import Base
+from app.models.archive_job import ACTIVE_STATES, ArchiveJob, JobKind, JobState
 from app.models.asset import Asset, AssetState, Variant
 from app.models.caller import ApiKey, Caller
 from app.models.video import Video, VideoStatus
+from app.models.webhook_event import EventOutcome, WebhookEvent
 
-__all__ = ["ApiKey", "Asset", "AssetState", "Base", "Caller", "Variant", "Video", "VideoStatus"]
+__all__ = [
+    "ACTIVE_STATES",
+    "ApiKey",
+    "ArchiveJob",
+    "Asset",
+    "AssetState",
+    "Base",
+    "Caller",
+    "EventOutcome",
+    "JobKind",
+    "JobState",
+    "Variant",
+    "Video",
+    "VideoStatus",
+    "WebhookEvent",
+]

@@ -125,9 +125,17 @@ def render_may_have_started(error: GatewayError) -> bool:
 class UpstreamClient:
     """One shared client per process; every call has an explicit timeout."""
 
-    def __init__(self, settings: UpstreamSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        allow_http_redirects: bool = False,
+    ) -> None:
         self._settings = settings
         self._base_url = settings.base_url.rstrip("/") + "/"
+        self._redirect_hosts = {urlsplit(self._base_url).hostname or "", *settings.content_redirect_hosts}
+        self._allow_http_redirects = allow_http_redirects
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
             headers={"authorization": f"Bearer {settings.api_key.get_secret_value()}"},
@@ -177,7 +185,9 @@ class UpstreamClient:
     async def stream_content(self, upstream_id: str, *, variant: str) -> AsyncIterator[httpx.Response]:
         """The open content response, body not yet read; follows at most 3 redirects itself.
 
-        Redirects are followed by hand so that `Authorization` is dropped on a hop to another host.
+        Redirects are followed by hand: only to the upstream's host or an allow-listed one, over https
+        (http too in dev mode), and without `Authorization` on a hop to another host. Anything else (a
+        link-local metadata address, say) is refused before a connection is made.
         """
         url = urljoin(self._base_url, f"videos/{upstream_id}/content?variant={variant}")
         headers: dict[str, str] = {"accept": "application/binary"}
@@ -190,6 +200,7 @@ class UpstreamClient:
             if response.is_redirect and "location" in response.headers:
                 await response.aclose()
                 url = urljoin(url, response.headers["location"])
+                self._check_redirect_target(url)
                 continue
             try:
                 yield response
@@ -197,6 +208,15 @@ class UpstreamClient:
                 await response.aclose()
             return
         raise UpstreamError("Upstream redirected content more than 3 times.", code="too_many_redirects")
+
+    def _check_redirect_target(self, url: str) -> None:
+        target = urlsplit(url)
+        schemes = {"https", "http"} if self._allow_http_redirects else {"https"}
+        if target.scheme not in schemes or (target.hostname or "") not in self._redirect_hosts:
+            raise UpstreamError(
+                f"Upstream redirected content to a location that is not allowed ({target.scheme}://{target.hostname}).",
+                code="redirect_not_allowed",
+            )
 
     # ----- transport and retries ----------------------------------------------------------------
 

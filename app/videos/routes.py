@@ -13,7 +13,7 @@ from app.core.deps import SettingsDep
 from app.models import Variant
 from app.upstream.schemas import CreateVideoCommand
 from app.videos import inputs
-from app.videos.schemas import VideoDeleted, VideoList, VideoObject
+from app.videos.schemas import ArchivedVideoObject, VideoDeleted, VideoList, VideoObject
 from app.videos.service import VideoService
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
@@ -125,11 +125,12 @@ async def list_videos(
     )
 
 
-@router.get("/{video_id}", response_model=VideoObject, summary="Retrieve a video")
+@router.get("/{video_id}", response_model=ArchivedVideoObject, summary="Retrieve a video, with its archive state")
 async def retrieve_video(
     video_id: str, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
-) -> VideoObject:
-    return VideoObject.from_row(await service.retrieve(session, caller=caller, video_id=video_id))
+) -> ArchivedVideoObject:
+    video, assets = await service.retrieve(session, caller=caller, video_id=video_id)
+    return ArchivedVideoObject.from_rows(video, assets)
 
 
 @router.delete("/{video_id}", response_model=VideoDeleted, summary="Delete a video")

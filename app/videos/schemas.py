@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from app.models import Video
+from app.models import Asset, Video
 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SECONDS = ("4", "8", "12")
@@ -58,6 +58,29 @@ class VideoObject(BaseModel):
             remixed_from_video_id=video.remixed_from,
             error=error,
         )
+
+
+class ArchiveEntry(BaseModel):
+    """One variant's copy in our archive: `pending`, `downloading`, `archived`, `failed` or `expired`."""
+
+    state: str
+    bytes: int | None
+    sha256: str | None
+    error: str | None
+
+
+class ArchivedVideoObject(VideoObject):
+    """Retrieve's answer: the contract's 13 fields plus `archive` (the stock SDK ignores extra fields)."""
+
+    archive: dict[str, ArchiveEntry]
+
+    @classmethod
+    def from_rows(cls, video: Video, assets: list[Asset]) -> ArchivedVideoObject:
+        archive = {
+            asset.variant: ArchiveEntry(state=asset.state, bytes=asset.bytes, sha256=asset.sha256, error=asset.error)
+            for asset in assets
+        }
+        return cls(**VideoObject.from_row(video).model_dump(), archive=archive)
 
 
 class VideoList(BaseModel):

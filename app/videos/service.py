@@ -18,22 +18,20 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.archive import service as archive_service
+from app.archive.storage import ArchiveStorage
+from app.core.config import WorkerSettings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
-from app.models import Caller, Variant, Video, VideoStatus
+from app.models import Asset, Caller, Variant, Video, VideoStatus
 from app.upstream.client import UpstreamClient, render_may_have_started
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
 from app.videos.inputs import RemixCommand
 from app.videos.refresh import RefreshGate
 from app.videos.repository import VideoRepository
+from app.videos.state import apply_upstream_state
 
 logger = logging.getLogger(__name__)
 
-STATUS_RANK = {
-    VideoStatus.QUEUED: 0,
-    VideoStatus.IN_PROGRESS: 1,
-    VideoStatus.COMPLETED: 2,
-    VideoStatus.FAILED: 2,
-}
 SUBMISSION_UNKNOWN = "upstream_submission_unknown"
 STREAM_CHUNK = 64 * 1024
 
@@ -45,33 +43,6 @@ def new_video_id() -> str:
 def not_found(video_id: str) -> ResourceNotFound:
     # One answer for unknown, deleted and other callers' ids: existence is not disclosed.
     return ResourceNotFound(f"No video found with id '{video_id}'.", param="video_id", code="not_found")
-
-
-def _from_unix(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
-
-
-def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime) -> None:
-    """Copy upstream's view onto our row, never moving a video backwards (webhooks and polls race)."""
-    video.refreshed_at = now
-    try:
-        incoming = VideoStatus(upstream.status)
-    except ValueError:
-        logger.warning("upstream reported unknown status %r for %s", upstream.status, video.id)
-        return
-    current = video.video_status
-    if current.is_terminal and incoming != current:
-        return
-    if STATUS_RANK[incoming] < STATUS_RANK[current]:
-        return
-    video.status = incoming.value
-    video.progress = 100 if incoming is VideoStatus.COMPLETED else max(video.progress, upstream.progress or 0)
-    video.completed_at = _from_unix(upstream.completed_at) or video.completed_at
-    video.expires_at = _from_unix(upstream.expires_at) or video.expires_at
-    if incoming is VideoStatus.FAILED:
-        error = upstream.error
-        video.error_code = (error.code if error else None) or "upstream_failed"
-        video.error_message = (error.message if error else None) or "The render failed upstream."
 
 
 @dataclass
@@ -94,8 +65,17 @@ class ContentStream:
 class VideoService:
     """Stateless apart from the refresh gate; one instance per app."""
 
-    def __init__(self, *, upstream: UpstreamClient, refresh_interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        upstream: UpstreamClient,
+        storage: ArchiveStorage,
+        refresh_interval: float,
+        worker_settings: WorkerSettings,
+    ) -> None:
         self._upstream = upstream
+        self._storage = storage
+        self._worker_settings = worker_settings
         self._refresh_interval = timedelta(seconds=refresh_interval)
         self._gate = RefreshGate(min_interval=refresh_interval)
 
@@ -136,10 +116,11 @@ class VideoService:
             session, video, lambda: self._upstream.remix_video(upstream_id, prompt=command.prompt)
         )
 
-    async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
+    async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> tuple[Video, list[Asset]]:
+        """The video, refreshed from upstream if due, with its archive state per variant."""
         video = await self._owned(session, caller=caller, video_id=video_id)
-        await self._refresh_if_due(video)
-        return video
+        await self._refresh_if_due(session, video)
+        return video, list(await archive_service.assets_of(session, video_id=video.id))
 
     async def list(
         self,
@@ -166,6 +147,8 @@ class VideoService:
             # Already gone upstream (expired or deleted there) is fine: ours goes too.
             with contextlib.suppress(ResourceNotFound):
                 await self._upstream.delete_video(video.upstream_id)
+        # The caller asked for it gone: the archived copies go too.
+        await self._storage.delete_video(video.id)
         video.deleted_at = datetime.now(UTC)
         await session.flush()
         return video
@@ -174,7 +157,11 @@ class VideoService:
         self, session: AsyncSession, *, caller: Caller, video_id: str, variant: Variant
     ) -> ContentStream:
         video = await self._owned(session, caller=caller, video_id=video_id)
-        await self._refresh_if_due(video)
+        archived = await archive_service.archived_asset(session, video_id=video.id, variant=variant)
+        if archived is not None and archived.s3_key is not None:
+            # Our copy outlives upstream's one-hour window; serve it whenever we have it.
+            return await self._open_archived(archived.s3_key, variant)
+        await self._refresh_if_due(session, video)
         if video.video_status is not VideoStatus.COMPLETED or video.upstream_id is None:
             raise ResourceNotFound(
                 f"Video '{video_id}' is not ready yet (status: {video.status}); content is available once "
@@ -198,6 +185,17 @@ class VideoService:
         )
 
     # ----- internals ----------------------------------------------------------------------------
+
+    async def _open_archived(self, key: str, variant: Variant) -> ContentStream:
+        stream = await self._storage.open_object(key)
+        stack = AsyncExitStack()
+        stack.push_async_callback(stream.aclose)
+        return ContentStream(
+            content_type=variant.content_type,
+            content_length=str(stream.content_length),
+            _stack=stack,
+            _chunks=stream.iter_chunks(),
+        )
 
     async def _owned(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
         video = await VideoRepository.from_session(session).get_owned(video_id, caller_id=caller.id)
@@ -228,11 +226,17 @@ class VideoService:
                 await session.commit()
             raise
         video.upstream_id = upstream.id
-        apply_upstream_state(video, upstream, now=datetime.now(UTC))
+        await self._apply(session, video, upstream)
         await session.commit()
         return video
 
-    async def _refresh_if_due(self, video: Video) -> None:
+    async def _apply(self, session: AsyncSession, video: Video, upstream: UpstreamVideo) -> None:
+        """Fold in upstream's state; a video seen completed here gets its downloads queued in this transaction."""
+        apply_upstream_state(video, upstream, now=datetime.now(UTC))
+        if video.video_status is VideoStatus.COMPLETED:
+            await archive_service.schedule_downloads(session, video=video, settings=self._worker_settings)
+
+    async def _refresh_if_due(self, session: AsyncSession, video: Video) -> None:
         if video.upstream_id is None or video.video_status.is_terminal:
             return
         now = datetime.now(UTC)
@@ -247,4 +251,4 @@ class VideoService:
             # A poll still answers from what we know; the next one tries again.
             logger.warning("refresh of %s from upstream failed: %s", video.id, exc.message)
             return
-        apply_upstream_state(video, upstream, now=now)
+        await self._apply(session, video, upstream)

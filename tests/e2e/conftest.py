@@ -1,83 +1,179 @@
-"""Real processes on loopback: the simulator and the API as subprocesses, driven over HTTP."""
+"""Real processes on loopback: SeaweedFS, the simulator (sending signed webhooks), the API and workers."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from app import migrate
 from app.auth import service as auth_service
-from app.core.config import DatabaseSettings
+from app.core.config import DatabaseSettings, S3Settings
 from app.core.db import Database
 from app.dev.processes import ManagedProcess, free_port, gateway_command
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.support import postgres
 
 SIMULATOR_KEY = "sim-key"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Stack:
     api_url: str
     simulator_url: str
-    new_caller_key: Callable[[], str]
+    database_url: str
+    s3: S3Settings
+    env: dict[str, str]
+    logs: Path
+    workers: list[ManagedProcess] = field(default_factory=list)
+
+    def new_caller_key(self) -> str:
+        async def create() -> str:
+            database = Database.connect(DatabaseSettings(url=self.database_url))  # type: ignore[arg-type]
+            try:
+                async with database.sessionmaker.begin() as session:
+                    issued = await auth_service.create_caller(session, name=f"e2e-{uuid.uuid4().hex[:10]}")
+                    return issued.key
+            finally:
+                await database.dispose()
+
+        return asyncio.run(create())
+
+    def start_worker(self, name: str | None = None, **env: str) -> ManagedProcess:
+        worker = ManagedProcess(
+            name or f"worker-{len(self.workers)}",
+            gateway_command("worker"),
+            {**self.env, **env},
+            self.logs / f"{name or f'worker-{len(self.workers)}'}.log",
+        ).start()
+        self.workers.append(worker)
+        return worker
+
+    def simulator(self) -> httpx.Client:
+        return httpx.Client(base_url=self.simulator_url, headers={"authorization": f"Bearer {SIMULATOR_KEY}"})
+
+
+def stack_env(
+    *, database_url: str, s3: S3Settings, simulator_port: int, api_port: int, data_dir: Path
+) -> dict[str, str]:
+    return {
+        "VG_MODE": "dev",
+        "VG_LOG_LEVEL": "INFO",
+        "VG_DB__URL": database_url,
+        "VG_UPSTREAM__BASE_URL": f"http://127.0.0.1:{simulator_port}/v1",
+        "VG_UPSTREAM__API_KEY": SIMULATOR_KEY,
+        "VG_API__REFRESH_MIN_INTERVAL_SECONDS": "0.2",
+        "VG_WEBHOOKS__SECRETS": TEST_WEBHOOK_SECRET,
+        "VG_S3__ENDPOINT_URL": s3.endpoint_url or "",
+        "VG_S3__BUCKET": s3.bucket,
+        "VG_S3__PREFIX": s3.prefix,
+        "VG_S3__PART_SIZE_BYTES": str(s3.part_size_bytes),
+        "VG_S3__ACCESS_KEY_ID": s3.access_key_id.get_secret_value(),
+        "VG_S3__SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value(),
+        "VG_WORKER__POLL_INTERVAL_SECONDS": "0.1",
+        "VG_WORKER__LEASE_SECONDS": "4",
+        "VG_WORKER__HEARTBEAT_SECONDS": "1",
+        "VG_WORKER__RETRY_BASE_SECONDS": "0.2",
+        "VG_WORKER__RETRY_MAX_SECONDS": "1",
+        "VG_WORKER__RECONCILE_INTERVAL_SECONDS": "1",
+        "VG_WORKER__SHUTDOWN_GRACE_SECONDS": "20",
+        "VG_SIMULATOR__API_KEY": SIMULATOR_KEY,
+        "VG_SIMULATOR__QUEUE_SECONDS": "0.2",
+        "VG_SIMULATOR__RENDER_SECONDS": "1.0",
+        "VG_SIMULATOR__FPS": "4",
+        "VG_SIMULATOR__DATA_DIR": str(data_dir),
+        "VG_SIMULATOR__WEBHOOK_URL": f"http://127.0.0.1:{api_port}/webhooks/openai",
+        "VG_SIMULATOR__WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
+        "VG_SIMULATOR__WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+    }
+
+
+@contextmanager
+def running_stack(
+    *, database_url: str, s3: S3Settings, workdir: Path, workers: int = 1, **overrides: str
+) -> Iterator[Stack]:
+    simulator_port, api_port = free_port(), free_port()
+    logs = workdir / "logs"
+    env = {
+        **stack_env(
+            database_url=database_url,
+            s3=s3,
+            simulator_port=simulator_port,
+            api_port=api_port,
+            data_dir=workdir / "sim-data",
+        ),
+        **overrides,
+    }
+    simulator = ManagedProcess(
+        "simulator", gateway_command("simulator", "--port", str(simulator_port)), env, logs / "simulator.log"
+    ).start()
+    api = ManagedProcess("api", gateway_command("serve", "--port", str(api_port)), env, logs / "api.log").start()
+    stack = Stack(
+        api_url=f"http://127.0.0.1:{api_port}",
+        simulator_url=f"http://127.0.0.1:{simulator_port}",
+        database_url=database_url,
+        s3=s3,
+        env=env,
+        logs=logs,
+    )
+    try:
+        simulator.wait_http(f"{stack.simulator_url}/v1/videos")
+        api.wait_http(f"{stack.api_url}/healthz")
+        for _ in range(workers):
+            stack.start_worker()
+        yield stack
+    finally:
+        for worker in stack.workers:
+            worker.stop()
+        api.stop()
+        simulator.stop()
+        if os.environ.get("VG_TEST_KEEP_LOGS"):
+            print(f"e2e logs kept in {logs}")  # noqa: T201
 
 
 @pytest.fixture(scope="session")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("e2e-logs")
-    simulator_port, api_port = free_port(), free_port()
-    simulator = ManagedProcess(
-        "simulator",
-        gateway_command("simulator", "--port", str(simulator_port)),
-        {
-            "VG_MODE": "dev",
-            "VG_SIMULATOR__API_KEY": SIMULATOR_KEY,
-            "VG_SIMULATOR__QUEUE_SECONDS": "0.2",
-            "VG_SIMULATOR__RENDER_SECONDS": "1.0",
-            "VG_SIMULATOR__FPS": "4",
-            "VG_SIMULATOR__DATA_DIR": str(tmp_path_factory.mktemp("sim-data")),
-        },
-        logs / "simulator.log",
-    ).start()
-    api = ManagedProcess(
-        "api",
-        gateway_command("serve", "--port", str(api_port)),
-        {
-            "VG_MODE": "dev",
-            "VG_DB__URL": database_url,
-            "VG_UPSTREAM__BASE_URL": f"http://127.0.0.1:{simulator_port}/v1",
-            "VG_UPSTREAM__API_KEY": SIMULATOR_KEY,
-            "VG_API__REFRESH_MIN_INTERVAL_SECONDS": "0.2",
-        },
-        logs / "api.log",
-    ).start()
+def stack(seaweedfs_s3: S3Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The SDK tests' stack, on a database of its own: its worker must not take other tests' jobs."""
+    name = postgres.create_database("vg_e2e")
+    url = postgres.sqlalchemy_url(name)
     try:
-        simulator.wait_http(f"http://127.0.0.1:{simulator_port}/v1/videos")
-        api.wait_http(f"http://127.0.0.1:{api_port}/healthz")
-
-        def new_caller_key() -> str:
-            async def create() -> str:
-                database = Database.connect(DatabaseSettings(url=database_url))  # type: ignore[arg-type]
-                try:
-                    async with database.sessionmaker.begin() as session:
-                        issued = await auth_service.create_caller(session, name=f"e2e-{uuid.uuid4().hex[:10]}")
-                        return issued.key
-                finally:
-                    await database.dispose()
-
-            return asyncio.run(create())
-
-        yield Stack(
-            api_url=f"http://127.0.0.1:{api_port}",
-            simulator_url=f"http://127.0.0.1:{simulator_port}",
-            new_caller_key=new_caller_key,
-        )
+        migrate.upgrade(url)
+        s3 = seaweedfs_s3.model_copy(update={"prefix": "e2e-sdk", "part_size_bytes": 5 * 1024 * 1024})
+        with running_stack(database_url=url, s3=s3, workdir=tmp_path_factory.mktemp("e2e")) as running:
+            yield running
     finally:
-        api.stop()
-        simulator.stop()
+        postgres.drop_database(name)
+
+
+@pytest.fixture
+def private_stack(seaweedfs_s3: S3Settings, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """A stack of its own (own database, own S3 prefix, no worker unless asked): for crash tests."""
+    names: list[str] = []
+
+    @contextmanager
+    def make(**overrides: Any) -> Iterator[Stack]:
+        name = postgres.create_database("vg_e2e")
+        names.append(name)
+        url = postgres.sqlalchemy_url(name)
+        migrate.upgrade(url)
+        s3 = seaweedfs_s3.model_copy(
+            update={"prefix": f"crash-{uuid.uuid4().hex[:8]}", "part_size_bytes": 5 * 1024 * 1024}
+        )
+        workers = overrides.pop("workers", 0)
+        with running_stack(database_url=url, s3=s3, workdir=tmp_path, workers=workers, **overrides) as running:
+            yield running
+
+    yield make
+    for name in names:
+        postgres.drop_database(name)
 
 
 @pytest.fixture

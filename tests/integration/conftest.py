@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.auth import service as auth_service
-from app.core.config import SimulatorSettings
+from app.core.config import S3Settings, SimulatorSettings
 from app.core.db import Database
 from app.main import create_app
 from app.simulator import create_simulator_app
@@ -40,8 +40,11 @@ async def upstream_transport(simulator_app: FastAPI) -> CountingTransport:
 
 
 @pytest.fixture(scope="session")
-async def gateway_app(database_url: str, upstream_transport: CountingTransport) -> AsyncIterator[FastAPI]:
-    app = create_app(make_settings(database_url), upstream_transport=upstream_transport)
+async def gateway_app(
+    database_url: str, upstream_transport: CountingTransport, seaweedfs_s3: S3Settings
+) -> AsyncIterator[FastAPI]:
+    settings = make_settings(database_url).model_copy(update={"s3": seaweedfs_s3})
+    app = create_app(settings, upstream_transport=upstream_transport)
     async with app.router.lifespan_context(app):
         yield app
 

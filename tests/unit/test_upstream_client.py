@@ -53,7 +53,7 @@ def fail(exc: type[Exception]) -> Callable[[httpx.Request], httpx.Response]:
     return raise_
 
 
-def client_with(transport: httpx.MockTransport, **overrides: object) -> UpstreamClient:
+def client_with(transport: httpx.MockTransport, *, allow_http: bool = True, **overrides: object) -> UpstreamClient:
     settings = UpstreamSettings(
         base_url="http://upstream.test/v1",
         api_key="up-secret",  # type: ignore[arg-type]
@@ -61,7 +61,7 @@ def client_with(transport: httpx.MockTransport, **overrides: object) -> Upstream
         retry_max_seconds=0,
         **overrides,  # type: ignore[arg-type]
     )
-    return UpstreamClient(settings, transport=transport)
+    return UpstreamClient(settings, transport=transport, allow_http_redirects=allow_http)
 
 
 class TestCreateRetries:
@@ -192,7 +192,7 @@ class TestContentRedirects:
             seen.append(request)
             return route(request)
 
-        client = client_with(httpx.MockTransport(handler))
+        client = client_with(httpx.MockTransport(handler), content_redirect_hosts=["cdn.test"])
         async with client.stream_content("video_up1", variant="video") as response:
             body = await response.aread()
         await client.aclose()
@@ -208,6 +208,26 @@ class TestContentRedirects:
                 pass
         await client.aclose()
         assert len(seen) == 4
+
+    @pytest.mark.parametrize(
+        ("location", "allow_http"),
+        [
+            ("http://169.254.169.254/latest/meta-data/", True),  # not an allowed host
+            ("https://evil.test/file.mp4", True),  # not an allowed host
+            ("http://cdn.test/file.mp4", False),  # allowed host, but plain http outside dev mode
+        ],
+    )
+    async def test_redirects_outside_the_allow_list_are_refused_before_connecting(
+        self, location: str, allow_http: bool
+    ) -> None:
+        transport, seen = scripted(lambda _r: httpx.Response(302, headers={"location": location}))
+        client = client_with(transport, allow_http=allow_http, content_redirect_hosts=["cdn.test"])
+        with pytest.raises(UpstreamError) as caught:
+            async with client.stream_content("video_up1", variant="video"):
+                pass
+        await client.aclose()
+        assert caught.value.code == "redirect_not_allowed"
+        assert len(seen) == 1  # the forbidden target was never contacted
 
 
 class TestRetryAfter:

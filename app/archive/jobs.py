@@ -1,0 +1,290 @@
+"""What one archive job does: `sync` re-reads a video upstream, `download` streams one asset to S3.
+
+Every write a job makes is fenced by its lease: each transaction first renews the lease (`heartbeat`, a
+row lock on the job until commit) and writes nothing if the lease is gone. Network I/O (upstream, S3)
+happens outside transactions. Failures are classified by what they prove: transient ones retry with
+jittered backoff that never runs past the job's deadline; a deadline that passes makes the asset `expired`
+with the reason; exhausted attempts make it `failed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.archive import queue
+from app.archive.queue import ClaimedJob
+from app.archive.repository import ArchiveRepository
+from app.archive.service import schedule_downloads
+from app.archive.storage import ArchiveStorage, AssetRejected, IncompleteAsset, StorageError
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.errors import GatewayError, ResourceNotFound, UpstreamError
+from app.models import AssetState, JobKind, JobState, Variant, Video, VideoStatus
+from app.upstream.client import UpstreamClient, UpstreamRejected
+from app.videos.state import apply_upstream_state
+
+logger = logging.getLogger(__name__)
+
+STREAM_CHUNK = 1024 * 1024
+# Content answers that mean "gone" rather than "try again".
+GONE_STATUSES = (403, 404, 410)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    settings: Settings
+    database: Database
+    upstream: UpstreamClient
+    storage: ArchiveStorage
+
+
+class LeaseLost(Exception):
+    """Another worker holds this job now; whatever we were doing is abandoned without a write."""
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, so retries spread but still wait."""
+    ceiling = min(cap, base * (2.0 ** max(attempt - 1, 0)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def retry_delay(job: ClaimedJob, *, base: float, cap: float, now: datetime) -> float | None:
+    """Seconds until the next attempt, or None when no attempt fits before the deadline."""
+    delay = backoff_seconds(job.attempts, base=base, cap=cap)
+    if job.deadline is None:
+        return delay
+    remaining = (job.deadline - now).total_seconds()
+    if remaining <= 1:
+        return None
+    # Never schedule past the deadline: squeeze the wait into what is left of the window.
+    return min(delay, remaining / 2)
+
+
+async def run_job(context: JobContext, job: ClaimedJob) -> None:
+    try:
+        if job.kind is JobKind.SYNC:
+            await run_sync(context, job)
+        else:
+            await run_download(context, job)
+    except LeaseLost:
+        logger.warning("job %s: lease lost to another worker; abandoned", job.id)
+
+
+# ----- sync ---------------------------------------------------------------------------------------
+
+
+async def run_sync(context: JobContext, job: ClaimedJob) -> None:
+    """Re-read the video upstream (webhooks are thin and unordered) and act on what it says now."""
+    video = await _load_video(context, job.video_id)
+    if video is None or video.deleted_at is not None or video.upstream_id is None:
+        await _finish(context, job, JobState.SUCCEEDED, "nothing to sync: no such live video")
+        return
+    try:
+        upstream = await context.upstream.retrieve_video(video.upstream_id)
+    except ResourceNotFound:
+        async with _fenced(context, job) as session:
+            current = await ArchiveRepository.from_session(session).get_video(job.video_id)
+            if current is not None and not current.video_status.is_terminal:
+                current.status = VideoStatus.FAILED.value
+                current.error_code = "upstream_not_found"
+                current.error_message = "Upstream no longer knows this video."
+            await queue.finish(session, job, state=JobState.FAILED, error="upstream answered 404 for the video")
+        return
+    except GatewayError as exc:
+        await _retry(context, job, error=f"upstream read failed: {exc.message}", exc=exc)
+        return
+
+    async with _fenced(context, job) as session:
+        current = await ArchiveRepository.from_session(session).get_video(job.video_id)
+        if current is None:
+            await queue.finish(session, job, state=JobState.SUCCEEDED, error="video vanished")
+            return
+        apply_upstream_state(current, upstream, now=datetime.now(UTC))
+        note = None
+        if current.video_status is VideoStatus.COMPLETED:
+            await schedule_downloads(session, video=current, settings=context.settings.worker)
+        elif current.video_status is VideoStatus.FAILED:
+            note = f"render failed upstream: {current.error_code}"
+        else:
+            # Trust the GET over the event: not finished yet; the reconciler keeps polling it.
+            note = f"upstream still says {current.status}"
+        await queue.finish(session, job, state=JobState.SUCCEEDED, error=note)
+
+
+# ----- download -----------------------------------------------------------------------------------
+
+
+async def run_download(context: JobContext, job: ClaimedJob) -> None:
+    assert job.variant is not None
+    variant = Variant(job.variant)
+    video = await _load_video(context, job.video_id)
+    if video is None or video.deleted_at is not None or video.upstream_id is None:
+        await _finish(context, job, JobState.SUCCEEDED, "nothing to download: no such live video")
+        return
+    if _past_deadline(job):
+        await _expire(context, job, variant, "the download window closed before the download started")
+        return
+    async with _fenced(context, job) as session:
+        await ArchiveRepository.from_session(session).set_asset(
+            job.video_id, variant.value, state=AssetState.DOWNLOADING.value
+        )
+
+    storage = context.storage
+    key = storage.key_for(video.id, variant)
+    try:
+        async with context.upstream.stream_content(video.upstream_id, variant=variant.value) as response:
+            length = response.headers.get("content-length")
+            stored = await storage.upload_stream(
+                key=key,
+                variant=variant,
+                chunks=response.aiter_raw(STREAM_CHUNK),
+                expected_bytes=int(length) if length and length.isdigit() else None,
+            )
+    except (ResourceNotFound, UpstreamRejected) as exc:
+        if isinstance(exc, UpstreamRejected) and exc.status_code not in GONE_STATUSES:
+            await _retry(context, job, error=f"upstream refused the content: {exc.message}", variant=variant)
+        else:
+            await _content_gone(context, job, variant, video.upstream_id, reason=exc.message)
+        return
+    except AssetRejected as exc:
+        await _retry(context, job, error=f"not a valid {variant.value}: {exc}", variant=variant)
+        return
+    except IncompleteAsset as exc:
+        await _retry(context, job, error=f"incomplete download: {exc}", variant=variant)
+        return
+    except (GatewayError, StorageError) as exc:
+        await _retry(context, job, error=f"transfer failed: {exc}", variant=variant, exc=exc)
+        return
+
+    async with _fenced(context, job) as session:
+        await ArchiveRepository.from_session(session).set_asset(
+            job.video_id,
+            variant.value,
+            state=AssetState.ARCHIVED.value,
+            s3_key=stored.key,
+            bytes=stored.bytes,
+            sha256=stored.sha256,
+            content_type=stored.content_type,
+            error=None,
+        )
+        await queue.finish(session, job, state=JobState.SUCCEEDED)
+    logger.info("archived %s %s: %d bytes, sha256 %s", job.video_id, variant.value, stored.bytes, stored.sha256)
+
+
+async def _content_gone(
+    context: JobContext, job: ClaimedJob, variant: Variant, upstream_id: str, *, reason: str
+) -> None:
+    """Upstream says the content is gone: expired if the window closed, else confirm with a GET first."""
+    if _past_deadline(job, margin_seconds=60):
+        await _expire(context, job, variant, f"upstream no longer serves the asset ({reason})")
+        return
+    try:
+        upstream = await context.upstream.retrieve_video(upstream_id)
+    except ResourceNotFound:
+        await _give_up(context, job, variant, JobState.FAILED, f"upstream forgot the video ({reason})")
+        return
+    except GatewayError as exc:
+        await _retry(context, job, error=f"content gone, confirmation failed: {exc.message}", variant=variant)
+        return
+    expires_at = upstream.expires_at
+    if upstream.status == VideoStatus.COMPLETED.value and (
+        expires_at is None or expires_at > datetime.now(UTC).timestamp()
+    ):
+        await _retry(context, job, error=f"content answered gone but the video is live ({reason})", variant=variant)
+    else:
+        await _expire(context, job, variant, f"upstream no longer serves the asset ({reason})")
+
+
+# ----- helpers ------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _fenced(context: JobContext, job: ClaimedJob) -> AsyncIterator[AsyncSession]:
+    """A transaction that first proves we still hold the job's lease (and locks its row), else LeaseLost."""
+    async with context.database.sessionmaker.begin() as session:
+        if not await queue.heartbeat(session, job, lease_seconds=context.settings.worker.lease_seconds):
+            raise LeaseLost(job.id)
+        yield session
+
+
+async def _load_video(context: JobContext, video_id: str) -> Video | None:
+    async with context.database.sessionmaker() as session:
+        return await ArchiveRepository.from_session(session).get_video(video_id)
+
+
+def _past_deadline(job: ClaimedJob, *, margin_seconds: float = 0.0) -> bool:
+    return job.deadline is not None and (job.deadline - datetime.now(UTC)).total_seconds() <= margin_seconds
+
+
+async def _finish(context: JobContext, job: ClaimedJob, state: JobState, note: str | None) -> None:
+    async with _fenced(context, job) as session:
+        await queue.finish(session, job, state=state, error=note)
+
+
+async def _expire(context: JobContext, job: ClaimedJob, variant: Variant, reason: str) -> None:
+    # An asset lost for good: this is what the whole service exists to prevent, so say it loudly.
+    logger.error("asset expired before it was archived: %s %s: %s", job.video_id, variant.value, reason)
+    await _give_up(context, job, variant, JobState.EXPIRED, reason)
+
+
+async def _give_up(context: JobContext, job: ClaimedJob, variant: Variant | None, state: JobState, reason: str) -> None:
+    asset_state = AssetState.EXPIRED if state is JobState.EXPIRED else AssetState.FAILED
+    async with _fenced(context, job) as session:
+        if variant is not None:
+            await ArchiveRepository.from_session(session).set_asset(
+                job.video_id, variant.value, state=asset_state.value, error=reason
+            )
+        await queue.finish(session, job, state=state, error=reason)
+
+
+async def _retry(
+    context: JobContext,
+    job: ClaimedJob,
+    *,
+    error: str,
+    variant: Variant | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    settings = context.settings.worker
+    if isinstance(exc, UpstreamError) and exc.code == "upstream_auth_failed":
+        # Our upstream key was refused: retrying fast helps nobody. Wait the longest backoff; say so loudly.
+        logger.critical(
+            "upstream rejected the gateway's credentials; job %s waits %ss", job.id, settings.retry_max_seconds
+        )
+    if job.last_attempt:
+        await _give_up(context, job, variant, JobState.DEAD if variant is None else JobState.FAILED, error)
+        return
+    base = (
+        settings.retry_max_seconds
+        if isinstance(exc, UpstreamError) and exc.code == "upstream_auth_failed"
+        else settings.retry_base_seconds
+    )
+    delay = retry_delay(job, base=base, cap=settings.retry_max_seconds, now=datetime.now(UTC))
+    if delay is None:
+        if variant is not None:
+            await _expire(context, job, variant, f"the download window closed while retrying: {error}")
+        else:
+            await _give_up(context, job, None, JobState.EXPIRED, f"gave up at the deadline: {error}")
+        return
+    logger.warning(
+        "job %s (%s %s) attempt %d failed, retry in %.1fs: %s",
+        job.id,
+        job.kind.value,
+        job.video_id,
+        job.attempts,
+        delay,
+        error,
+    )
+    async with _fenced(context, job) as session:
+        if variant is not None:
+            await ArchiveRepository.from_session(session).set_asset(
+                job.video_id, variant.value, state=AssetState.PENDING.value, error=error
+            )
+        await queue.retry(session, job, delay_seconds=delay, error=error)

@@ -1,0 +1,89 @@
+-- Every query of the archive job queue. Loaded once by app/archive/queue.py, the only module that runs them.
+-- Times are always the database's now(): a worker with a skewed clock can neither steal nor stretch a lease.
+
+-- name: enqueue
+-- Add a job unless an active (queued or running) one exists for the same kind, video and variant.
+INSERT INTO archive_jobs (kind, video_id, variant, state, attempts, max_attempts, run_after, deadline, updated_at)
+VALUES (:kind, :video_id, :variant, 'queued', 0, :max_attempts,
+        now() + make_interval(secs => :delay_seconds), :deadline, now())
+ON CONFLICT (kind, video_id, (coalesce(variant, ''))) WHERE state IN ('queued', 'running') DO NOTHING
+RETURNING id;
+
+-- name: claim
+-- Lease up to :limit runnable jobs in one short transaction; concurrent claimers skip rows already locked.
+UPDATE archive_jobs AS job
+SET state = 'running',
+    attempts = job.attempts + 1,
+    lease_token = gen_random_uuid(),
+    lease_until = now() + make_interval(secs => :lease_seconds),
+    worker_id = :worker_id,
+    updated_at = now()
+FROM (
+    SELECT id FROM archive_jobs
+    WHERE state = 'queued' AND run_after <= now() AND (deadline IS NULL OR deadline > now())
+    ORDER BY run_after, id
+    FOR UPDATE SKIP LOCKED
+    LIMIT :limit
+) AS picked
+WHERE job.id = picked.id
+RETURNING job.id, job.kind, job.video_id, job.variant, job.attempts, job.max_attempts, job.deadline,
+          job.lease_token;
+
+-- name: heartbeat
+-- Extend a lease we still hold; no row back means the lease was lost (lapsed and taken over).
+UPDATE archive_jobs
+SET lease_until = now() + make_interval(secs => :lease_seconds), updated_at = now()
+WHERE id = :id AND lease_token = :lease_token AND state = 'running'
+RETURNING id;
+
+-- name: finish
+-- End a job we hold in a terminal state (succeeded, failed, expired, dead); fenced by the lease token.
+UPDATE archive_jobs
+SET state = :state, last_error = :error, lease_token = NULL, lease_until = NULL, finished_at = now(),
+    updated_at = now()
+WHERE id = :id AND lease_token = :lease_token AND state = 'running'
+RETURNING id;
+
+-- name: retry
+-- Give a job we hold back to the queue to run after :delay_seconds; fenced by the lease token.
+UPDATE archive_jobs
+SET state = 'queued', run_after = now() + make_interval(secs => :delay_seconds), last_error = :error,
+    lease_token = NULL, lease_until = NULL, updated_at = now()
+WHERE id = :id AND lease_token = :lease_token AND state = 'running'
+RETURNING id;
+
+-- name: release
+-- Graceful shutdown: hand a job back at once, not counting the interrupted attempt.
+UPDATE archive_jobs
+SET state = 'queued', attempts = greatest(attempts - 1, 0), run_after = now(), lease_token = NULL,
+    lease_until = NULL, last_error = 'released at worker shutdown', updated_at = now()
+WHERE id = :id AND lease_token = :lease_token AND state = 'running'
+RETURNING id;
+
+-- name: rescue_stalled
+-- Jobs whose lease lapsed (worker killed, frozen or cut off) return to the queue, or die at their last attempt.
+UPDATE archive_jobs
+SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+    last_error = CASE WHEN attempts >= max_attempts
+                      THEN 'lease lapsed on the last attempt (worker lost); giving up'
+                      ELSE 'lease lapsed (worker lost); requeued' END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+    lease_token = NULL, lease_until = NULL, run_after = now(), updated_at = now()
+WHERE state = 'running' AND lease_until < now()
+RETURNING id, kind, video_id, variant, state;
+
+-- name: expire_overdue
+-- Queued jobs whose deadline passed never start: they end as expired.
+UPDATE archive_jobs
+SET state = 'expired', last_error = 'the download window closed before the job could run', finished_at = now(),
+    updated_at = now()
+WHERE state = 'queued' AND deadline IS NOT NULL AND deadline <= now()
+RETURNING id, kind, video_id, variant, state;
+
+-- name: job_states
+-- Count jobs per state (metrics, tests).
+SELECT state, count(*) AS jobs FROM archive_jobs GROUP BY state;
+
+-- name: next_due
+-- Seconds until the earliest queued job may run (negative: overdue; NULL: nothing queued).
+SELECT extract(epoch FROM min(run_after) - now())::float AS seconds FROM archive_jobs WHERE state = 'queued';

@@ -1,0 +1,156 @@
+"""The archive job queue: the only module that runs `queries.sql`, always on the caller's session.
+
+Enqueueing on the caller's session is what lets a webhook delivery and its job commit together. A claimed
+job carries its lease token; every later change is fenced by it, so a worker that lost its lease (paused,
+cut off, presumed dead) changes nothing when it wakes up.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import JobKind, JobState
+
+_BLOCK = re.compile(r"^-- name: (?P<name>[a-z_]+)\n(?P<body>.*?)(?=^-- name: |\Z)", re.DOTALL | re.MULTILINE)
+
+
+@cache
+def queries() -> dict[str, str]:
+    """Named blocks of queries.sql, parsed once (the leading comment lines stay: they document the query)."""
+    source = resources.files("app.archive").joinpath("queries.sql").read_text(encoding="utf-8")
+    return {match["name"]: match["body"].strip().rstrip(";") for match in _BLOCK.finditer(source)}
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: JobKind
+    video_id: str
+    variant: str | None
+    attempts: int
+    max_attempts: int
+    deadline: datetime | None
+    lease_token: uuid.UUID
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempts >= self.max_attempts
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A job touched by maintenance (rescued or expired)."""
+
+    id: int
+    kind: JobKind
+    video_id: str
+    variant: str | None
+    state: JobState
+
+
+async def _run(session: AsyncSession, name: str, **params: object) -> list[dict[str, Any]]:
+    """Every queue query returns rows (RETURNING or SELECT): an UPDATE that matched nothing returns none."""
+    result = await session.execute(text(queries()[name]), params)
+    return [dict(row) for row in result.mappings()]
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: JobKind,
+    video_id: str,
+    variant: str | None = None,
+    deadline: datetime | None,
+    max_attempts: int,
+    delay_seconds: float = 0.0,
+) -> int | None:
+    """The new job's id, or None when an active job for the same (kind, video, variant) already exists."""
+    rows = await _run(
+        session,
+        "enqueue",
+        kind=kind.value,
+        video_id=video_id,
+        variant=variant,
+        deadline=deadline,
+        max_attempts=max_attempts,
+        delay_seconds=delay_seconds,
+    )
+    return int(rows[0]["id"]) if rows else None
+
+
+async def claim(session: AsyncSession, *, worker_id: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+    rows = await _run(session, "claim", worker_id=worker_id, limit=limit, lease_seconds=lease_seconds)
+    return [
+        ClaimedJob(
+            id=row["id"],
+            kind=JobKind(row["kind"]),
+            video_id=row["video_id"],
+            variant=row["variant"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            deadline=row["deadline"],
+            lease_token=row["lease_token"],
+        )
+        for row in rows
+    ]
+
+
+async def heartbeat(session: AsyncSession, job: ClaimedJob, *, lease_seconds: float) -> bool:
+    """True while we still hold the lease."""
+    return bool(await _run(session, "heartbeat", id=job.id, lease_token=job.lease_token, lease_seconds=lease_seconds))
+
+
+async def finish(session: AsyncSession, job: ClaimedJob, *, state: JobState, error: str | None = None) -> bool:
+    if state in (JobState.QUEUED, JobState.RUNNING):
+        raise ValueError(f"finish needs a terminal state, not {state}")
+    return bool(await _run(session, "finish", id=job.id, lease_token=job.lease_token, state=state.value, error=error))
+
+
+async def retry(session: AsyncSession, job: ClaimedJob, *, delay_seconds: float, error: str) -> bool:
+    return bool(
+        await _run(session, "retry", id=job.id, lease_token=job.lease_token, delay_seconds=delay_seconds, error=error)
+    )
+
+
+async def release(session: AsyncSession, job: ClaimedJob) -> bool:
+    return bool(await _run(session, "release", id=job.id, lease_token=job.lease_token))
+
+
+def _refs(rows: list[dict[str, Any]]) -> list[JobRef]:
+    return [
+        JobRef(
+            id=row["id"],
+            kind=JobKind(row["kind"]),
+            video_id=row["video_id"],
+            variant=row["variant"],
+            state=JobState(row["state"]),
+        )
+        for row in rows
+    ]
+
+
+async def rescue_stalled(session: AsyncSession) -> list[JobRef]:
+    return _refs(await _run(session, "rescue_stalled"))
+
+
+async def expire_overdue(session: AsyncSession) -> list[JobRef]:
+    return _refs(await _run(session, "expire_overdue"))
+
+
+async def job_states(session: AsyncSession) -> dict[str, int]:
+    return {str(row["state"]): int(row["jobs"]) for row in await _run(session, "job_states")}
+
+
+async def next_due(session: AsyncSession) -> float | None:
+    """Seconds until the earliest queued job may run, or None when nothing is queued."""
+    [row] = await _run(session, "next_due")
+    return None if row["seconds"] is None else float(row["seconds"])

@@ -1,0 +1,60 @@
+"""The reconciler: archive every video even when webhooks are lost, late or never sent.
+
+Each run (in every worker, every `reconcile_interval_seconds`) queues a `sync` for our non-terminal
+videos that were not refreshed recently, and `download`s for completed videos with an asset still
+pending and no live job. Queue uniqueness makes concurrent reconcilers on several workers harmless.
+`run_janitor` aborts S3 multipart uploads abandoned by killed workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from app.archive.repository import ArchiveRepository
+from app.archive.service import enqueue_sync, schedule_downloads
+
+if TYPE_CHECKING:
+    from app.archive.jobs import JobContext
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    syncs_queued: int
+    downloads_queued: int
+
+
+async def reconcile_once(context: JobContext) -> ReconcileReport:
+    settings = context.settings.worker
+    now = datetime.now(UTC)
+    syncs = downloads = 0
+    async with context.database.sessionmaker.begin() as session:
+        repository = ArchiveRepository.from_session(session)
+        stale = await repository.videos_to_reconcile(
+            stale_before=now - timedelta(seconds=settings.reconcile_interval_seconds),
+            created_after=now - timedelta(seconds=settings.sync_horizon_seconds),
+            limit=BATCH,
+        )
+        for video in stale:
+            syncs += await enqueue_sync(session, video=video, settings=settings) is not None
+        for video in await repository.completed_videos_missing_assets(limit=BATCH):
+            downloads += await schedule_downloads(session, video=video, settings=settings)
+    if syncs or downloads:
+        logger.info("reconciled: %d sync(s) and %d download(s) queued", syncs, downloads)
+    return ReconcileReport(syncs_queued=syncs, downloads_queued=downloads)
+
+
+async def run_janitor(context: JobContext) -> int:
+    """Abort multipart uploads older than `stale_upload_seconds` (their worker died mid-upload)."""
+    aborted = await context.storage.abort_stale_uploads(
+        older_than=timedelta(seconds=context.settings.worker.stale_upload_seconds)
+    )
+    if aborted:
+        logger.info("janitor: aborted %d abandoned multipart upload(s)", aborted)
+    return aborted

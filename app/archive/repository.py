@@ -1,0 +1,118 @@
+"""ORM queries of the archive: asset rows and the videos the worker and reconciler act on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import ACTIVE_STATES, ArchiveJob, Asset, AssetState, JobKind, Variant, Video, VideoStatus
+
+
+@dataclass(frozen=True)
+class AssetView:
+    variant: str
+    state: str
+
+    @property
+    def needs_download(self) -> bool:
+        return self.state in (AssetState.PENDING.value, AssetState.DOWNLOADING.value)
+
+
+@dataclass(frozen=True)
+class ArchiveRepository:
+    session: AsyncSession
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> ArchiveRepository:
+        return cls(session)
+
+    async def ensure_assets(self, video_id: str) -> list[AssetView]:
+        """One row per variant (pending unless it exists already); returns all three."""
+        await self.session.execute(
+            insert(Asset)
+            .values(
+                [
+                    {"id": uuid.uuid4(), "video_id": video_id, "variant": variant.value, "state": "pending"}
+                    for variant in Variant
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["video_id", "variant"])
+        )
+        rows = await self.session.execute(select(Asset.variant, Asset.state).where(Asset.video_id == video_id))
+        return [AssetView(variant=variant, state=state) for variant, state in rows.all()]
+
+    async def assets_of(self, video_id: str) -> Sequence[Asset]:
+        return (await self.session.execute(select(Asset).where(Asset.video_id == video_id))).scalars().all()
+
+    async def archived_asset(self, video_id: str, variant: Variant) -> Asset | None:
+        statement = select(Asset).where(
+            Asset.video_id == video_id, Asset.variant == variant.value, Asset.state == AssetState.ARCHIVED.value
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def set_asset(self, video_id: str, variant: str, **values: object) -> None:
+        await self.session.execute(
+            update(Asset)
+            .where(Asset.video_id == video_id, Asset.variant == variant)
+            .values(**values, updated_at=datetime.now().astimezone())
+        )
+
+    async def get_video(self, video_id: str) -> Video | None:
+        return await self.session.get(Video, video_id, populate_existing=True)
+
+    async def videos_to_reconcile(
+        self, *, stale_before: datetime, created_after: datetime, limit: int
+    ) -> Sequence[Video]:
+        """Our non-terminal videos that upstream knows, not refreshed recently, not already being synced."""
+        active_sync = exists().where(
+            and_(
+                ArchiveJob.video_id == Video.id,
+                ArchiveJob.kind == JobKind.SYNC.value,
+                ArchiveJob.state.in_(ACTIVE_STATES),
+            )
+        )
+        statement = (
+            select(Video)
+            .where(
+                Video.status.in_((VideoStatus.QUEUED.value, VideoStatus.IN_PROGRESS.value)),
+                Video.upstream_id.is_not(None),
+                Video.deleted_at.is_(None),
+                Video.created_at > created_after,
+                (Video.refreshed_at.is_(None)) | (Video.refreshed_at < stale_before),
+                ~active_sync,
+            )
+            .order_by(Video.refreshed_at.asc().nulls_first())
+            .limit(limit)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def completed_videos_missing_assets(self, *, limit: int) -> Sequence[Video]:
+        """Completed videos with an asset still pending and no live download job (e.g. a lost enqueue)."""
+        pending_asset = exists().where(
+            and_(Asset.video_id == Video.id, Asset.state.in_((AssetState.PENDING.value, AssetState.DOWNLOADING.value)))
+        )
+        no_assets = ~exists().where(Asset.video_id == Video.id)
+        live_download = exists().where(
+            and_(
+                ArchiveJob.video_id == Video.id,
+                ArchiveJob.kind == JobKind.DOWNLOAD.value,
+                ArchiveJob.state.in_(ACTIVE_STATES),
+            )
+        )
+        statement = (
+            select(Video)
+            .where(
+                Video.status == VideoStatus.COMPLETED.value,
+                Video.deleted_at.is_(None),
+                pending_asset | no_assets,
+                ~live_download,
+            )
+            .limit(limit)
+        )
+        return (await self.session.execute(statement)).scalars().all()

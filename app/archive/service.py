@@ -1,0 +1,77 @@
+"""Archive bookkeeping shared by the webhook receiver, the facade and the reconciler.
+
+These functions only write rows on the caller's session (so they join its transaction): asset rows and
+queued jobs. The work itself happens in the worker (`app.archive.jobs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.archive import queue
+from app.archive.repository import ArchiveRepository
+from app.core.config import WorkerSettings
+from app.models import Asset, JobKind, Variant, Video, VideoStatus
+
+
+def download_deadline(video: Video, settings: WorkerSettings) -> datetime:
+    """The asset window: upstream's `expires_at`, else completion (or now) + the fallback."""
+    if video.expires_at is not None:
+        return video.expires_at
+    finished = video.completed_at or datetime.now(UTC)
+    return finished + timedelta(seconds=settings.deadline_fallback_seconds)
+
+
+def sync_deadline(video: Video, settings: WorkerSettings) -> datetime:
+    return video.created_at + timedelta(seconds=settings.sync_horizon_seconds)
+
+
+async def enqueue_sync(
+    session: AsyncSession, *, video: Video, settings: WorkerSettings, delay_seconds: float = 0.0
+) -> int | None:
+    """Queue a re-read of the video upstream (webhook, reconciler); None if one is already queued or running."""
+    return await queue.enqueue(
+        session,
+        kind=JobKind.SYNC,
+        video_id=video.id,
+        deadline=sync_deadline(video, settings),
+        max_attempts=settings.max_attempts,
+        delay_seconds=delay_seconds,
+    )
+
+
+async def schedule_downloads(session: AsyncSession, *, video: Video, settings: WorkerSettings) -> int:
+    """For a completed video: one asset row and one download job per variant not yet archived.
+
+    Idempotent: asset rows are created once, and the queue's unique index keeps one live job per asset.
+    Returns how many jobs were newly queued.
+    """
+    if video.video_status is not VideoStatus.COMPLETED:
+        return 0
+    repository = ArchiveRepository.from_session(session)
+    assets = await repository.ensure_assets(video.id)
+    queued = 0
+    for asset in assets:
+        if not asset.needs_download:
+            continue
+        job_id = await queue.enqueue(
+            session,
+            kind=JobKind.DOWNLOAD,
+            video_id=video.id,
+            variant=asset.variant,
+            deadline=download_deadline(video, settings),
+            max_attempts=settings.max_attempts,
+        )
+        queued += job_id is not None
+    return queued
+
+
+async def assets_of(session: AsyncSession, *, video_id: str) -> Sequence[Asset]:
+    return await ArchiveRepository.from_session(session).assets_of(video_id)
+
+
+async def archived_asset(session: AsyncSession, *, video_id: str, variant: Variant) -> Asset | None:
+    return await ArchiveRepository.from_session(session).archived_asset(video_id, variant)

@@ -1,0 +1,626 @@
+"""The S3 side of the archive: streaming uploads in bounded memory, reads, deletes and the janitor.
+
+Every asset is written to a deterministic key (`{prefix}/{video_id}/{variant}.{ext}`), so a job that runs
+twice (a lease that lapsed, a retry after a crash) converges on one object instead of two. Uploads come from
+a non-seekable async iterator (an upstream download) and never hold more than about
+`part_size_bytes * (max_parts_in_flight + 1)` of it; anything that goes wrong before the object is complete
+aborts the multipart upload, so no half-written object and no billed incomplete upload is left behind.
+What a crash leaves (nobody to abort) is swept by `abort_stale_uploads` and by the bucket's
+`AbortIncompleteMultipartUpload` lifecycle rule.
+
+The full-file SHA-256 is ours, computed while streaming: a multipart object's S3 checksum is a checksum of
+part checksums. It goes into the object's metadata on a single PUT, and into an object tag after a multipart
+completion (metadata is fixed at CreateMultipartUpload, before the hash is known, and changing it later would
+mean copying the object). The database row stays the record of truth; the tag lets anyone check a copy.
+
+boto3 is blocking, so every call runs in a worker thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.core.config import S3Settings
+from app.models.asset import Variant
+
+if TYPE_CHECKING:
+    from botocore.response import StreamingBody
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import (
+        CompletedPartTypeDef,
+        LifecycleRuleTypeDef,
+        ObjectIdentifierTypeDef,
+        UploadPartOutputTypeDef,
+    )
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SHA256_FIELD = "sha256"  # metadata key (x-amz-meta-sha256) and tag key
+# Enough bytes to tell the three formats apart: `RIFF????WEBP` is the longest signature.
+MAGIC_BYTES = 12
+READ_CHUNK_BYTES = 1024 * 1024
+# AWS: an If-None-Match write loses with 412 when the key exists, or 409 when it races another completion.
+_KEY_EXISTS_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
+# DeleteObjects takes at most this many keys per call.
+_DELETE_BATCH = 1000
+
+
+class AssetRejected(Exception):
+    """The bytes are not the asset they claim to be (magic bytes); retryable by the caller's policy."""
+
+
+class IncompleteAsset(Exception):
+    """The source ended early or ran long against expected_bytes, or failed mid-stream."""
+
+
+class StorageError(Exception):
+    """S3 refused or failed (after botocore's own retries)."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+    @classmethod
+    def from_botocore(cls, error: ClientError | BotoCoreError, operation: str) -> StorageError:
+        if isinstance(error, ClientError):
+            code = error.response.get("Error", {}).get("Code")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return cls(f"S3 {operation} failed: {code}: {error}", code=code, status=status)
+        return cls(f"S3 {operation} failed: {error}")
+
+    @property
+    def key_exists(self) -> bool:
+        return self.code in _KEY_EXISTS_CODES or self.status in (409, 412)
+
+    @property
+    def not_found(self) -> bool:
+        return self.code in _NOT_FOUND_CODES or self.status == 404
+
+
+class ObjectNotFound(StorageError):
+    """The key holds no object."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    bytes: int
+    sha256: str  # hex; "" only from `head` of an object written by something else, without our tag
+    etag: str | None
+    content_type: str
+
+
+class ObjectStream:
+    """An open S3 object: read it with `async for chunk in stream.iter_chunks()`, then `await stream.aclose()`."""
+
+    def __init__(self, body: StreamingBody, *, content_length: int, content_type: str, etag: str | None) -> None:
+        self._body = body
+        self.content_length = content_length
+        self.content_type = content_type
+        self.etag = etag
+
+    async def iter_chunks(self, chunk_size: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await asyncio.to_thread(self._body.read, chunk_size)
+            if not chunk:
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        # Closing before the end drops the connection instead of returning it to the pool: the right trade
+        # for a client that went away mid-download.
+        await asyncio.to_thread(self._body.close)
+
+    async def __aenter__(self) -> ObjectStream:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+
+def make_client(settings: S3Settings) -> S3Client:
+    """An S3 client for these settings; thread-safe, so one per process is enough."""
+    config = Config(
+        # Shared by every concurrent transfer: worker jobs x parts in flight, plus API downloads.
+        max_pool_connections=32,
+        # Standard mode: 3 attempts with backoff on throttling, 5xx and connection errors; never on 4xx.
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=60,
+        tcp_keepalive=True,
+        # CRC32 per request (and per part), checked by S3 before it stores anything: cheap (zlib), catches
+        # corruption in transit as BadDigest.
+        request_checksum_calculation="when_supported",
+        # Self-hosted S3 servers (SeaweedFS, MinIO) behind an IP or a plain host name want path-style URLs.
+        s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
+    )
+    # A session per client: boto3's default session is not safe to build clients from in several threads.
+    session = boto3.session.Session(
+        aws_access_key_id=settings.access_key_id.get_secret_value(),
+        aws_secret_access_key=settings.secret_access_key.get_secret_value(),
+        region_name=settings.region,
+    )
+    return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+
+
+def looks_like(variant: Variant, head: bytes) -> bool:
+    """Whether the first bytes carry the variant's file signature."""
+    if variant is Variant.VIDEO:
+        return head[4:8] == b"ftyp"
+    if variant is Variant.THUMBNAIL:
+        return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return head[:3] == b"\xff\xd8\xff"
+
+
+def _blob(body: bytearray) -> bytes:
+    # botocore sends a bytearray as is (its validator accepts one; the stubs say bytes only): bytes(body)
+    # would copy a whole part.
+    return cast("bytes", body)
+
+
+def _clean_etag(etag: str | None) -> str | None:
+    return etag.strip('"') if etag else None
+
+
+class ArchiveStorage:
+    def __init__(self, settings: S3Settings, *, client: S3Client | None = None) -> None:
+        self._settings = settings
+        self._bucket = settings.bucket
+        self._prefix = settings.prefix.strip("/")
+        self._owns_client = client is None
+        self._client = client if client is not None else make_client(settings)
+
+    def key_for(self, video_id: str, variant: Variant) -> str:
+        return f"{self._video_prefix(video_id)}{variant.value}.{variant.extension}"
+
+    def _video_prefix(self, video_id: str) -> str:
+        return f"{self._prefix}/{video_id}/" if self._prefix else f"{video_id}/"
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError.from_botocore(error, getattr(function, "__name__", "call")) from error
+
+    # -- bucket ------------------------------------------------------------------------------------------
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket if missing, and make sure incomplete multipart uploads expire after a day."""
+        try:
+            await self._call(self._client.head_bucket, Bucket=self._bucket)
+        except StorageError as error:
+            if not error.not_found:
+                raise
+            try:
+                if self._settings.region == "us-east-1":
+                    await self._call(self._client.create_bucket, Bucket=self._bucket)
+                else:
+                    await self._call(
+                        self._client.create_bucket,
+                        Bucket=self._bucket,
+                        CreateBucketConfiguration={"LocationConstraint": self._settings.region},  # type: ignore[typeddict-item]
+                    )
+            except StorageError as create_error:
+                # Another process created it between our HEAD and CREATE.
+                if create_error.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+        await self._ensure_abort_rule()
+
+    async def _ensure_abort_rule(self) -> None:
+        # A rule is the backstop for uploads nobody aborted (a SIGKILLed worker); the janitor is the other.
+        try:
+            current = await self._call(self._client.get_bucket_lifecycle_configuration, Bucket=self._bucket)
+            rules = list(current.get("Rules", []))
+        except StorageError as error:
+            if error.code != "NoSuchLifecycleConfiguration":
+                logger.warning("S3 lifecycle rules unavailable (%s); relying on the janitor alone", error.code)
+                return
+            rules = []
+        for rule in rules:
+            covered = rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
+            if (
+                rule.get("Status") == "Enabled"
+                and "AbortIncompleteMultipartUpload" in rule
+                and f"{self._prefix}/".startswith(covered)
+            ):
+                return
+        ours: LifecycleRuleTypeDef = {
+            "ID": "video-gateway-abort-incomplete-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": f"{self._prefix}/" if self._prefix else ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }
+        # PUT replaces the whole configuration: send the bucket's existing rules back unchanged, plus ours.
+        new_rules = [*cast("list[LifecycleRuleTypeDef]", rules), ours]
+        try:
+            await self._call(
+                self._client.put_bucket_lifecycle_configuration,
+                Bucket=self._bucket,
+                LifecycleConfiguration={"Rules": new_rules},
+            )
+        except StorageError as error:
+            logger.warning("S3 refused the lifecycle rule (%s); relying on the janitor alone", error.code)
+
+    # -- upload ------------------------------------------------------------------------------------------
+
+    async def upload_stream(
+        self, *, key: str, variant: Variant, chunks: AsyncIterator[bytes], expected_bytes: int | None
+    ) -> StoredObject:
+        """Stream `chunks` to `key`: one PUT up to one part, else multipart; all or nothing.
+
+        Raises AssetRejected (wrong file signature, checked before anything is written), IncompleteAsset
+        (source failed, or its length differs from `expected_bytes`) or StorageError. On any failure, the
+        caller's cancellation included, the multipart upload is aborted before the exception propagates.
+        """
+        part_size = self._settings.part_size_bytes
+        digest = hashlib.sha256()
+        total = 0
+        head = b""
+        # Parts are filled in place in a preallocated buffer: growing one would copy it, doubling the peak.
+        # A source announced smaller than a part gets a buffer of its size (a thumbnail needs no 8 MiB); it
+        # cannot overflow it, since a source running past its announced length is refused before buffering.
+        capacity = part_size if expected_bytes is None else max(0, min(part_size, expected_bytes))
+        buffer = bytearray(capacity)
+        filled = 0
+        upload: _MultipartUpload | None = None
+        iterator = aiter(chunks)
+        try:
+            while True:
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception as error:
+                    raise IncompleteAsset(f"source failed after {total} bytes: {error!r}") from error
+                if not chunk:
+                    continue
+                if len(head) < MAGIC_BYTES:
+                    head += chunk[: MAGIC_BYTES - len(head)]
+                    if len(head) == MAGIC_BYTES:
+                        self._check_signature(variant, head, key)
+                digest.update(chunk)
+                total += len(chunk)
+                if expected_bytes is not None and total > expected_bytes:
+                    raise IncompleteAsset(f"source ran long: more than the {expected_bytes} bytes announced")
+                view = memoryview(chunk)
+                while view:
+                    if filled == capacity:
+                        # A full part and more to come: this is a multipart upload.
+                        if upload is None:
+                            upload = await self._start_multipart(key, variant)
+                        await upload.add_part(buffer)
+                        buffer = bytearray(capacity)
+                        filled = 0
+                    take = min(capacity - filled, len(view))
+                    buffer[filled : filled + take] = view[:take]
+                    filled += take
+                    view = view[take:]
+            if len(head) < MAGIC_BYTES:
+                self._check_signature(variant, head, key)  # a file shorter than the longest signature
+            if expected_bytes is not None and total != expected_bytes:
+                raise IncompleteAsset(f"source ended early: {total} of {expected_bytes} bytes")
+            del buffer[filled:]  # shrinks in place
+            sha256 = digest.hexdigest()
+            if upload is None:
+                return await self._put_single(key=key, variant=variant, body=buffer, sha256=sha256)
+            await upload.add_part(buffer)
+            del buffer
+            return await upload.complete(sha256=sha256, size=total)
+        except BaseException:
+            if upload is not None:
+                # Shielded: a second cancellation must not leave the upload behind half-aborted.
+                await asyncio.shield(upload.abort())
+            raise
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+    @staticmethod
+    def _check_signature(variant: Variant, head: bytes, key: str) -> None:
+        if not looks_like(variant, head):
+            raise AssetRejected(f"{key}: the first bytes {head[:MAGIC_BYTES]!r} are not a {variant.extension} file")
+
+    async def _start_multipart(self, key: str, variant: Variant) -> _MultipartUpload:
+        created = await self._call(
+            self._client.create_multipart_upload,
+            Bucket=self._bucket,
+            Key=key,
+            ContentType=variant.content_type,
+            ChecksumAlgorithm="CRC32",
+        )
+        return _MultipartUpload(self, key=key, upload_id=created["UploadId"], content_type=variant.content_type)
+
+    async def _put_single(self, *, key: str, variant: Variant, body: bytearray, sha256: str) -> StoredObject:
+        size = len(body)
+
+        async def put(*, only_if_absent: bool) -> str | None:
+            response = await self._call(
+                self._client.put_object,
+                Bucket=self._bucket,
+                Key=key,
+                Body=_blob(body),
+                ContentType=variant.content_type,
+                Metadata={SHA256_FIELD: sha256},
+                Tagging=f"{SHA256_FIELD}={sha256}",
+                ChecksumAlgorithm="CRC32",
+                **({"IfNoneMatch": "*"} if only_if_absent else {}),  # type: ignore[arg-type]
+            )
+            return _clean_etag(response.get("ETag"))
+
+        try:
+            etag = await put(only_if_absent=True)
+        except StorageError as error:
+            if not error.key_exists:
+                raise
+            existing = await self._same_object(key, sha256=sha256, size=size)
+            if existing is not None:
+                return existing
+            etag = await put(only_if_absent=False)
+        return StoredObject(key=key, bytes=size, sha256=sha256, etag=etag, content_type=variant.content_type)
+
+    async def _same_object(self, key: str, *, sha256: str, size: int) -> StoredObject | None:
+        """The object already at `key` if it is this very file, else None (and the caller overwrites it).
+
+        Another writer of the same asset (a duplicate job) got there first. Its copy is ours byte for byte
+        when the hashes agree. An object without our hash yet (the other writer is between completion and
+        tagging) or with another hash is overwritten with what we just verified: the database will record
+        our hash, so the object must match it.
+        """
+        existing = await self.head(key)
+        if existing is not None and existing.sha256 == sha256 and existing.bytes == size:
+            return existing
+        logger.warning(
+            "overwriting %s: the existing object is %s",
+            key,
+            "gone" if existing is None else f"{existing.bytes} bytes, sha256 {existing.sha256 or 'unknown'}",
+        )
+        return None
+
+    # -- read, delete ------------------------------------------------------------------------------------
+
+    async def open_object(self, key: str) -> ObjectStream:
+        try:
+            response = await self._call(self._client.get_object, Bucket=self._bucket, Key=key)
+        except StorageError as error:
+            if error.not_found:
+                raise ObjectNotFound(f"no object at {key}", code=error.code, status=error.status) from error
+            raise
+        return ObjectStream(
+            response["Body"],
+            content_length=response["ContentLength"],
+            content_type=response.get("ContentType", "application/octet-stream"),
+            etag=_clean_etag(response.get("ETag")),
+        )
+
+    async def head(self, key: str) -> StoredObject | None:
+        try:
+            response = await self._call(self._client.head_object, Bucket=self._bucket, Key=key)
+        except StorageError as error:
+            if error.not_found:
+                return None
+            raise
+        sha256 = response.get("Metadata", {}).get(SHA256_FIELD) or await self._sha256_tag(key)
+        return StoredObject(
+            key=key,
+            bytes=response["ContentLength"],
+            sha256=sha256,
+            etag=_clean_etag(response.get("ETag")),
+            content_type=response.get("ContentType", "application/octet-stream"),
+        )
+
+    async def _sha256_tag(self, key: str) -> str:
+        try:
+            tags = await self._call(self._client.get_object_tagging, Bucket=self._bucket, Key=key)
+        except StorageError as error:
+            if error.not_found:
+                return ""
+            raise
+        return next((tag["Value"] for tag in tags.get("TagSet", []) if tag["Key"] == SHA256_FIELD), "")
+
+    async def delete_video(self, video_id: str) -> None:
+        """Delete every object under the video's prefix (its three variants)."""
+        prefix = self._video_prefix(video_id)
+
+        def list_keys() -> list[str]:
+            paginator = self._client.get_paginator("list_objects_v2")
+            return [
+                item["Key"]
+                for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix)
+                for item in page.get("Contents", [])
+            ]
+
+        keys = await self._call(list_keys)
+        for start in range(0, len(keys), _DELETE_BATCH):
+            objects: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + _DELETE_BATCH]]
+            response = await self._call(
+                self._client.delete_objects, Bucket=self._bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise StorageError(
+                    f"S3 could not delete {len(errors)} object(s) of {video_id}, e.g. {first.get('Key')}: "
+                    f"{first.get('Code')}",
+                    code=first.get("Code"),
+                )
+
+    # -- janitor -----------------------------------------------------------------------------------------
+
+    async def abort_stale_uploads(self, *, older_than: timedelta) -> int:
+        """Abort our incomplete multipart uploads initiated before now - `older_than`; returns how many.
+
+        These are what a killed worker leaves: it never got to abort. `older_than` must exceed the longest
+        possible live upload, or the janitor would abort a transfer still in progress.
+        """
+        cutoff = datetime.now(UTC) - older_than
+        prefix = f"{self._prefix}/" if self._prefix else ""
+
+        def list_stale() -> list[tuple[str, str]]:
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            return [
+                (upload["Key"], upload["UploadId"])
+                for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix)
+                for upload in page.get("Uploads", [])
+                if upload["Initiated"] < cutoff
+            ]
+
+        aborted = 0
+        for key, upload_id in await self._call(list_stale):
+            try:
+                await self._call(self._client.abort_multipart_upload, Bucket=self._bucket, Key=key, UploadId=upload_id)
+            except StorageError as error:
+                if error.code != "NoSuchUpload":  # finished or aborted meanwhile: nothing left to do
+                    raise
+                continue
+            aborted += 1
+        if aborted:
+            logger.info("aborted %d stale multipart upload(s) older than %s", aborted, older_than)
+        return aborted
+
+
+class _MultipartUpload:
+    """One multipart upload in progress: at most `max_parts_in_flight` parts uploading at once."""
+
+    def __init__(self, storage: ArchiveStorage, *, key: str, upload_id: str, content_type: str) -> None:
+        self._storage = storage
+        self._client = storage._client
+        self._bucket = storage._bucket
+        self._max_in_flight = storage._settings.max_parts_in_flight
+        self.key = key
+        self.upload_id = upload_id
+        self._content_type = content_type
+        self._pending: set[asyncio.Task[CompletedPartTypeDef]] = set()
+        self._parts: list[CompletedPartTypeDef] = []
+        self._next_part = 1
+        self._completed = False
+
+    async def add_part(self, body: bytearray) -> None:
+        """Start uploading `body` as the next part, once a slot is free; raises the first failed part's error.
+
+        Waiting here is the back-pressure: the caller stops reading the source while every slot is busy.
+        """
+        while len(self._pending) >= self._max_in_flight:
+            await self._collect(asyncio.FIRST_COMPLETED)
+        number = self._next_part
+        self._next_part += 1
+        self._pending.add(asyncio.create_task(self._upload_part(number, body)))
+
+    async def _upload_part(self, number: int, body: bytearray) -> CompletedPartTypeDef:
+        # The thread takes the only reference to the part and drops it before its result reaches the loop.
+        # Arguments given to to_thread stay alive in the executor's work item a moment after the result is
+        # delivered: long enough, measured, for the loop to allocate the next part beside a dead one.
+        parcel = [body]
+        del body
+
+        def upload_part() -> UploadPartOutputTypeDef:
+            return self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=_blob(parcel.pop()),
+                ChecksumAlgorithm="CRC32",
+            )
+
+        response = await self._storage._call(upload_part)
+        part: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
+        if "ChecksumCRC32" in response:
+            part["ChecksumCRC32"] = response["ChecksumCRC32"]
+        return part
+
+    async def _collect(self, return_when: str) -> None:
+        done, self._pending = await asyncio.wait(self._pending, return_when=return_when)
+        failure: BaseException | None = None
+        for task in done:
+            # Retrieve every outcome, so no failed task is reported "never retrieved".
+            error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+            if error is None:
+                self._parts.append(task.result())
+            elif failure is None:
+                failure = error
+        if failure is not None:
+            raise failure
+
+    async def complete(self, *, sha256: str, size: int) -> StoredObject:
+        if self._pending:
+            await self._collect(asyncio.ALL_COMPLETED)
+        parts = sorted(self._parts, key=lambda part: part["PartNumber"])
+
+        async def complete(*, only_if_absent: bool) -> str | None:
+            response = await self._storage._call(
+                self._client.complete_multipart_upload,
+                Bucket=self._bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+                **({"IfNoneMatch": "*"} if only_if_absent else {}),  # type: ignore[arg-type]
+            )
+            self._completed = True
+            return _clean_etag(response.get("ETag"))
+
+        try:
+            etag = await complete(only_if_absent=True)
+        except StorageError as error:
+            if not error.key_exists:
+                raise
+            existing = await self._storage._same_object(self.key, sha256=sha256, size=size)
+            if existing is not None:
+                await self.abort()  # ours is redundant; don't leave it behind
+                return existing
+            etag = await complete(only_if_absent=False)
+        await self._tag(sha256)
+        return StoredObject(key=self.key, bytes=size, sha256=sha256, etag=etag, content_type=self._content_type)
+
+    async def _tag(self, sha256: str) -> None:
+        try:
+            await self._storage._call(
+                self._client.put_object_tagging,
+                Bucket=self._bucket,
+                Key=self.key,
+                Tagging={"TagSet": [{"Key": SHA256_FIELD, "Value": sha256}]},
+            )
+        except StorageError as error:
+            # The object is complete and correct, and the caller records the hash in the database; failing
+            # the job here would only re-download a good asset.
+            logger.warning("could not tag %s with its sha256 (%s); the database keeps it", self.key, error.code)
+
+    async def abort(self) -> None:
+        """Abort the upload after the parts still in flight have finished (a part landing after the abort
+        could otherwise survive it, as AWS warns). Never raises: the caller is already handling a failure."""
+        if self._completed:
+            return
+        if self._pending:
+            # Not cancelled: their threads would run on regardless. Each is at most one part.
+            await asyncio.wait(self._pending)
+            for task in self._pending:
+                if not task.cancelled():
+                    task.exception()
+            self._pending = set()
+        try:
+            await self._storage._call(
+                self._client.abort_multipart_upload, Bucket=self._bucket, Key=self.key, UploadId=self.upload_id
+            )
+        except StorageError as error:
+            if error.code != "NoSuchUpload":
+                logger.warning("could not abort the upload of %s (%s); the janitor will", self.key, error.code)
+        self._completed = True

@@ -1,0 +1,219 @@
+"""The archive worker process: claim, run with a heartbeat, reconcile, and stop gracefully.
+
+Any number of workers on any number of hosts share the queue. A claim is a short transaction (committed
+before any network I/O). While a job runs, a heartbeat renews its lease every `heartbeat_seconds`; if a
+renewal finds the lease gone, the job is cancelled (someone else owns it now). Maintenance on every
+worker puts lapsed leases back in the queue (or to `dead` at the last attempt) and expires queued jobs
+whose window closed; the reconciler finds what lost webhooks missed.
+
+Shutdown: the first stop request stops claiming and lets running jobs finish for `shutdown_grace_seconds`;
+what is still running then is cancelled and its lease released, so another worker takes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from app.archive import queue, reconciler
+from app.archive.jobs import JobContext, run_job
+from app.archive.queue import ClaimedJob, JobRef
+from app.archive.repository import ArchiveRepository
+from app.models import AssetState, JobKind, JobState
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+JANITOR_INTERVAL_SECONDS = 600.0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    def __init__(self, context: JobContext, *, worker_id: str | None = None) -> None:
+        self._context = context
+        self._settings = context.settings.worker
+        self.worker_id = worker_id or default_worker_id()
+        self._stopping = asyncio.Event()
+        self._running: dict[asyncio.Task[None], ClaimedJob] = {}
+        self._next_maintenance = 0.0
+        self._next_reconcile = 0.0
+        self._next_janitor = 0.0
+
+    def request_stop(self) -> None:
+        """Stop claiming; running jobs get the grace period."""
+        if not self._stopping.is_set():
+            logger.info("worker %s: stopping; %d job(s) in flight", self.worker_id, len(self._running))
+        self._stopping.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def run(self) -> None:
+        logger.info("worker %s: started (concurrency %d)", self.worker_id, self._settings.concurrency)
+        try:
+            while not self._stopping.is_set():
+                await self._tick()
+        finally:
+            await self._drain()
+        logger.info("worker %s: stopped", self.worker_id)
+
+    async def run_until_idle(self, *, within_seconds: float = 60.0, settle_seconds: float = 1.0) -> None:
+        """Run jobs (no reconciler) until none is in flight and none is due within `settle_seconds` (tests)."""
+        self._next_reconcile = self._next_janitor = float("inf")
+        deadline = time.monotonic() + within_seconds
+        while time.monotonic() < deadline:
+            claimed = await self._tick(wait=False)
+            if self._running:
+                await asyncio.wait(set(self._running), timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if claimed:
+                continue
+            async with self._context.database.sessionmaker() as session:
+                due = await queue.next_due(session)
+            if due is None or due > settle_seconds:
+                return
+            await asyncio.sleep(min(max(due, 0.01), 0.2))
+        raise TimeoutError("the queue did not drain")
+
+    # ----- the loop ------------------------------------------------------------------------------
+
+    async def _tick(self, *, wait: bool = True) -> int:
+        now = time.monotonic()
+        if now >= self._next_maintenance:
+            self._next_maintenance = now + max(1.0, self._settings.lease_seconds / 3)
+            await self._guarded(self.maintain(), "maintenance")
+        if now >= self._next_reconcile:
+            self._next_reconcile = now + self._settings.reconcile_interval_seconds
+            await self._guarded(reconciler.reconcile_once(self._context), "reconcile")
+        if now >= self._next_janitor:
+            self._next_janitor = now + JANITOR_INTERVAL_SECONDS
+            await self._guarded(reconciler.run_janitor(self._context), "janitor")
+        claimed = 0
+        free = self._settings.concurrency - len(self._running)
+        if free > 0:
+            jobs = await self._guarded(self._claim(free), "claim") or []
+            for job in jobs:
+                task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
+                self._running[task] = job
+                task.add_done_callback(self._running.pop)
+            claimed = len(jobs)
+        if wait and not claimed:
+            waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._stopping.wait())}
+            waiters.update(self._running)  # type: ignore[arg-type]
+            _, pending = await asyncio.wait(
+                waiters, timeout=self._settings.poll_interval_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            for future in pending:
+                if future not in self._running:
+                    future.cancel()
+        return claimed
+
+    async def _claim(self, limit: int) -> list[ClaimedJob]:
+        async with self._context.database.sessionmaker.begin() as session:
+            return await queue.claim(
+                session, worker_id=self.worker_id, limit=limit, lease_seconds=self._settings.lease_seconds
+            )
+
+    async def _execute(self, job: ClaimedJob) -> None:
+        job_task = asyncio.current_task()
+        assert job_task is not None
+        heartbeat = asyncio.create_task(self._heartbeat(job, job_task))
+        try:
+            await run_job(self._context, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug in a handler must not kill the worker; the lease lapses and the job is retried.
+            logger.exception("job %s crashed; its lease will lapse and it will be retried", job.id)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self, job: ClaimedJob, job_task: asyncio.Task[object]) -> None:
+        last_renewal = time.monotonic()
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            try:
+                async with self._context.database.sessionmaker.begin() as session:
+                    held = await queue.heartbeat(session, job, lease_seconds=self._settings.lease_seconds)
+            except Exception as exc:  # the database is unreachable: keep trying while the lease may still hold
+                logger.warning("job %s: heartbeat failed: %s", job.id, type(exc).__name__)
+                if time.monotonic() - last_renewal > self._settings.lease_seconds:
+                    logger.error("job %s: lease may have lapsed without a renewal; abandoning", job.id)
+                    job_task.cancel()
+                    return
+                continue
+            if not held:
+                logger.warning("job %s: lease lost; cancelling the work", job.id)
+                job_task.cancel()
+                return
+            last_renewal = time.monotonic()
+
+    async def maintain(self) -> None:
+        """Rescue lapsed leases and expire overdue jobs, and record it on their assets."""
+        async with self._context.database.sessionmaker.begin() as session:
+            rescued = await queue.rescue_stalled(session)
+            expired = await queue.expire_overdue(session)
+            repository = ArchiveRepository.from_session(session)
+            for ref in [*rescued, *expired]:
+                await self._record_on_asset(repository, ref)
+        for ref in rescued:
+            logger.warning(
+                "job %s (%s %s): lease lapsed, now %s", ref.id, ref.kind.value, ref.video_id, ref.state.value
+            )
+        for ref in expired:
+            logger.error(
+                "job %s (%s %s %s): expired before it could run", ref.id, ref.kind.value, ref.video_id, ref.variant
+            )
+
+    @staticmethod
+    async def _record_on_asset(repository: ArchiveRepository, ref: JobRef) -> None:
+        if ref.kind is not JobKind.DOWNLOAD or ref.variant is None:
+            return
+        if ref.state is JobState.EXPIRED:
+            await repository.set_asset(
+                ref.video_id,
+                ref.variant,
+                state=AssetState.EXPIRED.value,
+                error="the download window closed before the job could run",
+            )
+        elif ref.state is JobState.DEAD:
+            await repository.set_asset(
+                ref.video_id, ref.variant, state=AssetState.FAILED.value, error="attempts exhausted (worker lost)"
+            )
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        grace = self._settings.shutdown_grace_seconds
+        _, pending = await asyncio.wait(set(self._running), timeout=grace)
+        interrupted = [self._running[task] for task in pending if task in self._running]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for job in interrupted:
+            try:
+                async with self._context.database.sessionmaker.begin() as session:
+                    released = await queue.release(session, job)
+                logger.info("job %s: released at shutdown (%s)", job.id, "ok" if released else "lease already gone")
+            except Exception as exc:  # the lease lapses on its own if we cannot release it
+                logger.warning("job %s: release failed: %s", job.id, type(exc).__name__)
+
+    @staticmethod
+    async def _guarded(work: Awaitable[T], what: str) -> T | None:
+        try:
+            return await work
+        except Exception as exc:
+            logger.warning("worker %s failed: %s: %s", what, type(exc).__name__, exc)
+            return None

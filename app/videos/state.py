@@ -1,0 +1,49 @@
+"""Folding upstream's view of a video into our row: one rule for polls, webhooks and the reconciler.
+
+Webhooks are unordered and polls race them, so the status only moves forward: queued → in_progress →
+completed | failed, and a terminal status never changes again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from app.models import Video, VideoStatus
+from app.upstream.schemas import UpstreamVideo
+
+logger = logging.getLogger(__name__)
+
+STATUS_RANK = {
+    VideoStatus.QUEUED: 0,
+    VideoStatus.IN_PROGRESS: 1,
+    VideoStatus.COMPLETED: 2,
+    VideoStatus.FAILED: 2,
+}
+
+
+def _from_unix(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime) -> None:
+    """Copy upstream's view onto our row, never moving a video backwards (webhooks and polls race)."""
+    video.refreshed_at = now
+    try:
+        incoming = VideoStatus(upstream.status)
+    except ValueError:
+        logger.warning("upstream reported unknown status %r for %s", upstream.status, video.id)
+        return
+    current = video.video_status
+    if current.is_terminal and incoming != current:
+        return
+    if STATUS_RANK[incoming] < STATUS_RANK[current]:
+        return
+    video.status = incoming.value
+    video.progress = 100 if incoming is VideoStatus.COMPLETED else max(video.progress, upstream.progress or 0)
+    video.completed_at = _from_unix(upstream.completed_at) or video.completed_at
+    video.expires_at = _from_unix(upstream.expires_at) or video.expires_at
+    if incoming is VideoStatus.FAILED:
+        error = upstream.error
+        video.error_code = (error.code if error else None) or "upstream_failed"
+        video.error_message = (error.message if error else None) or "The render failed upstream."

@@ -1,0 +1,57 @@
+"""Queries of the webhook receiver: record a delivery once, and find the video an event is about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import EventOutcome, Video, WebhookEvent
+
+
+@dataclass(frozen=True)
+class WebhookRepository:
+    session: AsyncSession
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> WebhookRepository:
+        return cls(session)
+
+    async def video_by_upstream_id(self, upstream_id: str) -> Video | None:
+        """Our video for an upstream id, deleted or not (the caller decides what a deleted one means)."""
+        statement = select(Video).where(Video.upstream_id == upstream_id)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def record(
+        self,
+        *,
+        webhook_id: str,
+        event_id: str | None,
+        event_type: str,
+        upstream_video_id: str | None,
+        video_id: str | None,
+        outcome: EventOutcome,
+        body: str,
+    ) -> bool:
+        """Insert the delivery; False when one with the same `webhook_id` or `event_id` exists.
+
+        No conflict target, so both unique indexes count. A concurrent copy of the same delivery waits on the
+        first one's transaction and then does nothing: it never raises, and never inserts a second row.
+        """
+        statement = (
+            insert(WebhookEvent)
+            .values(
+                webhook_id=webhook_id,
+                event_id=event_id,
+                event_type=event_type,
+                upstream_video_id=upstream_video_id,
+                video_id=video_id,
+                outcome=outcome.value,
+                body=body,
+            )
+            .on_conflict_do_nothing()
+            .returning(WebhookEvent.id)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none() is not None

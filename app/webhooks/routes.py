@@ -1,0 +1,169 @@
+"""`POST /webhooks/openai` (path configurable): check the delivery, record it through the service, answer.
+
+Refusals, all before any database work: 415 (not JSON), 413 (over the body cap, before any HMAC),
+400 (malformed headers or body), 401 (stale or unmatched signature). A database failure answers 503 with
+`Retry-After`, so the sender retries; a 2xx is sent only after the commit.
+"""
+
+# No `from __future__ import annotations` here: the route's parameters name a dependency built inside
+# `build_router`, and FastAPI can only resolve such annotations when they are real objects, not strings.
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import ClientDisconnect
+
+from app.core.config import Settings
+from app.core.db import get_database
+from app.core.deps import SettingsDep
+from app.core.errors import (
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    WebhookMalformed,
+    WebhookSignatureInvalid,
+)
+from app.webhooks import service as webhook_service
+from app.webhooks.schemas import DeliveredEvent, WebhookAck, parse_event
+from app.webhooks.verify import Clock, Verifier
+
+# Refused connections and timeouts surface as OSError/TimeoutError from asyncpg, statement failures
+# (statement_timeout, a dropped connection) as DBAPIError; a full pool as SQLAlchemy's TimeoutError.
+DATABASE_FAILURES: Final = (OSError, TimeoutError, DBAPIError, DisconnectionError, PoolTimeoutError)
+RETRY_AFTER_SECONDS: Final = 5
+
+
+async def delivery_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """`SessionDep`'s transaction (commit after the route, before the response), with database failures as 503.
+
+    The commit runs in this dependency's exit, outside the route, so only here can a failed commit still
+    become a 503 instead of a bare 500.
+    """
+    try:
+        async with get_database(request).sessionmaker() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+    except DATABASE_FAILURES as exc:
+        raise ServiceUnavailable(
+            "The webhook could not be recorded; retry later.", retry_after_seconds=RETRY_AFTER_SECONDS
+        ) from exc
+
+
+DeliverySession = Annotated[AsyncSession, Depends(delivery_session, scope="function")]
+
+
+def require_json(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType("Webhook deliveries must be sent as application/json.")
+
+
+async def read_capped(request: Request, *, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `limit`, whatever Content-Length says (or not)."""
+    declared = request.headers.get("content-length", "")
+    # 19+ digits is past any cap; the length check also keeps int() off absurd strings.
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise PayloadTooLarge(f"Webhook body is larger than {limit} bytes.")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"Webhook body is larger than {limit} bytes.")
+    except ClientDisconnect:
+        raise WebhookMalformed("The webhook body was cut off.") from None
+    return bytes(body)
+
+
+REFUSALS: Final[dict[int | str, dict[str, object]]] = {
+    error.status_code: {"description": description}
+    for error, description in (
+        (WebhookMalformed, "Missing or malformed webhook headers, or a body that is not an event"),
+        (WebhookSignatureInvalid, "No signature matches, or the timestamp is outside ±300 s"),
+        (PayloadTooLarge, "Body over the webhook body cap"),
+        (UnsupportedMediaType, "Content-Type is not application/json"),
+        (ServiceUnavailable, "The database is unavailable; retry after Retry-After"),
+    )
+}
+
+
+# The body is read raw (the signature covers its bytes), so FastAPI cannot infer its schema; document it.
+OPENAPI_EXTRA: Final[dict[str, object]] = {
+    "parameters": [
+        {"name": header, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
+        for header, text in (
+            ("webhook-id", "Delivery id (`wh_…`); a redelivery keeps it"),
+            ("webhook-timestamp", "Unix seconds, whole; within ±300 s of our clock"),
+            ("webhook-signature", "Space-separated `v1,<base64 HMAC-SHA256>` entries"),
+        )
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["type", "data"],
+                    "properties": {
+                        "id": {"type": "string", "description": "Event id (`evt_…`)"},
+                        "object": {"type": "string", "enum": ["event"]},
+                        "created_at": {"type": "integer"},
+                        "type": {"type": "string", "examples": ["video.completed", "video.failed"]},
+                        "data": {
+                            "type": "object",
+                            "required": ["id"],
+                            "properties": {"id": {"type": "string", "description": "Upstream video id"}},
+                        },
+                    },
+                }
+            }
+        },
+    },
+}
+
+
+def build_router(settings: Settings, *, clock: Clock | None = None) -> APIRouter:
+    """The receiver at `settings.webhooks.path` (with and without a trailing slash: a redirect is a failure
+    to the sender). Raises ValueError when the secrets are unusable. `clock` is for tests."""
+    verifier = Verifier(settings.webhooks.secret_list(), clock=clock or time.time)
+    max_body_bytes = settings.webhooks.max_body_bytes
+
+    async def verified_event(request: Request) -> DeliveredEvent:
+        require_json(request)
+        body = await read_capped(request, limit=max_body_bytes)
+        # Starlette's Headers.items() keeps repeated names, so the verifier can refuse them.
+        delivery = verifier.verify(body, request.headers)
+        return parse_event(delivery)
+
+    async def receive_webhook(
+        event: Annotated[DeliveredEvent, Depends(verified_event)],
+        session: DeliverySession,
+        app_settings: SettingsDep,
+    ) -> WebhookAck:
+        receipt = await webhook_service.receive(session, event=event, worker=app_settings.worker)
+        return WebhookAck(duplicate=receipt.duplicate)
+
+    router = APIRouter(tags=["webhooks"])
+    path = settings.webhooks.path.rstrip("/") or "/"
+    router.add_api_route(
+        path,
+        receive_webhook,
+        methods=["POST"],
+        response_model=WebhookAck,
+        summary="Receive a signed upstream event (video.completed / video.failed)",
+        responses=REFUSALS,
+        openapi_extra=OPENAPI_EXTRA,
+    )
+    if path != "/":
+        router.add_api_route(
+            path + "/", receive_webhook, methods=["POST"], response_model=WebhookAck, include_in_schema=False
+        )
+    return router

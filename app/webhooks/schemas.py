@@ -1,0 +1,72 @@
+"""The shapes of the webhook receiver: the event we accept (parsed from a verified body) and our answer.
+
+Upstream events are thin (`{"id": "evt_…", "type": "video.completed", "data": {"id": "video_…"}}`, contract
+§2.1). We require only what we act on: a string `type` and `data.id`; the event `id` is optional but, when
+present, a second deduplication key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from app.core.errors import WebhookMalformed
+from app.webhooks.verify import SignedDelivery
+
+# Column widths of webhook_events (event_type 100, event_id and upstream_video_id 200).
+MAX_TYPE_CHARS: Final = 100
+MAX_ID_CHARS: Final = 200
+
+
+@dataclass(frozen=True)
+class DeliveredEvent:
+    """A verified delivery, parsed: what the service records and acts on."""
+
+    webhook_id: str
+    event_id: str | None
+    type: str
+    object_id: str  # `data.id`: for video events, the upstream video id
+    body: str
+
+
+class WebhookAck(BaseModel):
+    """The 2xx answer, sent only once the delivery is durably recorded (or was already)."""
+
+    received: bool = True
+    duplicate: bool
+
+
+def parse_event(delivery: SignedDelivery) -> DeliveredEvent:
+    """`WebhookMalformed` unless the body is a JSON object with a string `type` and `data.id`."""
+    try:
+        document: Any = json.loads(delivery.payload)
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and integers past the int-digit limit; a 64 KiB body of "["
+        # exhausts the parser's recursion.
+        raise WebhookMalformed("Webhook body is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise WebhookMalformed("Webhook body is not a JSON object.")
+    data = document.get("data")
+    if not isinstance(data, dict):
+        raise WebhookMalformed("Webhook body has no 'data' object.", param="data")
+    event_id = document.get("id")
+    return DeliveredEvent(
+        webhook_id=delivery.webhook_id,
+        event_id=None if event_id is None else _text(event_id, "id", MAX_ID_CHARS),
+        type=_text(document.get("type"), "type", MAX_TYPE_CHARS),
+        object_id=_text(data.get("id"), "data.id", MAX_ID_CHARS),
+        body=delivery.payload,
+    )
+
+
+def _text(value: object, name: str, max_chars: int) -> str:
+    # Printable only: a NUL or a lone surrogate would make Postgres refuse the row, and a refused row is a
+    # 5xx the sender would retry for days.
+    if not isinstance(value, str) or not 0 < len(value) <= max_chars or not value.isprintable():
+        raise WebhookMalformed(
+            f"Webhook body field '{name}' must be a string of 1 to {max_chars} printable characters.", param=name
+        )
+    return value

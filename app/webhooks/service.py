@@ -1,0 +1,76 @@
+"""Receiving a verified upstream event: record it once, and queue the video's re-read in the same transaction.
+
+The event carries only an id, so nothing here trusts its `type` beyond routing: a `video.completed` or
+`video.failed` queues a sync job, and the worker re-reads the video upstream before acting. This path makes
+no upstream or S3 call, so it answers in milliseconds and fails only when the database does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.archive import service as archive_service
+from app.core.config import WorkerSettings
+from app.models import EventOutcome, Video
+from app.webhooks.repository import WebhookRepository
+from app.webhooks.schemas import DeliveredEvent
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EVENTS: Final = frozenset({"video.completed", "video.failed"})
+
+
+@dataclass(frozen=True)
+class Receipt:
+    duplicate: bool
+    outcome: EventOutcome | None  # None for a duplicate: the first delivery's outcome stands
+
+
+async def receive(session: AsyncSession, *, event: DeliveredEvent, worker: WorkerSettings) -> Receipt:
+    """Record the delivery (once per webhook id and per event id) and act on it only if it is new.
+
+    Known video → its sync job is queued (`enqueued`); unknown upstream id → `orphan`, matched later by the
+    reconciler (the webhook may beat the commit of our create); any other type → `ignored`, acknowledged so
+    the sender stops retrying. Everything runs on the caller's session: the row and the job commit together.
+    """
+    repository = WebhookRepository.from_session(session)
+    video: Video | None = None
+    if event.type in VIDEO_EVENTS:
+        # Looked up before the insert so the row is written once with its final outcome; a duplicate pays one
+        # indexed read and acts on nothing.
+        video = await repository.video_by_upstream_id(event.object_id)
+        if video is None:
+            outcome = EventOutcome.ORPHAN
+        elif video.deleted_at is not None:
+            outcome = EventOutcome.IGNORED  # the caller deleted it: nothing to archive
+        else:
+            outcome = EventOutcome.ENQUEUED
+    else:
+        outcome = EventOutcome.IGNORED
+    inserted = await repository.record(
+        webhook_id=event.webhook_id,
+        event_id=event.event_id,
+        event_type=event.type,
+        upstream_video_id=event.object_id if event.type in VIDEO_EVENTS else None,
+        video_id=video.id if video is not None else None,
+        outcome=outcome,
+        body=event.body,
+    )
+    if not inserted:
+        logger.info("webhook %s (event %s, %s) is a duplicate", event.webhook_id, event.event_id, event.type)
+        return Receipt(duplicate=True, outcome=None)
+    if outcome is EventOutcome.ENQUEUED and video is not None:
+        await archive_service.enqueue_sync(session, video=video, settings=worker)
+    logger.info(
+        "webhook %s (event %s, %s, %s) recorded as %s",
+        event.webhook_id,
+        event.event_id,
+        event.type,
+        event.object_id,
+        outcome.value,
+    )
+    return Receipt(duplicate=False, outcome=outcome)

@@ -1,0 +1,196 @@
+"""The Postgres queue's SQL against a real server (catalogue rows 33, 38, 39, 40, 42, 43, 47, 48)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from app.archive import queue
+from app.core.db import Database
+from app.models import JobKind, JobState
+from tests.integration.queue.conftest import MakeVideo
+
+LEASE = 30.0
+
+
+async def enqueue_download(
+    db: Database, video_id: str, *, variant: str = "video", deadline: datetime | None = None
+) -> int | None:
+    async with db.sessionmaker.begin() as session:
+        return await queue.enqueue(
+            session, kind=JobKind.DOWNLOAD, video_id=video_id, variant=variant, deadline=deadline, max_attempts=3
+        )
+
+
+async def claim(db: Database, worker: str = "w1", limit: int = 1) -> list[queue.ClaimedJob]:
+    async with db.sessionmaker.begin() as session:
+        return await queue.claim(session, worker_id=worker, limit=limit, lease_seconds=LEASE)
+
+
+async def set_lease(db: Database, job_id: int, seconds_from_now: float) -> None:
+    async with db.sessionmaker.begin() as session:
+        await session.execute(
+            text("UPDATE archive_jobs SET lease_until = now() + make_interval(secs => :s) WHERE id = :id"),
+            {"s": seconds_from_now, "id": job_id},
+        )
+
+
+async def job_row(db: Database, job_id: int) -> dict[str, object]:
+    async with db.sessionmaker() as session:
+        row = (
+            (await session.execute(text("SELECT * FROM archive_jobs WHERE id = :id"), {"id": job_id})).mappings().one()
+        )
+        return dict(row)
+
+
+class TestEnqueue:
+    async def test_enqueue_twice_while_pending_makes_one_row(self, qdb: Database, make_video: MakeVideo) -> None:
+        video = await make_video()
+        assert await enqueue_download(qdb, video) is not None
+        assert await enqueue_download(qdb, video) is None
+        assert await enqueue_download(qdb, video, variant="thumbnail") is not None
+
+    async def test_concurrent_enqueues_of_one_asset_make_one_row(self, qdb: Database, make_video: MakeVideo) -> None:
+        video = await make_video()
+        results = await asyncio.gather(*(enqueue_download(qdb, video) for _ in range(20)))
+        assert sum(result is not None for result in results) == 1
+        async with qdb.sessionmaker() as session:
+            count = await session.scalar(text("SELECT count(*) FROM archive_jobs WHERE video_id = :v"), {"v": video})
+        assert count == 1
+
+    async def test_a_finished_job_does_not_block_a_new_one(self, qdb: Database, make_video: MakeVideo) -> None:
+        video = await make_video()
+        await enqueue_download(qdb, video)
+        [job] = await claim(qdb)
+        async with qdb.sessionmaker.begin() as session:
+            assert await queue.finish(session, job, state=JobState.FAILED, error="x")
+        assert await enqueue_download(qdb, video) is not None
+
+
+class TestClaim:
+    async def test_many_claimers_take_every_job_exactly_once(self, qdb: Database, make_video: MakeVideo) -> None:
+        videos = [await make_video() for _ in range(50)]
+        async with qdb.sessionmaker.begin() as session:
+            for video in videos:
+                for variant in ("video", "thumbnail", "spritesheet"):
+                    await queue.enqueue(
+                        session, kind=JobKind.DOWNLOAD, video_id=video, variant=variant, deadline=None, max_attempts=3
+                    )
+                await queue.enqueue(session, kind=JobKind.SYNC, video_id=video, deadline=None, max_attempts=3)
+        claimed: list[int] = []
+
+        async def claimer(name: str) -> None:
+            while jobs := await claim(qdb, worker=name, limit=3):
+                claimed.extend(job.id for job in jobs)
+
+        await asyncio.gather(*(claimer(f"w{n}") for n in range(20)))
+        assert len(claimed) == 200
+        assert len(set(claimed)) == 200
+
+    async def test_a_job_past_its_deadline_is_never_claimed_and_expires(
+        self, qdb: Database, make_video: MakeVideo
+    ) -> None:
+        video = await make_video()
+        await enqueue_download(qdb, video, deadline=datetime.now(UTC) - timedelta(seconds=1))
+        assert await claim(qdb) == []
+        async with qdb.sessionmaker.begin() as session:
+            [expired] = await queue.expire_overdue(session)
+        assert (expired.video_id, expired.state) == (video, JobState.EXPIRED)
+
+    async def test_lease_is_measured_on_the_database_clock(self, qdb: Database, make_video: MakeVideo) -> None:
+        video = await make_video()
+        await enqueue_download(qdb, video)
+        [job] = await claim(qdb)
+        async with qdb.sessionmaker() as session:
+            remaining = await session.scalar(
+                text("SELECT extract(epoch FROM lease_until - now()) FROM archive_jobs WHERE id = :id"), {"id": job.id}
+            )
+        assert LEASE - 5 < float(remaining) <= LEASE
+        # No query of the queue takes a time from the worker: nothing a skewed worker clock could move.
+        assert all(":now" not in sql and "now_" not in sql for sql in queue.queries().values())
+
+
+class TestLeases:
+    @pytest.mark.parametrize(("lease_left", "rescued"), [(2.0, False), (-0.5, True)])
+    async def test_only_lapsed_leases_are_rescued(
+        self, qdb: Database, make_video: MakeVideo, lease_left: float, rescued: bool
+    ) -> None:
+        video = await make_video()
+        await enqueue_download(qdb, video)
+        [job] = await claim(qdb)
+        await set_lease(qdb, job.id, lease_left)
+        async with qdb.sessionmaker.begin() as session:
+            refs = await queue.rescue_stalled(session)
+        assert [ref.id for ref in refs] == ([job.id] if rescued else [])
+        assert (await job_row(qdb, job.id))["state"] == ("queued" if rescued else "running")
+
+    async def test_a_lapsed_lease_on_the_last_attempt_is_dead_not_requeued(
+        self, qdb: Database, make_video: MakeVideo
+    ) -> None:
+        video = await make_video()
+        await enqueue_download(qdb, video)
+        for _ in range(3):  # max_attempts = 3: claim, lapse, rescue
+            [job] = await claim(qdb)
+            await set_lease(qdb, job.id, -1)
+            async with qdb.sessionmaker.begin() as session:
+                await queue.rescue_stalled(session)
+        row = await job_row(qdb, job.id)
+        assert row["state"] == "dead"
+        assert "lease lapsed" in str(row["last_error"])
+        assert await claim(qdb) == []
+
+    async def test_a_zombie_cannot_change_a_job_taken_over_by_another_worker(
+        self, qdb: Database, make_video: MakeVideo
+    ) -> None:
+        video = await make_video()
+        await enqueue_download(qdb, video)
+        [zombie] = await claim(qdb, worker="zombie")
+        await set_lease(qdb, zombie.id, -1)
+        async with qdb.sessionmaker.begin() as session:
+            await queue.rescue_stalled(session)
+        [current] = await claim(qdb, worker="healthy")
+        assert current.id == zombie.id and current.lease_token != zombie.lease_token
+        async with qdb.sessionmaker.begin() as session:
+            assert not await queue.heartbeat(session, zombie, lease_seconds=LEASE)
+            assert not await queue.finish(session, zombie, state=JobState.FAILED, error="zombie")
+            assert not await queue.retry(session, zombie, delay_seconds=0, error="zombie")
+            assert not await queue.release(session, zombie)
+        async with qdb.sessionmaker.begin() as session:
+            assert await queue.finish(session, current, state=JobState.SUCCEEDED)
+        row = await job_row(qdb, current.id)
+        assert (row["state"], row["last_error"]) == ("succeeded", None)
+
+    async def test_release_hands_the_job_back_without_using_an_attempt(
+        self, qdb: Database, make_video: MakeVideo
+    ) -> None:
+        video = await make_video()
+        await enqueue_download(qdb, video)
+        [job] = await claim(qdb)
+        async with qdb.sessionmaker.begin() as session:
+            assert await queue.release(session, job)
+        [again] = await claim(qdb)
+        assert again.attempts == 1
+
+
+class TestConnectionLoss:
+    async def test_a_claim_whose_connection_dies_before_commit_leaves_the_job_queued(
+        self, qdb: Database, make_video: MakeVideo
+    ) -> None:
+        video = await make_video()
+        job_id = await enqueue_download(qdb, video)
+        session = qdb.sessionmaker()
+        with pytest.raises((DBAPIError, InterfaceError, OperationalError)):
+            async with session.begin():
+                claimed = await queue.claim(session, worker_id="doomed", limit=1, lease_seconds=LEASE)
+                assert [job.id for job in claimed] == [job_id]
+                pid = await session.scalar(text("SELECT pg_backend_pid()"))
+                async with qdb.sessionmaker.begin() as killer:
+                    await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                await asyncio.sleep(0.1)
+        await session.close()
+        row = await job_row(qdb, job_id)  # type: ignore[arg-type]
+        assert (row["state"], row["attempts"], row["lease_token"]) == ("queued", 0, None)

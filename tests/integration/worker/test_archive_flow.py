@@ -1,0 +1,265 @@
+"""The archive pipeline in process: facade → queue → worker → S3, the simulator as upstream.
+
+Catalogue rows: 19 (no regression), 21 (thin payload), 24 (window closed), 26 (round trip), 27 (truncation
+retried), 33 (deadline), 34 (upstream errors), 35 (redirects), 36 (content sniffing), and the reconciler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from app.archive import queue, reconciler
+from app.archive import service as archive_service
+from app.archive.jobs import run_job
+from app.models import ArchiveJob, Asset, Variant, Video
+from tests.integration.worker.conftest import ArchiveStack
+
+
+async def create_video(stack: ArchiveStack, prompt: str = "archive me") -> str:
+    response = await stack.api.post("/v1/videos", files={"prompt": (None, prompt)})
+    assert response.status_code == 200, response.text
+    video_id: str = response.json()["id"]
+    return video_id
+
+
+async def wait_upstream_completed(stack: ArchiveStack, video_id: str, timeout: float = 20) -> dict[str, Any]:
+    upstream_id = await stack.upstream_id(video_id)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = (await stack.simulator.get(f"/v1/videos/{upstream_id}")).json()
+        if body["status"] in ("completed", "failed"):
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError("upstream did not finish")
+
+
+async def upstream_sha256(stack: ArchiveStack, video_id: str, variant: str) -> str:
+    upstream_id = await stack.upstream_id(video_id)
+    response = await stack.simulator.get(f"/v1/videos/{upstream_id}/content", params={"variant": variant})
+    assert response.status_code == 200
+    return hashlib.sha256(response.content).hexdigest()
+
+
+async def assets(stack: ArchiveStack, video_id: str) -> dict[str, Asset]:
+    async with stack.database.sessionmaker() as session:
+        rows = (await session.execute(select(Asset).where(Asset.video_id == video_id))).scalars().all()
+        return {row.variant: row for row in rows}
+
+
+async def jobs(stack: ArchiveStack, video_id: str) -> list[ArchiveJob]:
+    async with stack.database.sessionmaker() as session:
+        statement = select(ArchiveJob).where(ArchiveJob.video_id == video_id).order_by(ArchiveJob.id)
+        return list((await session.execute(statement)).scalars().all())
+
+
+async def enqueue_sync(stack: ArchiveStack, video_id: str) -> None:
+    """What the webhook receiver does for a delivery about this video."""
+    async with stack.database.sessionmaker.begin() as session:
+        video = await session.get(Video, video_id)
+        assert video is not None
+        await archive_service.enqueue_sync(session, video=video, settings=stack.settings.worker)
+
+
+class TestHappyPath:
+    async def test_every_variant_lands_in_s3_byte_for_byte_and_is_served_after_upstream_expiry(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+
+        archived = await assets(stack, video_id)
+        assert {variant: asset.state for variant, asset in archived.items()} == {
+            "video": "archived",
+            "thumbnail": "archived",
+            "spritesheet": "archived",
+        }
+        for variant, asset in archived.items():
+            assert asset.sha256 == await upstream_sha256(stack, video_id, variant)
+            assert asset.s3_key == stack.storage.key_for(video_id, Variant(asset.variant))
+        retrieved = (await stack.api.get(f"/v1/videos/{video_id}")).json()
+        assert retrieved["archive"]["video"]["sha256"] == archived["video"].sha256
+        assert retrieved["archive"]["video"]["bytes"] == archived["video"].bytes
+
+        # Upstream forgets the video: our copy is still served, from S3.
+        upstream_id = await stack.upstream_id(video_id)
+        assert (await stack.simulator.post(f"/_sim/videos/{upstream_id}/expire")).status_code == 200
+        gone = await stack.simulator.get(f"/v1/videos/{upstream_id}/content")
+        assert gone.status_code == 404
+        for variant, content_type in (
+            ("video", "video/mp4"),
+            ("thumbnail", "image/webp"),
+            ("spritesheet", "image/jpeg"),
+        ):
+            served = await stack.api.get(f"/v1/videos/{video_id}/content", params={"variant": variant})
+            assert served.status_code == 200
+            assert served.headers["content-type"] == content_type
+            assert hashlib.sha256(served.content).hexdigest() == archived[variant].sha256
+
+    async def test_a_poll_that_sees_completion_queues_the_downloads(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        assert (await stack.api.get(f"/v1/videos/{video_id}")).json()["status"] == "completed"
+        queued = [job for job in await jobs(stack, video_id) if job.kind == "download"]
+        assert sorted(job.variant for job in queued) == ["spritesheet", "thumbnail", "video"]  # type: ignore[type-var]
+
+    async def test_the_reconciler_archives_a_video_nobody_polled_or_notified(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await asyncio.sleep(0.3)  # older than one reconcile interval: due for a re-read
+        report = await reconciler.reconcile_once(stack.context)
+        assert report.syncs_queued >= 1
+        await stack.worker().run_until_idle()
+        assert {asset.state for asset in (await assets(stack, video_id)).values()} == {"archived"}
+
+
+class TestWhatUpstreamSays:
+    async def test_a_completed_event_for_a_video_still_rendering_downloads_nothing(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        stack = archive_stack
+        await stack.simulator.patch("/_sim/config", json={"render_seconds": 30})
+        try:
+            video_id = await create_video(stack)
+            await enqueue_sync(stack, video_id)
+            await stack.worker().run_until_idle()
+        finally:
+            await stack.simulator.patch("/_sim/config", json={"render_seconds": 0.3})
+        assert await assets(stack, video_id) == {}
+        [sync] = await jobs(stack, video_id)
+        assert sync.state == "succeeded" and "still" in str(sync.last_error)
+
+    async def test_a_failed_video_records_the_error_and_downloads_nothing(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack, prompt="a forbidden thing")
+        await wait_upstream_completed(stack, video_id)
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        async with stack.database.sessionmaker() as session:
+            video = await session.get(Video, video_id)
+        assert video is not None
+        assert (video.status, video.error_code) == ("failed", "moderation_blocked")
+        assert await assets(stack, video_id) == {}
+
+    async def test_a_late_failed_event_after_archiving_changes_nothing(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        await enqueue_sync(stack, video_id)  # a duplicate or reordered event arrives later
+        await stack.worker().run_until_idle()
+        async with stack.database.sessionmaker() as session:
+            video = await session.get(Video, video_id)
+        assert video is not None and video.status == "completed"
+        assert {asset.state for asset in (await assets(stack, video_id)).values()} == {"archived"}
+        assert len([job for job in await jobs(stack, video_id) if job.kind == "download"]) == 3
+
+    async def test_a_video_whose_window_already_closed_is_expired_with_a_reason(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        stack = archive_stack
+        await stack.simulator.patch("/_sim/config", json={"ttl_seconds": 0})
+        try:
+            video_id = await create_video(stack)
+            await wait_upstream_completed(stack, video_id)
+            await enqueue_sync(stack, video_id)
+            worker = stack.worker()
+            await worker.run_until_idle()
+            await worker.maintain()
+        finally:
+            await stack.simulator.patch("/_sim/config", json={"ttl_seconds": 3600})
+        archived = await assets(stack, video_id)
+        assert {asset.state for asset in archived.values()} == {"expired"}
+        assert all("window closed" in str(asset.error) for asset in archived.values())
+
+
+class TestContentFaults:
+    async def test_an_html_page_served_as_the_video_fails_the_asset_after_its_attempts(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await stack.set_faults(content_html_error=True)
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        archived = await assets(stack, video_id)
+        assert archived["video"].state == "failed"
+        assert "not a valid video" in str(archived["video"].error)
+        assert await stack.storage.head(stack.storage.key_for(video_id, Variant.VIDEO)) is None
+
+    async def test_a_truncated_download_is_retried_and_then_lands_whole(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await stack.set_faults(content_truncate_after_bytes=100, content_faults_remaining=1)
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        archived = await assets(stack, video_id)
+        assert {asset.state for asset in archived.values()} == {"archived"}
+        download_attempts = sum(job.attempts for job in await jobs(stack, video_id) if job.kind == "download")
+        assert download_attempts == 4  # three variants, one of them twice
+        for variant, asset in archived.items():
+            assert asset.sha256 == await upstream_sha256(stack, video_id, variant)
+
+    async def test_upstream_5xx_on_content_is_retried(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await stack.set_faults(server_error_next=4, burst_routes=["download_content"])
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        assert {asset.state for asset in (await assets(stack, video_id)).values()} == {"archived"}
+
+    async def test_content_gone_before_the_deadline_is_confirmed_with_a_get_then_expired(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await enqueue_sync(stack, video_id)
+        # Run only the sync: it sees the video completed with a window open and queues the downloads.
+        async with stack.database.sessionmaker.begin() as session:
+            [sync] = await queue.claim(session, worker_id="t", limit=1, lease_seconds=30)
+        await run_job(stack.context, sync)
+        assert len([job for job in await jobs(stack, video_id) if job.kind == "download"]) == 3
+        # Then upstream forgets the files before the downloads run: 404, confirmed by a GET, expired.
+        upstream_id = await stack.upstream_id(video_id)
+        assert (await stack.simulator.post(f"/_sim/videos/{upstream_id}/expire")).status_code == 200
+        await stack.worker().run_until_idle()
+        archived = await assets(stack, video_id)
+        assert {asset.state for asset in archived.values()} == {"expired"}
+        assert all("no longer serves" in str(asset.error) for asset in archived.values())
+        assert all(job.attempts == 1 for job in await jobs(stack, video_id))  # no retry loop on a 404
+
+    async def test_a_redirect_to_a_host_outside_the_allow_list_is_not_followed(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await stack.set_faults(content_redirect=True, content_redirect_host="metadata.internal")
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        archived = await assets(stack, video_id)
+        assert {asset.state for asset in archived.values()} == {"failed"}
+        assert all("not allowed" in str(asset.error) for asset in archived.values())
+
+    async def test_a_same_host_redirect_is_followed(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        await wait_upstream_completed(stack, video_id)
+        await stack.set_faults(content_redirect=True)
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        assert {asset.state for asset in (await assets(stack, video_id)).values()} == {"archived"}

@@ -1,0 +1,78 @@
+"""Folding upstream state into our row: forward only (catalogue row 19: no regression out of order)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from app.models import Video
+from app.upstream.schemas import UpstreamVideo
+from app.videos.state import apply_upstream_state
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def video(status: str, progress: int = 0) -> Video:
+    return Video(id="video_x", status=status, progress=progress, model="sora-2", size="720x1280", seconds="4")
+
+
+def upstream(status: str, progress: int = 0, **extra: object) -> UpstreamVideo:
+    return UpstreamVideo.model_validate(
+        {
+            "id": "up",
+            "model": "sora-2",
+            "status": status,
+            "progress": progress,
+            "created_at": 1,
+            "size": "720x1280",
+            "seconds": "4",
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("current", "incoming", "expected"),
+    [
+        ("queued", "in_progress", "in_progress"),
+        ("in_progress", "completed", "completed"),
+        ("in_progress", "queued", "in_progress"),
+        ("completed", "failed", "completed"),
+        ("failed", "completed", "failed"),
+        ("completed", "in_progress", "completed"),
+    ],
+)
+def test_status_only_moves_forward(current: str, incoming: str, expected: str) -> None:
+    row = video(current)
+    apply_upstream_state(row, upstream(incoming), now=NOW)
+    assert row.status == expected
+    assert row.refreshed_at == NOW
+
+
+def test_progress_never_decreases() -> None:
+    row = video("in_progress", progress=60)
+    apply_upstream_state(row, upstream("in_progress", progress=40), now=NOW)
+    assert row.progress == 60
+
+
+def test_completion_sets_times_and_full_progress() -> None:
+    row = video("in_progress", progress=90)
+    apply_upstream_state(row, upstream("completed", progress=100, completed_at=1000, expires_at=4600), now=NOW)
+    assert (row.progress, row.completed_at, row.expires_at) == (
+        100,
+        datetime.fromtimestamp(1000, tz=UTC),
+        datetime.fromtimestamp(4600, tz=UTC),
+    )
+
+
+def test_failure_records_the_upstream_error() -> None:
+    row = video("in_progress")
+    apply_upstream_state(row, upstream("failed", error={"code": "moderation_blocked", "message": "blocked"}), now=NOW)
+    assert (row.status, row.error_code, row.error_message) == ("failed", "moderation_blocked", "blocked")
+
+
+def test_an_unknown_status_changes_nothing() -> None:
+    row = video("in_progress", progress=10)
+    apply_upstream_state(row, upstream("expired"), now=NOW)
+    assert (row.status, row.progress) == ("in_progress", 10)
