@@ -1,8 +1,9 @@
 """The reconciler: archive every video even when webhooks are lost, late or never sent.
 
 Each run (in every worker, every `reconcile_interval_seconds`) queues a `sync` for our non-terminal
-videos that were not refreshed recently, and `download`s for completed videos with an asset still
-pending and no live job. Queue uniqueness makes concurrent reconcilers on several workers harmless.
+videos that were not refreshed recently and for videos that orphan webhook events (deliveries that beat
+our create row) now match, and `download`s for completed videos with an asset still pending and no live
+job. Queue uniqueness makes concurrent reconcilers on several workers harmless.
 `run_janitor` aborts S3 multipart uploads abandoned by killed workers.
 """
 
@@ -42,6 +43,8 @@ async def reconcile_once(context: JobContext) -> ReconcileReport:
             limit=BATCH,
         )
         for video in stale:
+            syncs += await enqueue_sync(session, video=video, settings=settings) is not None
+        for video in await repository.match_orphan_events(limit=BATCH):
             syncs += await enqueue_sync(session, video=video, settings=settings) is not None
         for video in await repository.completed_videos_missing_assets(limit=BATCH):
             downloads += await schedule_downloads(session, video=video, settings=settings)

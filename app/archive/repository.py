@@ -11,7 +11,18 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import ACTIVE_STATES, ArchiveJob, Asset, AssetState, JobKind, Variant, Video, VideoStatus
+from app.models import (
+    ACTIVE_STATES,
+    ArchiveJob,
+    Asset,
+    AssetState,
+    EventOutcome,
+    JobKind,
+    Variant,
+    Video,
+    VideoStatus,
+    WebhookEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,30 @@ class ArchiveRepository:
             .limit(limit)
         )
         return (await self.session.execute(statement)).scalars().all()
+
+    async def match_orphan_events(self, *, limit: int) -> Sequence[Video]:
+        """Mark webhook events that arrived before their video was ours as matched; returns those videos.
+
+        A webhook can beat the commit of our create row (or come from another project); it is kept as an
+        orphan and matched here once a live video with that upstream id exists.
+        """
+        matched = (
+            update(WebhookEvent)
+            .where(
+                WebhookEvent.outcome == EventOutcome.ORPHAN.value,
+                WebhookEvent.upstream_video_id == Video.upstream_id,
+                Video.deleted_at.is_(None),
+                WebhookEvent.id.in_(
+                    select(WebhookEvent.id).where(WebhookEvent.outcome == EventOutcome.ORPHAN.value).limit(limit)
+                ),
+            )
+            .values(outcome=EventOutcome.MATCHED.value, video_id=Video.id)
+            .returning(Video.id)
+        )
+        video_ids = set((await self.session.execute(matched)).scalars().all())
+        if not video_ids:
+            return []
+        return (await self.session.execute(select(Video).where(Video.id.in_(video_ids)))).scalars().all()
 
     async def completed_videos_missing_assets(self, *, limit: int) -> Sequence[Video]:
         """Completed videos with an asset still pending and no live download job (e.g. a lost enqueue)."""

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -144,6 +144,12 @@ class SimulatorSettings(BaseModel):
     # When set, every asset is a synthetic file of this many bytes (valid MP4 header, no encoder time).
     synthetic_asset_bytes: int | None = Field(default=None, ge=0)
     max_parallel_renders: int = Field(default=2, ge=1)
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _empty_url_means_none(cls, value: object) -> object:
+        # `VG_SIMULATOR__WEBHOOK_URL=` (empty) must switch webhooks off, not aim them at "".
+        return None if value == "" else value
 
 
 class Settings(BaseSettings):

@@ -72,24 +72,39 @@ class TestEnqueue:
 
 
 class TestClaim:
-    async def test_many_claimers_take_every_job_exactly_once(self, qdb: Database, make_video: MakeVideo) -> None:
-        videos = [await make_video() for _ in range(50)]
+    async def test_twenty_claimers_take_every_one_of_ten_thousand_jobs_exactly_once(
+        self, qdb: Database, make_video: MakeVideo
+    ) -> None:
+        owner = await make_video()  # one real row gives us a caller to own the bulk videos
         async with qdb.sessionmaker.begin() as session:
-            for video in videos:
-                for variant in ("video", "thumbnail", "spritesheet"):
-                    await queue.enqueue(
-                        session, kind=JobKind.DOWNLOAD, video_id=video, variant=variant, deadline=None, max_attempts=3
-                    )
-                await queue.enqueue(session, kind=JobKind.SYNC, video_id=video, deadline=None, max_attempts=3)
+            await session.execute(
+                text(
+                    "INSERT INTO videos (id, caller_id, upstream_id, model, size, seconds, prompt, status, progress)"
+                    " SELECT 'bulk_' || n, caller_id, 'up_bulk_' || n, 'sora-2', '720x1280', '4', 'p', 'completed', 100"
+                    " FROM videos, generate_series(1, 2500) AS n WHERE videos.id = :owner"
+                ),
+                {"owner": owner},
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO archive_jobs (kind, video_id, variant, state, attempts, max_attempts)"
+                    " SELECT 'download', v.id, variant, 'queued', 0, 3 FROM videos v,"
+                    " unnest(ARRAY['video', 'thumbnail', 'spritesheet']) AS variant WHERE v.id LIKE 'bulk_%'"
+                    " UNION ALL SELECT 'sync', v.id, NULL, 'queued', 0, 3 FROM videos v WHERE v.id LIKE 'bulk_%'"
+                )
+            )
         claimed: list[int] = []
 
         async def claimer(name: str) -> None:
-            while jobs := await claim(qdb, worker=name, limit=3):
+            while jobs := await claim(qdb, worker=name, limit=10):
                 claimed.extend(job.id for job in jobs)
 
         await asyncio.gather(*(claimer(f"w{n}") for n in range(20)))
-        assert len(claimed) == 200
-        assert len(set(claimed)) == 200
+        assert len(claimed) == 10_000
+        assert len(set(claimed)) == 10_000
+        async with qdb.sessionmaker() as session:
+            states = await queue.job_states(session)
+        assert states == {"running": 10_000}
 
     async def test_a_job_past_its_deadline_is_never_claimed_and_expires(
         self, qdb: Database, make_video: MakeVideo

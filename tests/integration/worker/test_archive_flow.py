@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.archive import queue, reconciler
 from app.archive import service as archive_service
 from app.archive.jobs import run_job
-from app.models import ArchiveJob, Asset, Variant, Video
+from app.models import ArchiveJob, Asset, Variant, Video, WebhookEvent
 from tests.integration.worker.conftest import ArchiveStack
 
 
@@ -120,6 +120,30 @@ class TestHappyPath:
         assert report.syncs_queued >= 1
         await stack.worker().run_until_idle()
         assert {asset.state for asset in (await assets(stack, video_id)).values()} == {"archived"}
+
+    async def test_an_orphan_webhook_is_matched_once_the_video_is_ours(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        upstream_id = await stack.upstream_id(video_id)
+        # The delivery beat our create row's commit: the receiver kept it as an orphan.
+        async with stack.database.sessionmaker.begin() as session:
+            session.add(
+                WebhookEvent(
+                    webhook_id=f"wh_{video_id}",
+                    event_id=f"evt_{video_id}",
+                    event_type="video.completed",
+                    upstream_video_id=upstream_id,
+                    outcome="orphan",
+                    body="{}",
+                )
+            )
+        await reconciler.reconcile_once(stack.context)
+        async with stack.database.sessionmaker() as session:
+            event = (
+                await session.execute(select(WebhookEvent).where(WebhookEvent.webhook_id == f"wh_{video_id}"))
+            ).scalar_one()
+        assert (event.outcome, event.video_id) == ("matched", video_id)
+        assert [job.kind for job in await jobs(stack, video_id)] == ["sync"]
 
 
 class TestWhatUpstreamSays:
