@@ -13,10 +13,13 @@ import httpx
 from fastapi import FastAPI
 
 from app.archive.storage import ArchiveStorage
+from app.callbacks.routes import router as callbacks_router
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimit
+from app.idempotency.middleware import install as install_idempotency
+from app.limits.routes import router as limits_router
 from app.upstream.client import UpstreamClient
 from app.videos.routes import router as videos_router
 from app.videos.service import VideoService
@@ -35,12 +38,7 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
         app.state.settings = settings
         app.state.database = database
         app.state.upstream = upstream
-        app.state.video_service = VideoService(
-            upstream=upstream,
-            storage=storage,
-            refresh_interval=settings.api.refresh_min_interval_seconds,
-            worker_settings=settings.worker,
-        )
+        app.state.video_service = VideoService(settings=settings, upstream=upstream, storage=storage)
         try:
             yield
         finally:
@@ -57,6 +55,9 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
     app.include_router(videos_router)
+    app.include_router(callbacks_router)
+    app.include_router(limits_router)
+    install_idempotency(app, settings)
     if settings.webhooks.enabled:
         # Fail closed: no webhook endpoint without a usable whsec_ secret.
         check_secrets(settings.webhooks.secret_list())

@@ -19,16 +19,15 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import queue
+from app.archive import service as archive_service
 from app.archive.queue import ClaimedJob
 from app.archive.repository import ArchiveRepository
-from app.archive.service import schedule_downloads
 from app.archive.storage import ArchiveStorage, AssetRejected, IncompleteAsset, StorageError
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import GatewayError, ResourceNotFound, UpstreamError
 from app.models import AssetState, JobKind, JobState, Variant, Video, VideoStatus
 from app.upstream.client import UpstreamClient, UpstreamRejected
-from app.videos.state import apply_upstream_state
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +105,11 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
         if current is None:
             await queue.finish(session, job, state=JobState.SUCCEEDED, error="video vanished")
             return
-        apply_upstream_state(current, upstream, now=datetime.now(UTC))
+        await archive_service.record_upstream_state(
+            session, video=current, upstream=upstream, settings=context.settings
+        )
         note = None
-        if current.video_status is VideoStatus.COMPLETED:
-            await schedule_downloads(session, video=current, settings=context.settings.worker)
-        elif current.video_status is VideoStatus.FAILED:
+        if current.video_status is VideoStatus.FAILED:
             note = f"render failed upstream: {current.error_code}"
         else:
             # Trust the GET over the event: not finished yet; the reconciler keeps polling it.
@@ -175,6 +174,7 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
             error=None,
         )
         await queue.finish(session, job, state=JobState.SUCCEEDED)
+        await archive_service.after_asset_outcome(session, video_id=job.video_id, settings=context.settings)
     logger.info("archived %s %s: %d bytes, sha256 %s", job.video_id, variant.value, stored.bytes, stored.sha256)
 
 
@@ -242,6 +242,8 @@ async def _give_up(context: JobContext, job: ClaimedJob, variant: Variant | None
                 job.video_id, variant.value, state=asset_state.value, error=reason
             )
         await queue.finish(session, job, state=state, error=reason)
+        if variant is not None:
+            await archive_service.after_asset_outcome(session, video_id=job.video_id, settings=context.settings)
 
 
 async def _retry(

@@ -13,8 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import queue
 from app.archive.repository import ArchiveRepository
-from app.core.config import WorkerSettings
-from app.models import Asset, JobKind, Variant, Video, VideoStatus
+from app.callbacks import service as callbacks_service
+from app.callbacks.service import CallbackEvent
+from app.core.config import Settings, WorkerSettings
+from app.models import Asset, AssetState, JobKind, Variant, Video, VideoStatus
+from app.upstream.schemas import UpstreamVideo
+from app.videos.state import apply_upstream_state
 
 
 def download_deadline(video: Video, settings: WorkerSettings) -> datetime:
@@ -67,6 +71,33 @@ async def schedule_downloads(session: AsyncSession, *, video: Video, settings: W
         )
         queued += job_id is not None
     return queued
+
+
+async def record_upstream_state(
+    session: AsyncSession, *, video: Video, upstream: UpstreamVideo, settings: Settings
+) -> None:
+    """Fold upstream's view into the video and act on a new terminal state in the same transaction:
+    a completion queues the downloads, a failure tells the caller."""
+    before = apply_upstream_state(video, upstream, now=datetime.now(UTC))
+    if video.video_status is VideoStatus.COMPLETED:
+        await schedule_downloads(session, video=video, settings=settings.worker)
+    elif video.video_status is VideoStatus.FAILED and before is not VideoStatus.FAILED:
+        await callbacks_service.on_video_event(
+            session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
+        )
+
+
+async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings: Settings) -> None:
+    """Once every variant is settled: `video.archived` if all are archived, else `video.archive_failed`."""
+    repository = ArchiveRepository.from_session(session)
+    states = {asset.state for asset in await repository.assets_of(video_id)}
+    if not states or states & {AssetState.PENDING.value, AssetState.DOWNLOADING.value}:
+        return
+    video = await repository.get_video(video_id)
+    if video is None:
+        return
+    event = CallbackEvent.ARCHIVED if states == {AssetState.ARCHIVED.value} else CallbackEvent.ARCHIVE_FAILED
+    await callbacks_service.on_video_event(session, video=video, event=event, settings=settings.callbacks)
 
 
 async def assets_of(session: AsyncSession, *, video_id: str) -> Sequence[Asset]:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from app.archive import queue, reconciler
+from app.archive import service as archive_service
 from app.archive.jobs import JobContext, run_job
 from app.archive.queue import ClaimedJob, JobRef
 from app.archive.repository import ArchiveRepository
@@ -168,6 +169,8 @@ class Worker:
             repository = ArchiveRepository.from_session(session)
             for ref in [*rescued, *expired]:
                 await self._record_on_asset(repository, ref)
+            for video_id in {ref.video_id for ref in [*rescued, *expired] if ref.kind is JobKind.DOWNLOAD}:
+                await archive_service.after_asset_outcome(session, video_id=video_id, settings=self._context.settings)
         for ref in rescued:
             logger.warning(
                 "job %s (%s %s): lease lapsed, now %s", ref.id, ref.kind.value, ref.video_id, ref.state.value

@@ -11,7 +11,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -152,6 +152,32 @@ class SimulatorSettings(BaseModel):
         return None if value == "" else value
 
 
+class IdempotencySettings(BaseModel):
+    """`Idempotency-Key` on POSTs that start a paid render (owned by app/idempotency)."""
+
+    # How long a stored response answers a repeated key.
+    ttl_seconds: float = Field(default=24 * 3600.0, gt=0)
+
+
+class CallbackSettings(BaseModel):
+    """Signed callbacks to internal services (owned by app/callbacks)."""
+
+    # Hosts (exact names) or CIDRs a callback may be delivered to; everything else is refused.
+    allowed_destinations: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+
+
+class LimitSettings(BaseModel):
+    """Per-key request rates, concurrent renders and spend budgets (owned by app/limits)."""
+
+    requests_per_minute: int = Field(default=600, ge=1)
+    max_concurrent_renders: int = Field(default=20, ge=1)
+    budget_usd_per_period: float = Field(default=100.0, ge=0)
+    budget_period: Literal["day", "month"] = "day"
+    prices_usd_per_second: dict[str, float] = Field(default_factory=lambda: {"sora-2": 0.10, "sora-2-pro": 0.30})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -171,6 +197,11 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     worker: WorkerSettings = WorkerSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+    callbacks: CallbackSettings = CallbackSettings()
+    limits: LimitSettings = LimitSettings()
+    # The operator's key for the admin API (callers, keys, limits, callback secrets); unset disables it.
+    admin_api_key: SecretStr | None = None
 
     @property
     def is_dev(self) -> bool:
@@ -232,7 +263,10 @@ def get_settings() -> Settings:
 
 __all__ = [
     "ApiSettings",
+    "CallbackSettings",
     "DatabaseSettings",
+    "IdempotencySettings",
+    "LimitSettings",
     "Mode",
     "S3Settings",
     "Settings",

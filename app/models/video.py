@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -72,6 +73,12 @@ class Video(Base):
     # When the state was last read from upstream; bounds how often a retrieve goes upstream.
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Which upstream profile rendered it (several upstreams); "default" is `VG_UPSTREAM__*`.
+    upstream_profile: Mapped[str] = mapped_column(String(100), server_default="default", default="default")
+    # Where to tell the caller when it is archived or fails (validated against the allow-list at create).
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    # A small string map the caller attached at create; echoed back on the video.
+    caller_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSONB)
 
     @property
     def video_status(self) -> VideoStatus:

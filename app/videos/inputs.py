@@ -30,7 +30,12 @@ from app.videos.schemas import (
     SIZES,
 )
 
-CREATE_FIELDS = frozenset({"prompt", "model", "seconds", "size", "input_reference"})
+CREATE_FIELDS = frozenset({"prompt", "model", "seconds", "size", "input_reference", "callback_url", "metadata"})
+# Gateway-only fields of a create: never sent upstream.
+MAX_METADATA_KEYS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+MAX_CALLBACK_URL_CHARS = 2048
 REMIX_FIELDS = frozenset({"prompt"})
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 MAX_IMAGE_URL_CHARS = 20_971_520
@@ -41,6 +46,47 @@ READ_CHUNK = 64 * 1024
 @dataclass(frozen=True)
 class RemixCommand:
     prompt: str
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A parsed create: what goes upstream, and what only the gateway keeps."""
+
+    command: CreateVideoCommand
+    callback_url: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+def check_callback_url(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _invalid_type("callback_url", "a non-empty string")
+    if len(value) > MAX_CALLBACK_URL_CHARS:
+        raise InvalidRequest("'callback_url' is too long.", param="callback_url", code="invalid_value")
+    return value
+
+
+def check_metadata(value: object) -> dict[str, str] | None:
+    """At most 16 string keys (≤ 64 chars) with string values (≤ 512 chars), as OpenAI's metadata."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid_type("metadata", "an object of string values")
+    if len(value) > MAX_METADATA_KEYS:
+        raise InvalidRequest(
+            f"'metadata' has more than {MAX_METADATA_KEYS} keys.", param="metadata", code="invalid_value"
+        )
+    for key, item in value.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+            raise InvalidRequest("Invalid 'metadata' key.", param="metadata", code="invalid_value")
+        if not isinstance(item, str) or len(item) > MAX_METADATA_VALUE_CHARS:
+            raise InvalidRequest(
+                f"'metadata.{key}' must be a string of at most {MAX_METADATA_VALUE_CHARS} characters.",
+                param=f"metadata.{key}",
+                code="invalid_value",
+            )
+    return dict(value)
 
 
 def _unknown_parameter(name: str) -> InvalidRequest:
@@ -166,12 +212,17 @@ def _command_from_mapping(
     )
 
 
-async def parse_create(request: Request, *, max_image_bytes: int) -> CreateVideoCommand:
+async def parse_create(request: Request, *, max_image_bytes: int) -> CreateRequest:
     kind = _media_type(request)
     if kind == "multipart/form-data":
         return await _parse_create_multipart(request, max_image_bytes=max_image_bytes)
     if kind == "application/json":
-        return _parse_create_json(await _json_object(request), max_image_bytes=max_image_bytes)
+        fields = await _json_object(request)
+        return CreateRequest(
+            command=_parse_create_json(fields, max_image_bytes=max_image_bytes),
+            callback_url=check_callback_url(fields.get("callback_url")),
+            metadata=check_metadata(fields.get("metadata")),
+        )
     raise _unsupported_body(kind)
 
 
@@ -193,7 +244,7 @@ async def parse_remix(request: Request) -> RemixCommand:
     return RemixCommand(prompt=check_prompt(fields.get("prompt")))
 
 
-async def _parse_create_multipart(request: Request, *, max_image_bytes: int) -> CreateVideoCommand:
+async def _parse_create_multipart(request: Request, *, max_image_bytes: int) -> CreateRequest:
     form = await _form(request)
     try:
         return await _create_from_form(form, max_image_bytes=max_image_bytes)
@@ -201,10 +252,15 @@ async def _parse_create_multipart(request: Request, *, max_image_bytes: int) -> 
         await form.close()  # spooled upload parts are temporary files
 
 
-async def _create_from_form(form: FormData, *, max_image_bytes: int) -> CreateVideoCommand:
+async def _create_from_form(form: FormData, *, max_image_bytes: int) -> CreateRequest:
     fields: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
     for name, value in form.multi_items():
-        if name not in CREATE_FIELDS:
+        # The SDK's extra_body={"metadata": {...}} arrives as `metadata[key]` parts.
+        if name.startswith("metadata[") and name.endswith("]") and not isinstance(value, UploadFile):
+            metadata[name[len("metadata[") : -1]] = value
+            continue
+        if name not in CREATE_FIELDS or name == "metadata":
             raise _unknown_parameter(name)
         if name in fields:
             raise InvalidRequest(f"Parameter '{name}' was given more than once.", param=name, code="invalid_value")
@@ -220,7 +276,11 @@ async def _create_from_form(form: FormData, *, max_image_bytes: int) -> CreateVi
             raise _invalid_type("input_reference", "a file part (multipart) or an object (JSON)")
         data = await _read_bounded(reference, max_image_bytes)
         image = check_image(data, size=size, max_bytes=max_image_bytes)
-    return _command_from_mapping(fields, image=image, image_url=None)
+    return CreateRequest(
+        command=_command_from_mapping(fields, image=image, image_url=None),
+        callback_url=check_callback_url(fields.get("callback_url")),
+        metadata=check_metadata(metadata) if metadata else None,
+    )
 
 
 def _parse_create_json(fields: dict[str, Any], *, max_image_bytes: int) -> CreateVideoCommand:

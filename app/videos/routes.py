@@ -11,7 +11,6 @@ from app.auth.deps import CurrentCaller
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.models import Variant
-from app.upstream.schemas import CreateVideoCommand
 from app.videos import inputs
 from app.videos.schemas import ArchivedVideoObject, VideoDeleted, VideoList, VideoObject
 from app.videos.service import VideoService
@@ -27,7 +26,7 @@ def get_video_service(request: Request) -> VideoService:
 VideoServiceDep = Annotated[VideoService, Depends(get_video_service)]
 
 
-async def create_command(request: Request, settings: SettingsDep) -> CreateVideoCommand:
+async def create_request(request: Request, settings: SettingsDep) -> inputs.CreateRequest:
     return await inputs.parse_create(request, max_image_bytes=settings.api.max_image_bytes)
 
 
@@ -46,6 +45,10 @@ CREATE_FIELDS_SCHEMA = {
             "type": "string",
             "enum": ["720x1280", "1280x720", "1024x1792", "1792x1024"],
             "default": "720x1280",
+        },
+        "callback_url": {
+            "type": "string",
+            "description": "Gateway extension: where to POST signed video.archived / video.failed events.",
         },
     },
 }
@@ -71,6 +74,12 @@ CREATE_BODY = {
                             "type": "object",
                             "additionalProperties": False,
                             "properties": {"image_url": {"type": "string"}},
+                        },
+                        "metadata": {
+                            "type": "object",
+                            "maxProperties": 16,
+                            "additionalProperties": {"type": "string", "maxLength": 512},
+                            "description": "Gateway extension: a small string map echoed back on the video.",
                         },
                     },
                 }
@@ -99,9 +108,9 @@ async def create_video(
     caller: CurrentCaller,
     session: SessionDep,
     service: VideoServiceDep,
-    command: Annotated[CreateVideoCommand, Depends(create_command)],
+    create: Annotated[inputs.CreateRequest, Depends(create_request)],
 ) -> VideoObject:
-    return VideoObject.from_row(await service.create(session, caller=caller, command=command))
+    return VideoObject.from_row(await service.create(session, caller=caller, request=create))
 
 
 @router.get("", response_model=VideoList, summary="List the caller's videos")

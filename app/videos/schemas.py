@@ -73,6 +73,8 @@ class ArchivedVideoObject(VideoObject):
     """Retrieve's answer: the contract's 13 fields plus `archive` (the stock SDK ignores extra fields)."""
 
     archive: dict[str, ArchiveEntry]
+    # Gateway extension: the caller's own metadata from create.
+    metadata: dict[str, str] | None = None
 
     @classmethod
     def from_rows(cls, video: Video, assets: list[Asset]) -> ArchivedVideoObject:
@@ -80,7 +82,7 @@ class ArchivedVideoObject(VideoObject):
             asset.variant: ArchiveEntry(state=asset.state, bytes=asset.bytes, sha256=asset.sha256, error=asset.error)
             for asset in assets
         }
-        return cls(**VideoObject.from_row(video).model_dump(), archive=archive)
+        return cls(**VideoObject.from_row(video).model_dump(), archive=archive, metadata=video.caller_metadata)
 
 
 class VideoList(BaseModel):

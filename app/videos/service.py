@@ -20,15 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import service as archive_service
 from app.archive.storage import ArchiveStorage
-from app.core.config import WorkerSettings
+from app.callbacks import service as callbacks_service
+from app.core.config import Settings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
+from app.limits import service as limits_service
 from app.models import Asset, Caller, Variant, Video, VideoStatus
 from app.upstream.client import UpstreamClient, render_may_have_started
-from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
-from app.videos.inputs import RemixCommand
+from app.upstream.schemas import UpstreamVideo
+from app.videos.inputs import CreateRequest, RemixCommand
 from app.videos.refresh import RefreshGate
 from app.videos.repository import VideoRepository
-from app.videos.state import apply_upstream_state
 
 logger = logging.getLogger(__name__)
 
@@ -65,22 +66,25 @@ class ContentStream:
 class VideoService:
     """Stateless apart from the refresh gate; one instance per app."""
 
-    def __init__(
-        self,
-        *,
-        upstream: UpstreamClient,
-        storage: ArchiveStorage,
-        refresh_interval: float,
-        worker_settings: WorkerSettings,
-    ) -> None:
+    def __init__(self, *, settings: Settings, upstream: UpstreamClient, storage: ArchiveStorage) -> None:
+        self._settings = settings
         self._upstream = upstream
         self._storage = storage
-        self._worker_settings = worker_settings
+        self._worker_settings = settings.worker
+        refresh_interval = settings.api.refresh_min_interval_seconds
         self._refresh_interval = timedelta(seconds=refresh_interval)
         self._gate = RefreshGate(min_interval=refresh_interval)
 
-    async def create(self, session: AsyncSession, *, caller: Caller, command: CreateVideoCommand) -> Video:
+    async def create(self, session: AsyncSession, *, caller: Caller, request: CreateRequest) -> Video:
+        command = request.command
+        if request.callback_url is not None:
+            callbacks_service.validate_callback_url(request.callback_url, self._settings.callbacks)
+        await limits_service.admit_render(
+            session, caller=caller, model=command.model, seconds=command.seconds, settings=self._settings.limits
+        )
         video = Video(
+            callback_url=request.callback_url,
+            caller_metadata=request.metadata,
             id=new_video_id(),
             caller_id=caller.id,
             model=command.model,
@@ -94,6 +98,9 @@ class VideoService:
 
     async def remix(self, session: AsyncSession, *, caller: Caller, video_id: str, command: RemixCommand) -> Video:
         source = await self._owned(session, caller=caller, video_id=video_id)
+        await limits_service.admit_render(
+            session, caller=caller, model=source.model, seconds=source.seconds, settings=self._settings.limits
+        )
         if source.upstream_id is None or source.video_status is not VideoStatus.COMPLETED:
             raise InvalidRequest(
                 f"Video '{video_id}' can be remixed only once it has completed.",
@@ -111,6 +118,8 @@ class VideoService:
             status=VideoStatus.QUEUED.value,
             progress=0,
             remixed_from=source.id,
+            callback_url=source.callback_url,
+            caller_metadata=source.caller_metadata,
         )
         return await self._submit(
             session, video, lambda: self._upstream.remix_video(upstream_id, prompt=command.prompt)
@@ -231,10 +240,8 @@ class VideoService:
         return video
 
     async def _apply(self, session: AsyncSession, video: Video, upstream: UpstreamVideo) -> None:
-        """Fold in upstream's state; a video seen completed here gets its downloads queued in this transaction."""
-        apply_upstream_state(video, upstream, now=datetime.now(UTC))
-        if video.video_status is VideoStatus.COMPLETED:
-            await archive_service.schedule_downloads(session, video=video, settings=self._worker_settings)
+        """Fold in upstream's state; what it newly says (completed, failed) is acted on in this transaction."""
+        await archive_service.record_upstream_state(session, video=video, upstream=upstream, settings=self._settings)
 
     async def _refresh_if_due(self, session: AsyncSession, video: Video) -> None:
         if video.upstream_id is None or video.video_status.is_terminal:

@@ -26,19 +26,22 @@ def _from_unix(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, tz=UTC)
 
 
-def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime) -> None:
-    """Copy upstream's view onto our row, never moving a video backwards (webhooks and polls race)."""
+def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime) -> VideoStatus:
+    """Copy upstream's view onto our row, never moving a video backwards (webhooks and polls race).
+
+    Returns the status the video had before, so callers can act on a transition exactly once.
+    """
     video.refreshed_at = now
+    current = video.video_status
     try:
         incoming = VideoStatus(upstream.status)
     except ValueError:
         logger.warning("upstream reported unknown status %r for %s", upstream.status, video.id)
-        return
-    current = video.video_status
+        return current
     if current.is_terminal and incoming != current:
-        return
+        return current
     if STATUS_RANK[incoming] < STATUS_RANK[current]:
-        return
+        return current
     video.status = incoming.value
     video.progress = 100 if incoming is VideoStatus.COMPLETED else max(video.progress, upstream.progress or 0)
     video.completed_at = _from_unix(upstream.completed_at) or video.completed_at
@@ -47,3 +50,4 @@ def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime
         error = upstream.error
         video.error_code = (error.code if error else None) or "upstream_failed"
         video.error_message = (error.message if error else None) or "The render failed upstream."
+    return current

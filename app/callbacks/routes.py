@@ -1,0 +1,7 @@
+"""Callback endpoints and delivery logs for callers (placeholder)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
