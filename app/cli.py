@@ -10,8 +10,10 @@ import uvicorn
 
 from app.core.config import get_settings
 from app.core.logging import configure_logging
+from app.limits.cli import keys_app
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Video Gateway")
+cli.add_typer(keys_app, name="keys")
 
 
 @cli.command()
@@ -27,6 +29,8 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         port=port or settings.api.port,
         log_level=settings.log_level.lower(),
         proxy_headers=False,
+        # Our own access line (app.core.access_log) leaves out query strings, where keys may hide.
+        access_log=False,
     )
 
 

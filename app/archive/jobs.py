@@ -27,7 +27,8 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import GatewayError, ResourceNotFound, UpstreamError
 from app.models import AssetState, JobKind, JobState, Variant, Video, VideoStatus
-from app.upstream.client import UpstreamClient, UpstreamRejected
+from app.upstream.client import UpstreamRejected
+from app.upstream.router import UpstreamRouter
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ GONE_STATUSES = (403, 404, 410)
 class JobContext:
     settings: Settings
     database: Database
-    upstream: UpstreamClient
+    upstreams: UpstreamRouter
     storage: ArchiveStorage
 
 
@@ -86,7 +87,7 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
         await _finish(context, job, JobState.SUCCEEDED, "nothing to sync: no such live video")
         return
     try:
-        upstream = await context.upstream.retrieve_video(video.upstream_id)
+        upstream = await context.upstreams.client(video.upstream_profile).retrieve_video(video.upstream_id)
     except ResourceNotFound:
         async with _fenced(context, job) as session:
             current = await ArchiveRepository.from_session(session).get_video(job.video_id)
@@ -138,7 +139,8 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
     storage = context.storage
     key = storage.key_for(video.id, variant)
     try:
-        async with context.upstream.stream_content(video.upstream_id, variant=variant.value) as response:
+        client = context.upstreams.client(video.upstream_profile)
+        async with client.stream_content(video.upstream_id, variant=variant.value) as response:
             length = response.headers.get("content-length")
             stored = await storage.upload_stream(
                 key=key,
@@ -150,7 +152,7 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
         if isinstance(exc, UpstreamRejected) and exc.status_code not in GONE_STATUSES:
             await _retry(context, job, error=f"upstream refused the content: {exc.message}", variant=variant)
         else:
-            await _content_gone(context, job, variant, video.upstream_id, reason=exc.message)
+            await _content_gone(context, job, variant, video, reason=exc.message)
         return
     except AssetRejected as exc:
         await _retry(context, job, error=f"not a valid {variant.value}: {exc}", variant=variant)
@@ -178,15 +180,14 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
     logger.info("archived %s %s: %d bytes, sha256 %s", job.video_id, variant.value, stored.bytes, stored.sha256)
 
 
-async def _content_gone(
-    context: JobContext, job: ClaimedJob, variant: Variant, upstream_id: str, *, reason: str
-) -> None:
+async def _content_gone(context: JobContext, job: ClaimedJob, variant: Variant, video: Video, *, reason: str) -> None:
     """Upstream says the content is gone: expired if the window closed, else confirm with a GET first."""
     if _past_deadline(job, margin_seconds=60):
         await _expire(context, job, variant, f"upstream no longer serves the asset ({reason})")
         return
     try:
-        upstream = await context.upstream.retrieve_video(upstream_id)
+        assert video.upstream_id is not None
+        upstream = await context.upstreams.client(video.upstream_profile).retrieve_video(video.upstream_id)
     except ResourceNotFound:
         await _give_up(context, job, variant, JobState.FAILED, f"upstream forgot the video ({reason})")
         return

@@ -16,7 +16,7 @@ from app.archive.storage import ArchiveStorage
 from app.archive.worker import Worker
 from app.core.config import Settings
 from app.core.db import Database
-from app.upstream.client import UpstreamClient
+from app.upstream.router import UpstreamRouter
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +25,11 @@ FORCED_EXIT_CODE = 130
 
 async def run_worker(settings: Settings) -> None:
     database = Database.connect(settings.db)
-    upstream = UpstreamClient(settings.upstream, allow_http_redirects=settings.is_dev)
+    upstreams = UpstreamRouter(settings)
     storage = ArchiveStorage(settings.s3)
     try:
         await storage.ensure_bucket()
-        worker = Worker(JobContext(settings=settings, database=database, upstream=upstream, storage=storage))
+        worker = Worker(JobContext(settings=settings, database=database, upstreams=upstreams, storage=storage))
         signals_seen = 0
 
         def on_signal() -> None:
@@ -46,6 +46,6 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(signum, on_signal)
         await worker.run()
     finally:
-        await upstream.aclose()
+        await upstreams.aclose()
         storage.close()
         await database.dispose()

@@ -114,6 +114,7 @@ class ArchiveRepository:
             .where(
                 WebhookEvent.outcome == EventOutcome.ORPHAN.value,
                 WebhookEvent.upstream_video_id == Video.upstream_id,
+                WebhookEvent.upstream_profile == Video.upstream_profile,
                 Video.deleted_at.is_(None),
                 WebhookEvent.id.in_(
                     select(WebhookEvent.id).where(WebhookEvent.outcome == EventOutcome.ORPHAN.value).limit(limit)

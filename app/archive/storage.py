@@ -143,6 +143,8 @@ def make_client(settings: S3Settings) -> S3Client:
         connect_timeout=5,
         read_timeout=60,
         tcp_keepalive=True,
+        # SigV4 everywhere, presigned URLs included (botocore would presign with SigV2 on custom endpoints).
+        signature_version="s3v4",
         # CRC32 per request (and per part), checked by S3 before it stores anything: cheap (zlib), catches
         # corruption in transit as BadDigest.
         request_checksum_calculation="when_supported",
@@ -184,6 +186,11 @@ class ArchiveStorage:
         self._prefix = settings.prefix.strip("/")
         self._owns_client = client is None
         self._client = client if client is not None else make_client(settings)
+        self._presign_client: S3Client | None = None
+        if settings.public_endpoint_url:
+            self._presign_client = make_client(
+                settings.model_copy(update={"endpoint_url": settings.public_endpoint_url})
+            )
 
     def key_for(self, video_id: str, variant: Variant) -> str:
         return f"{self._video_prefix(video_id)}{variant.value}.{variant.extension}"
@@ -194,6 +201,8 @@ class ArchiveStorage:
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+        if self._presign_client is not None:
+            self._presign_client.close()
 
     async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
@@ -411,6 +420,20 @@ class ArchiveStorage:
             content_type=response.get("ContentType", "application/octet-stream"),
             etag=_clean_etag(response.get("ETag")),
         )
+
+    def presign_get(self, key: str, *, ttl_seconds: int, content_type: str) -> str:
+        """A time-limited GET URL for services that read the archive straight from S3.
+
+        Signing is local computation (no request is made), so it needs no thread. When the S3 endpoint
+        callers reach differs from ours (`public_endpoint_url`), the URL is signed for theirs.
+        """
+        client = self._presign_client or self._client
+        url: str = client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self._settings.bucket, "Key": key, "ResponseContentType": content_type},
+            ExpiresIn=ttl_seconds,
+        )
+        return url
 
     async def head(self, key: str) -> StoredObject | None:
         try:

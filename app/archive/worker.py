@@ -26,6 +26,7 @@ from app.archive import service as archive_service
 from app.archive.jobs import JobContext, run_job
 from app.archive.queue import ClaimedJob, JobRef
 from app.archive.repository import ArchiveRepository
+from app.callbacks import delivery as callbacks_delivery
 from app.models import AssetState, JobKind, JobState
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Worker:
         self._next_maintenance = 0.0
         self._next_reconcile = 0.0
         self._next_janitor = 0.0
+        self._callbacks: asyncio.Task[object] | None = None
+        self._deliver_callbacks = True
 
     def request_stop(self) -> None:
         """Stop claiming; running jobs get the grace period."""
@@ -69,8 +72,10 @@ class Worker:
         logger.info("worker %s: stopped", self.worker_id)
 
     async def run_until_idle(self, *, within_seconds: float = 60.0, settle_seconds: float = 1.0) -> None:
-        """Run jobs (no reconciler) until none is in flight and none is due within `settle_seconds` (tests)."""
+        """Run jobs (no reconciler, no callback sending) until none is in flight and none is due within
+        `settle_seconds` (tests drive those two themselves)."""
         self._next_reconcile = self._next_janitor = float("inf")
+        self._deliver_callbacks = False
         deadline = time.monotonic() + within_seconds
         while time.monotonic() < deadline:
             claimed = await self._tick(wait=False)
@@ -99,6 +104,11 @@ class Worker:
         if now >= self._next_janitor:
             self._next_janitor = now + JANITOR_INTERVAL_SECONDS
             await self._guarded(reconciler.run_janitor(self._context), "janitor")
+        if self._deliver_callbacks and (self._callbacks is None or self._callbacks.done()):
+            # In the background: a slow receiver must not hold up claiming archive work.
+            self._callbacks = asyncio.create_task(
+                self._guarded(callbacks_delivery.deliver_due(self._context), "callbacks")
+            )
         claimed = 0
         free = self._settings.concurrency - len(self._running)
         if free > 0:
@@ -191,12 +201,19 @@ class Worker:
                 state=AssetState.EXPIRED.value,
                 error="the download window closed before the job could run",
             )
+        elif ref.state is JobState.QUEUED:
+            # Back in the queue: nobody is downloading it until the next claim.
+            await repository.set_asset(ref.video_id, ref.variant, state=AssetState.PENDING.value)
         elif ref.state is JobState.DEAD:
             await repository.set_asset(
                 ref.video_id, ref.variant, state=AssetState.FAILED.value, error="attempts exhausted (worker lost)"
             )
 
     async def _drain(self) -> None:
+        if self._callbacks is not None:
+            # A delivery cut short is retried by the next worker: its row is only marked once answered.
+            self._callbacks.cancel()
+            await asyncio.gather(self._callbacks, return_exceptions=True)
         if not self._running:
             return
         grace = self._settings.shutdown_grace_seconds
@@ -209,6 +226,10 @@ class Worker:
             try:
                 async with self._context.database.sessionmaker.begin() as session:
                     released = await queue.release(session, job)
+                    if released and job.variant is not None:
+                        await ArchiveRepository.from_session(session).set_asset(
+                            job.video_id, job.variant, state=AssetState.PENDING.value
+                        )
                 logger.info("job %s: released at shutdown (%s)", job.id, "ok" if released else "lease already gone")
             except Exception as exc:  # the lease lapses on its own if we cannot release it
                 logger.warning("job %s: release failed: %s", job.id, type(exc).__name__)

@@ -27,3 +27,20 @@ def lookup_of(key_digest: bytes) -> str:
 
 def matches(key_digest: bytes, stored_digest: bytes) -> bool:
     return hmac.compare_digest(key_digest, stored_digest)
+
+
+# A generated key shows `vg_` plus 4 of its 43 random characters (24 of 256 bits): enough to tell keys apart
+# in a list, useless to an attacker. Keys not made here (the dev key, imported keys) show only 3 characters.
+DISPLAY_RANDOM_CHARS = 4
+GENERATED_KEY_MIN_CHARS = 40
+
+
+def display_prefix(key: str) -> str:
+    if key.startswith(KEY_PREFIX) and len(key) >= GENERATED_KEY_MIN_CHARS:
+        return key[: len(KEY_PREFIX) + DISPLAY_RANDOM_CHARS]
+    return key[: min(3, len(key) // 4)]
+
+
+def looks_like_key(value: str) -> bool:
+    """Whether `value` is shaped like a generated key (the CLI accepts a key or a key id)."""
+    return value.startswith(KEY_PREFIX) and len(value) >= GENERATED_KEY_MIN_CHARS

@@ -22,6 +22,8 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "VG_"
+# The profile name of `Settings.upstream` among the upstream profiles.
+DEFAULT_PROFILE = "default"
 NESTED_DELIMITER = "__"
 FILE_SUFFIX = "_FILE"
 
@@ -66,6 +68,25 @@ class UpstreamSettings(BaseModel):
     # Content downloads may be redirected (the contract's docs use `curl -L`) only to these hosts (the
     # upstream's own host is always allowed), over https unless in dev mode, at most 3 hops.
     content_redirect_hosts: list[str] = Field(default_factory=list)
+    # Circuit breaker: after this many consecutive failures (5xx, timeouts, refused), calls fail fast for
+    # the cool-down instead of piling onto a provider that is down.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, ge=0)
+
+
+class UpstreamProfile(UpstreamSettings):
+    """A further upstream (provider or proxy) speaking the same contract, for the models it serves."""
+
+    models: list[str] = Field(default_factory=list)
+    # False for providers that send no webhooks: the reconciler alone archives their videos.
+    sends_webhooks: bool = True
+    # One or more `whsec_` secrets for this provider's webhooks, received at `/webhooks/{profile name}`.
+    webhook_secrets: SecretStr | None = None
+
+    def webhook_secret_list(self) -> list[str]:
+        if self.webhook_secrets is None:
+            return []
+        return [part for part in self.webhook_secrets.get_secret_value().replace(",", " ").split() if part]
 
 
 class WebhookSettings(BaseModel):
@@ -117,6 +138,9 @@ class S3Settings(BaseModel):
     prefix: str = "videos"
     # Streaming upload: multipart above one part; memory per transfer is bounded by part size * parts in flight.
     part_size_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # Presigned URLs (`GET /v1/videos/{id}/assets`): lifetime, and the endpoint readers reach if not ours.
+    presign_ttl_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    public_endpoint_url: str | None = None
     max_parts_in_flight: int = Field(default=2, ge=1)
 
 
@@ -163,9 +187,23 @@ class CallbackSettings(BaseModel):
     """Signed callbacks to internal services (owned by app/callbacks)."""
 
     # Hosts (exact names) or CIDRs a callback may be delivered to; everything else is refused.
+    # Cloud metadata addresses are refused even inside an allowed CIDR.
     allowed_destinations: list[str] = Field(default_factory=list)
     timeout_seconds: float = Field(default=15.0, gt=0)
+    # Attempts in all: the first at once, then one after each delay of the schedule (the last delay repeats).
     max_attempts: int = Field(default=8, ge=1)
+    # Standard Webhooks' schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0], min_length=1
+    )
+    # Each delay is stretched by up to this fraction at random, so a recovering receiver is not stampeded.
+    retry_jitter_ratio: float = Field(default=0.1, ge=0, le=1)
+    # Plain http is accepted only to allow-listed private (non-global) addresses; public ones need https.
+    allow_http: bool = True
+    # Deliveries claimed (and sent concurrently) per worker tick.
+    batch_size: int = Field(default=20, ge=1)
+    # After a rotation the previous secret keeps signing (a second signature) for this long.
+    secret_rotation_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
 
 
 class LimitSettings(BaseModel):
@@ -175,7 +213,19 @@ class LimitSettings(BaseModel):
     max_concurrent_renders: int = Field(default=20, ge=1)
     budget_usd_per_period: float = Field(default=100.0, ge=0)
     budget_period: Literal["day", "month"] = "day"
+    # A model missing from this table is charged at its highest price (never under-counted); see app/limits.
     prices_usd_per_second: dict[str, float] = Field(default_factory=lambda: {"sora-2": 0.10, "sora-2-pro": 0.30})
+    # Retry-After sent with a 429 for too many renders in flight (renders take minutes).
+    concurrency_retry_after_seconds: int = Field(default=30, ge=1)
+
+    @field_validator("prices_usd_per_second")
+    @classmethod
+    def _prices_are_usable(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("at least one model price is needed (unknown models are charged the highest price)")
+        if any(price < 0 for price in value.values()):
+            raise ValueError("prices cannot be negative")
+        return value
 
 
 class Settings(BaseSettings):
@@ -193,6 +243,9 @@ class Settings(BaseSettings):
     db: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
     upstream: UpstreamSettings = UpstreamSettings()
+    # Further named upstreams; a model listed in a profile's `models` is rendered there, others go to
+    # `upstream` (the profile named "default"). E.g. VG_UPSTREAMS='{"pro": {"base_url": ..., "models": [...]}}'.
+    upstreams: dict[str, UpstreamProfile] = Field(default_factory=dict)
     s3: S3Settings = S3Settings()
     webhooks: WebhookSettings = WebhookSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -211,6 +264,14 @@ class Settings(BaseSettings):
     def _refuse_placeholders_in_production(self) -> Settings:
         if self.mode is Mode.PRODUCTION and self.upstream.api_key.get_secret_value() in {"", "sim-key"}:
             raise ValueError("VG_UPSTREAM__API_KEY is unset or a placeholder; set it (or VG_MODE=dev for local use)")
+        claimed: dict[str, str] = {}
+        for name, profile in self.upstreams.items():
+            if name == DEFAULT_PROFILE or not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"upstream profile name {name!r} must be a slug other than {DEFAULT_PROFILE!r}")
+            for model in profile.models:
+                if model in claimed:
+                    raise ValueError(f"model {model!r} is routed to both {claimed[model]!r} and {name!r}")
+                claimed[model] = name
         return self
 
     @classmethod
@@ -271,6 +332,7 @@ __all__ = [
     "S3Settings",
     "Settings",
     "SimulatorSettings",
+    "UpstreamProfile",
     "UpstreamSettings",
     "WebhookSettings",
     "WorkerSettings",

@@ -169,3 +169,19 @@ class ServiceUnavailable(GatewayError):
 
     def __init__(self, message: str, *, retry_after_seconds: int = 5) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_seconds)})
+
+
+class IdempotencyKeyInUse(GatewayError):
+    """A request with this `Idempotency-Key` is still running (or never finished); its answer is not known yet."""
+
+    status_code = 409
+    type = "invalid_request_error"
+    code = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(GatewayError):
+    """This `Idempotency-Key` was already used for a different request (another body, path or method)."""
+
+    status_code = 422
+    type = "invalid_request_error"
+    code = "idempotency_key_reused"

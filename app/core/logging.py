@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import logging
 
+# These log request URLs (query strings included) and, at DEBUG, botocore logs SigV4 signatures, which
+# for a presigned URL are the credential itself: they stay at WARNING whatever our own level is.
+LEAKY_LOGGERS = ("httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3")
+
+
+def quiet_leaky_loggers() -> None:
+    for name in LEAKY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(
@@ -11,5 +20,4 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         force=True,
     )
-    # httpx logs every request URL at INFO; keep it for debugging only.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_leaky_loggers()

@@ -1,11 +1,237 @@
-"""Installing idempotency on the app (placeholder until app/idempotency is built: nothing is replayed yet)."""
+"""`Idempotency-Key` on the paid POSTs (create and remix), as a pure ASGI middleware.
+
+A middleware rather than route dependencies, because it must see the request body before the route parses
+it (to fingerprint it, then hand it on unchanged) and the whole answer after the route, error handlers
+included (to store it before the client sees it). Only `POST /v1/videos` and `POST /v1/videos/{id}/remix`
+with the header are touched; everything else passes straight through.
+
+For a request it handles: parse the key (400 if unusable), authenticate the caller (a request that does
+not authenticate passes through and gets the route's 401), buffer the body (bounded by the body limit:
+anything larger passes through to the 413 of `BodySizeLimit`), fingerprint it, then claim the key or
+answer from the record (replay, 409, 422). The route runs with the buffered body replayed; its answer
+(status, headers, body) is captured, stored or released (`service.keeps_answer`), and then sent. The answer
+is durable before the client sees any of it, so a client whose connection dropped gets it on its retry.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Settings
+from app.core.db import Database
+from app.core.errors import GatewayError, InvalidRequest, ServiceUnavailable, error_body
+from app.idempotency.fingerprint import InvalidKey, parse_key, request_fingerprint
+from app.idempotency.repository import StoredAnswer
+from app.idempotency.service import Claim, IdempotencyService, Replay
+
+logger = logging.getLogger(__name__)
+
+HEADER = b"idempotency-key"
+PAID_PATHS = re.compile(r"^/v1/videos(/[^/]+/remix)?$")
+# Set on every replayed answer (as Stripe does), so a client can tell a repeat from a first answer.
+REPLAYED_HEADER = "idempotent-replayed"
+# Never stored, never replayed.
+UNSTORED_HEADERS = frozenset({"set-cookie", REPLAYED_HEADER})
+# A claim in flight for longer than this belongs to a request that died: at least a minute, and more than
+# the longest a create can take (connect attempts with their pauses, then one full upstream timeout).
+MIN_STALE_AFTER_SECONDS = 60.0
+
+
+def stale_after_seconds(settings: Settings) -> float:
+    upstream = settings.upstream
+    longest = upstream.timeout_seconds + upstream.create_attempts * (
+        upstream.connect_timeout_seconds + upstream.retry_max_seconds
+    )
+    return max(MIN_STALE_AFTER_SECONDS, longest)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Wrap the paid POST routes of `app` with Idempotency-Key handling."""
+    service = IdempotencyService(
+        ttl_seconds=settings.idempotency.ttl_seconds,
+        stale_after_seconds=stale_after_seconds(settings),
+        dev_mode=settings.is_dev,
+    )
+    app.add_middleware(
+        IdempotencyMiddleware, service=service, max_body_bytes=settings.api.max_request_bytes, state_of=app
+    )
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, *, service: IdempotencyService, max_body_bytes: int, state_of: FastAPI) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+        self.state_of = state_of  # the app whose lifespan puts the `Database` on its state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not PAID_PATHS.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        values = [value for name, value in headers if name == HEADER]
+        if not values:
+            await self.app(scope, receive, send)
+            return
+        try:
+            key = parse_key(values)
+        except InvalidKey as exc:
+            await _send_error(send, InvalidRequest(str(exc), param="Idempotency-Key", code="invalid_idempotency_key"))
+            return
+        presented = _bearer(headers)
+        if presented is None:
+            await self.app(scope, receive, send)  # the route answers 401
+            return
+
+        body, complete = await self._read_body(scope, receive)
+        if not complete:
+            await self.app(scope, _replay(body, receive, chunked=True), send)  # too large (413) or gone
+            return
+        fingerprint = request_fingerprint(
+            method=scope["method"],
+            path=scope["path"],
+            query_string=scope.get("query_string", b""),
+            content_type=_header(headers, b"content-type"),
+            body=b"".join(body),
+        )
+        database: Database = self.state_of.state.database
+        try:
+            outcome = await self.service.begin(
+                database.sessionmaker, presented_key=presented, key=key, fingerprint=fingerprint
+            )
+        except GatewayError as exc:
+            await _send_error(send, exc)
+            return
+        except Exception:
+            logger.exception("idempotency: could not claim a key")
+            await _send_error(send, ServiceUnavailable("The request could not be recorded; nothing was done."))
+            return
+        if outcome is None:
+            await self.app(scope, _replay(body, receive), send)  # not authenticated: the route answers 401
+            return
+        if isinstance(outcome, Replay):
+            await _send_answer(send, outcome.answer, replayed=True)
+            return
+        answer = await self._run(scope, _replay(body, receive), outcome)
+        try:
+            if not await self.service.finish(database.sessionmaker, outcome, answer):
+                logger.warning("idempotency: the claim on key %r expired before its answer was stored", key)
+        except Exception:
+            # The answer is sent anyway; the record stays in flight and repeats get 409 (never a second render).
+            logger.exception("idempotency: could not store the answer of key %r", key)
+        await _send_answer(send, answer, replayed=False)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[list[bytes], bool]:
+        """The body's chunks, and whether they are the whole body within the limit."""
+        declared = _header(scope["headers"], b"content-length")
+        if declared is not None and (
+            not declared.isdigit() or len(declared) > 12 or int(declared) > self.max_body_bytes
+        ):
+            return [], False
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return chunks, False  # the client went away mid-body
+            chunk: bytes = message.get("body", b"")
+            chunks.append(chunk)
+            seen += len(chunk)
+            if seen > self.max_body_bytes:
+                return chunks, False
+            if not message.get("more_body", False):
+                return chunks, True
+
+    async def _run(self, scope: Scope, receive: Receive, claim: Claim) -> StoredAnswer:
+        """Run the route and capture its whole answer; an exception becomes the 500 the error handler sends."""
+        status: int | None = None
+        response_headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+        finished = False
+
+        async def capture(message: Message) -> None:
+            nonlocal status, finished
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                response_headers.extend(
+                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in message.get("headers", [])
+                )
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                finished = not message.get("more_body", False)
+
+        try:
+            await self.app(scope, receive, capture)
+        except Exception:
+            logger.exception("unhandled error (Idempotency-Key %r)", claim.key)
+            if not finished:
+                return _unexpected_error_answer()
+        if status is None or not finished:
+            return _unexpected_error_answer()
+        kept = [(name, value) for name, value in response_headers if name.lower() not in UNSTORED_HEADERS]
+        return StoredAnswer(status=status, headers=kept, body=b"".join(chunks))
+
+
+def _unexpected_error_answer() -> StoredAnswer:
+    # What the app's own handler of unexpected errors says, plus `x-should-retry: false`: the failure may have
+    # come after the render was started, and the stored answer is what every repeat gets.
+    body = json.dumps(error_body("The server had an error processing your request.", type="server_error")).encode()
+    return StoredAnswer(
+        status=500,
+        headers=[
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("x-should-retry", "false"),
+        ],
+        body=body,
+    )
+
+
+def _replay(chunks: list[bytes], receive: Receive, *, chunked: bool = False) -> Receive:
+    """A `receive` that hands the buffered body on (whole, or chunk by chunk as it came), then the rest."""
+    if chunked:
+        pending: list[Message] = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
+    else:
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    scheme, _, credentials = (_header(headers, b"authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+async def _send_answer(send: Send, answer: StoredAnswer, *, replayed: bool) -> None:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers]
+    if replayed:
+        headers.append((REPLAYED_HEADER.encode(), b"true"))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _send_error(send: Send, error: GatewayError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers.extend((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items())
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -3,7 +3,17 @@
 from app.core.db import Base
 from app.models.archive_job import ACTIVE_STATES, ArchiveJob, JobKind, JobState
 from app.models.asset import Asset, AssetState, Variant
+from app.models.callback import (
+    AttemptOutcome,
+    CallbackAttempt,
+    CallbackDelivery,
+    CallbackEndpoint,
+    CallbackSecret,
+    DeliveryState,
+)
 from app.models.caller import ApiKey, Caller
+from app.models.idempotency import IdempotencyRecord
+from app.models.limits import KeyRequestWindow as KeyRequestWindow
 from app.models.video import Video, VideoStatus
 from app.models.webhook_event import EventOutcome, WebhookEvent
 
@@ -13,9 +23,16 @@ __all__ = [
     "ArchiveJob",
     "Asset",
     "AssetState",
+    "AttemptOutcome",
     "Base",
+    "CallbackAttempt",
+    "CallbackDelivery",
+    "CallbackEndpoint",
+    "CallbackSecret",
     "Caller",
+    "DeliveryState",
     "EventOutcome",
+    "IdempotencyRecord",
     "JobKind",
     "JobState",
     "Variant",

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -43,6 +44,8 @@ class Video(Base):
             name="status_known",
         ),
         CheckConstraint("progress BETWEEN 0 AND 100", name="progress_percent"),
+        # Upstream ids are unique within one upstream, not across providers.
+        UniqueConstraint("upstream_profile", "upstream_id"),
         # A caller's list, newest or oldest first.
         Index("ix_videos_caller_id_seq", "caller_id", "seq"),
     )
@@ -54,7 +57,7 @@ class Video(Base):
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
     caller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("callers.id"))
     # NULL while the create is in flight upstream: the row is written before the paid call is made.
-    upstream_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    upstream_id: Mapped[str | None] = mapped_column(String(200))
     model: Mapped[str] = mapped_column(String(100))
     size: Mapped[str] = mapped_column(String(20))
     seconds: Mapped[str] = mapped_column(String(10))

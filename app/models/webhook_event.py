@@ -35,6 +35,8 @@ class WebhookEvent(Base):
     webhook_id: Mapped[str] = mapped_column(String(200), unique=True)
     event_id: Mapped[str | None] = mapped_column(String(200))
     event_type: Mapped[str] = mapped_column(String(100))
+    # Which upstream profile's endpoint received it; ids are only unique within one upstream.
+    upstream_profile: Mapped[str] = mapped_column(String(100), server_default="default", default="default")
     upstream_video_id: Mapped[str | None] = mapped_column(String(200))
     video_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(20))

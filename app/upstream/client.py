@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -38,6 +39,8 @@ from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
 logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
+# The longest an upstream 429 may pause our calls to it.
+MAX_THROTTLE_SECONDS = 60.0
 NO_RETRY_HEADERS = {"x-should-retry": "false"}
 
 
@@ -109,12 +112,41 @@ def map_error_response(response: httpx.Response, *, kind: CallKind) -> GatewayEr
     if 400 <= status < 500:
         return UpstreamRejected(status, message, param=param, code=code)
     headers = NO_RETRY_HEADERS if kind is CallKind.PAID else {}
+    # A provider's server error text can carry its internals: log it, answer with our own words.
+    logger.warning("upstream answered HTTP %s: %s", status, message[:500])
     return UpstreamError(
-        f"Upstream failed with HTTP {status}: {message}. "
+        f"Upstream failed with HTTP {status}. "
         + ("The render may or may not have started; it was not retried." if kind is CallKind.PAID else ""),
         code="upstream_error",
         headers=headers,
     )
+
+
+class CircuitBreaker:
+    """Fail fast while a provider is down: open after `threshold` consecutive failures, for `cooldown` s.
+
+    After the cool-down, calls go through again (half-open); the first failure re-opens it at once, the
+    first success closes it. Per upstream profile, per process: each process learns on its own.
+    """
+
+    def __init__(self, *, threshold: int, cooldown: float) -> None:
+        self._threshold = threshold
+        self._cooldown = cooldown
+        self._failures = 0
+        self._open_until = 0.0
+
+    def seconds_open(self) -> float:
+        """Seconds until calls may go through again (0 when closed or half-open)."""
+        return max(0.0, self._open_until - time.monotonic())
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._open_until = 0.0
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        if self._failures >= self._threshold:
+            self._open_until = time.monotonic() + self._cooldown
 
 
 def render_may_have_started(error: GatewayError) -> bool:
@@ -136,6 +168,10 @@ class UpstreamClient:
         self._base_url = settings.base_url.rstrip("/") + "/"
         self._redirect_hosts = {urlsplit(self._base_url).hostname or "", *settings.content_redirect_hosts}
         self._allow_http_redirects = allow_http_redirects
+        self._breaker = CircuitBreaker(threshold=settings.breaker_failures, cooldown=settings.breaker_cooldown_seconds)
+        # Set from an upstream 429's Retry-After once our own retries are spent: until then, every call
+        # answers 429 at once instead of adding to the load that caused it.
+        self._throttled_until = 0.0
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
             headers={"authorization": f"Bearer {settings.api_key.get_secret_value()}"},
@@ -230,6 +266,49 @@ class UpstreamClient:
         without_auth: bool = False,
         **request_args: Any,
     ) -> httpx.Response:
+        self._refuse_while_paused()
+        try:
+            response = await self._send_with_retries(
+                method, url, kind=kind, stream=stream, without_auth=without_auth, **request_args
+            )
+        except (UpstreamTimeout, UpstreamUnavailable) as exc:
+            self._breaker.record_failure()
+            raise exc
+        except UpstreamError as exc:
+            if exc.code != "upstream_auth_failed":
+                self._breaker.record_failure()
+            raise
+        except RateLimited as exc:
+            self._throttled_until = time.monotonic() + float(exc.headers.get("retry-after", "1"))
+            raise
+        self._breaker.record_success()
+        return response
+
+    def _refuse_while_paused(self) -> None:
+        throttled = self._throttled_until - time.monotonic()
+        if throttled > 0:
+            raise RateLimited(
+                "Upstream asked us to slow down; try again shortly.",
+                code="upstream_rate_limited",
+                headers={"retry-after": str(math.ceil(throttled))},
+            )
+        if (wait := self._breaker.seconds_open()) > 0:
+            raise UpstreamUnavailable(
+                "Upstream is failing; calls to it are paused for a moment (circuit open).",
+                code="upstream_circuit_open",
+                headers={"retry-after": str(math.ceil(wait))},
+            )
+
+    async def _send_with_retries(
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: CallKind,
+        stream: bool,
+        without_auth: bool,
+        **request_args: Any,
+    ) -> httpx.Response:
         attempts = self._settings.create_attempts if kind is CallKind.PAID else self._settings.read_attempts
         for attempt in range(attempts):
             last = attempt == attempts - 1
@@ -281,7 +360,11 @@ class UpstreamClient:
                 continue
             await response.aread()
             await response.aclose()
-            raise map_error_response(response, kind=kind)
+            error = map_error_response(response, kind=kind)
+            if isinstance(error, RateLimited):
+                wait = retry_after_seconds(response.headers, default=1.0, cap=MAX_THROTTLE_SECONDS)
+                error.headers["retry-after"] = str(max(1, math.ceil(wait)))
+            raise error
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _pause(self, attempt: int) -> None:

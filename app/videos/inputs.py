@@ -106,6 +106,9 @@ def check_prompt(value: object) -> str:
         raise _missing("prompt")
     if not isinstance(value, str):
         raise _invalid_type("prompt", "a string")
+    if "\x00" in value:
+        # Postgres text cannot hold NUL, and no prompt needs one.
+        raise InvalidRequest("'prompt' must not contain NUL characters.", param="prompt", code="invalid_value")
     if not 1 <= len(value) <= MAX_PROMPT_CHARS:
         raise InvalidRequest(
             f"Invalid 'prompt': length must be between 1 and {MAX_PROMPT_CHARS} characters, got {len(value)}.",

@@ -12,7 +12,7 @@ from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.models import Variant
 from app.videos import inputs
-from app.videos.schemas import ArchivedVideoObject, VideoDeleted, VideoList, VideoObject
+from app.videos.schemas import ArchivedVideoObject, AssetLinkList, VideoDeleted, VideoList, VideoObject
 from app.videos.service import VideoService
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
@@ -124,7 +124,7 @@ async def list_videos(
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
 ) -> VideoList:
     page_size = settings.api.list_default_limit if limit is None else limit
-    rows, has_more = await service.list(session, caller=caller, after=after, limit=page_size, order=order)
+    rows, has_more = await service.list_page(session, caller=caller, after=after, limit=page_size, order=order)
     data = [VideoObject.from_row(row) for row in rows]
     return VideoList(
         data=data,
@@ -166,6 +166,17 @@ async def download_content(
     content = await service.open_content(session, caller=caller, video_id=video_id, variant=variant)
     headers = {"content-length": content.content_length} if content.content_length else None
     return StreamingResponse(content.iterate(), media_type=content.content_type, headers=headers)
+
+
+@router.get(
+    "/{video_id}/assets",
+    response_model=AssetLinkList,
+    summary="Presigned S3 URLs of the archived variants (gateway extension)",
+)
+async def list_asset_links(
+    video_id: str, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
+) -> AssetLinkList:
+    return AssetLinkList(data=await service.asset_links(session, caller=caller, video_id=video_id))
 
 
 @router.post(

@@ -85,6 +85,22 @@ class ArchivedVideoObject(VideoObject):
         return cls(**VideoObject.from_row(video).model_dump(), archive=archive, metadata=video.caller_metadata)
 
 
+class AssetLink(BaseModel):
+    """An archived variant with a presigned S3 GET URL (gateway extension for direct readers)."""
+
+    variant: str
+    content_type: str
+    bytes: int | None
+    sha256: str | None
+    url: str
+    expires_at: int
+
+
+class AssetLinkList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AssetLink]
+
+
 class VideoList(BaseModel):
     object: Literal["list"] = "list"
     data: list[VideoObject]

@@ -24,12 +24,14 @@ from app.callbacks import service as callbacks_service
 from app.core.config import Settings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
 from app.limits import service as limits_service
-from app.models import Asset, Caller, Variant, Video, VideoStatus
-from app.upstream.client import UpstreamClient, render_may_have_started
+from app.models import Asset, AssetState, Caller, Variant, Video, VideoStatus
+from app.upstream.client import render_may_have_started
+from app.upstream.router import UpstreamRouter
 from app.upstream.schemas import UpstreamVideo
 from app.videos.inputs import CreateRequest, RemixCommand
 from app.videos.refresh import RefreshGate
 from app.videos.repository import VideoRepository
+from app.videos.schemas import AssetLink
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +68,9 @@ class ContentStream:
 class VideoService:
     """Stateless apart from the refresh gate; one instance per app."""
 
-    def __init__(self, *, settings: Settings, upstream: UpstreamClient, storage: ArchiveStorage) -> None:
+    def __init__(self, *, settings: Settings, upstreams: UpstreamRouter, storage: ArchiveStorage) -> None:
         self._settings = settings
-        self._upstream = upstream
+        self._upstreams = upstreams
         self._storage = storage
         self._worker_settings = settings.worker
         refresh_interval = settings.api.refresh_min_interval_seconds
@@ -94,7 +96,9 @@ class VideoService:
             status=VideoStatus.QUEUED.value,
             progress=0,
         )
-        return await self._submit(session, video, lambda: self._upstream.create_video(command))
+        video.upstream_profile = self._upstreams.profile_for_model(command.model)
+        upstream = self._upstreams.client(video.upstream_profile)
+        return await self._submit(session, video, lambda: upstream.create_video(command))
 
     async def remix(self, session: AsyncSession, *, caller: Caller, video_id: str, command: RemixCommand) -> Video:
         source = await self._owned(session, caller=caller, video_id=video_id)
@@ -118,11 +122,14 @@ class VideoService:
             status=VideoStatus.QUEUED.value,
             progress=0,
             remixed_from=source.id,
+            upstream_profile=source.upstream_profile,
             callback_url=source.callback_url,
             caller_metadata=source.caller_metadata,
         )
         return await self._submit(
-            session, video, lambda: self._upstream.remix_video(upstream_id, prompt=command.prompt)
+            session,
+            video,
+            lambda: self._upstreams.client(source.upstream_profile).remix_video(upstream_id, prompt=command.prompt),
         )
 
     async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> tuple[Video, list[Asset]]:
@@ -131,7 +138,7 @@ class VideoService:
         await self._refresh_if_due(session, video)
         return video, list(await archive_service.assets_of(session, video_id=video.id))
 
-    async def list(
+    async def list_page(
         self,
         session: AsyncSession,
         *,
@@ -155,7 +162,7 @@ class VideoService:
         if video.upstream_id is not None:
             # Already gone upstream (expired or deleted there) is fine: ours goes too.
             with contextlib.suppress(ResourceNotFound):
-                await self._upstream.delete_video(video.upstream_id)
+                await self._upstreams.client(video.upstream_profile).delete_video(video.upstream_id)
         # The caller asked for it gone: the archived copies go too.
         await self._storage.delete_video(video.id)
         video.deleted_at = datetime.now(UTC)
@@ -181,7 +188,7 @@ class VideoService:
         stack = AsyncExitStack()
         try:
             response = await stack.enter_async_context(
-                self._upstream.stream_content(video.upstream_id, variant=variant.value)
+                self._upstreams.client(video.upstream_profile).stream_content(video.upstream_id, variant=variant.value)
             )
         except BaseException:
             await stack.aclose()
@@ -192,6 +199,31 @@ class VideoService:
             _stack=stack,
             _chunks=response.aiter_raw(STREAM_CHUNK),
         )
+
+    async def asset_links(self, session: AsyncSession, *, caller: Caller, video_id: str) -> list[AssetLink]:
+        """Presigned GET URLs for the caller's archived variants (none before archiving)."""
+        video = await self._owned(session, caller=caller, video_id=video_id)
+        ttl = self._settings.s3.presign_ttl_seconds
+        expires_at = int(datetime.now(UTC).timestamp()) + ttl
+        archived = [
+            asset
+            for asset in await archive_service.assets_of(session, video_id=video.id)
+            if asset.state == AssetState.ARCHIVED.value and asset.s3_key is not None
+        ]
+        order = [variant.value for variant in Variant]
+        return [
+            AssetLink(
+                variant=asset.variant,
+                content_type=Variant(asset.variant).content_type,
+                bytes=asset.bytes,
+                sha256=asset.sha256,
+                url=self._storage.presign_get(
+                    str(asset.s3_key), ttl_seconds=ttl, content_type=Variant(asset.variant).content_type
+                ),
+                expires_at=expires_at,
+            )
+            for asset in sorted(archived, key=lambda asset: order.index(asset.variant))
+        ]
 
     # ----- internals ----------------------------------------------------------------------------
 
@@ -253,7 +285,8 @@ class VideoService:
             return
         upstream_id = video.upstream_id
         try:
-            upstream = await self._gate.run(video.id, lambda: self._upstream.retrieve_video(upstream_id))
+            client = self._upstreams.client(video.upstream_profile)
+            upstream = await self._gate.run(video.id, lambda: client.retrieve_video(upstream_id))
         except GatewayError as exc:
             # A poll still answers from what we know; the next one tries again.
             logger.warning("refresh of %s from upstream failed: %s", video.id, exc.message)

@@ -19,9 +19,9 @@ class WebhookRepository:
     def from_session(cls, session: AsyncSession) -> WebhookRepository:
         return cls(session)
 
-    async def video_by_upstream_id(self, upstream_id: str) -> Video | None:
-        """Our video for an upstream id, deleted or not (the caller decides what a deleted one means)."""
-        statement = select(Video).where(Video.upstream_id == upstream_id)
+    async def video_by_upstream_id(self, upstream_id: str, *, profile: str) -> Video | None:
+        """Our video for an upstream's id, deleted or not (the caller decides what a deleted one means)."""
+        statement = select(Video).where(Video.upstream_profile == profile, Video.upstream_id == upstream_id)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def record(
@@ -30,6 +30,7 @@ class WebhookRepository:
         webhook_id: str,
         event_id: str | None,
         event_type: str,
+        upstream_profile: str,
         upstream_video_id: str | None,
         video_id: str | None,
         outcome: EventOutcome,
@@ -46,6 +47,7 @@ class WebhookRepository:
                 webhook_id=webhook_id,
                 event_id=event_id,
                 event_type=event_type,
+                upstream_profile=upstream_profile,
                 upstream_video_id=upstream_video_id,
                 video_id=video_id,
                 outcome=outcome.value,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
-from app.core.config import Settings
+from app.core.config import DEFAULT_PROFILE, Settings
 from app.core.db import get_database
 from app.core.deps import SettingsDep
 from app.core.errors import (
@@ -130,10 +130,21 @@ OPENAPI_EXTRA: Final[dict[str, object]] = {
 }
 
 
-def build_router(settings: Settings, *, clock: Clock | None = None) -> APIRouter:
-    """The receiver at `settings.webhooks.path` (with and without a trailing slash: a redirect is a failure
-    to the sender). Raises ValueError when the secrets are unusable. `clock` is for tests."""
-    verifier = Verifier(settings.webhooks.secret_list(), clock=clock or time.time)
+def build_router(
+    settings: Settings,
+    *,
+    profile: str = DEFAULT_PROFILE,
+    verify_with: list[str] | None = None,
+    path: str | None = None,
+    clock: Clock | None = None,
+) -> APIRouter:
+    """The receiver for one upstream profile: by default the main upstream at `settings.webhooks.path` with
+    `settings.webhooks` secrets; other profiles pass their own. Served with and without a trailing slash
+    (a redirect is a failure to the sender). Raises ValueError when the secrets are unusable. `clock` is
+    for tests."""
+    verifier = Verifier(
+        settings.webhooks.secret_list() if verify_with is None else verify_with, clock=clock or time.time
+    )
     max_body_bytes = settings.webhooks.max_body_bytes
 
     async def verified_event(request: Request) -> DeliveredEvent:
@@ -148,11 +159,11 @@ def build_router(settings: Settings, *, clock: Clock | None = None) -> APIRouter
         session: DeliverySession,
         app_settings: SettingsDep,
     ) -> WebhookAck:
-        receipt = await webhook_service.receive(session, event=event, worker=app_settings.worker)
+        receipt = await webhook_service.receive(session, event=event, worker=app_settings.worker, profile=profile)
         return WebhookAck(duplicate=receipt.duplicate)
 
     router = APIRouter(tags=["webhooks"])
-    path = settings.webhooks.path.rstrip("/") or "/"
+    path = (path or settings.webhooks.path).rstrip("/") or "/"
     router.add_api_route(
         path,
         receive_webhook,

@@ -14,7 +14,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import service as archive_service
-from app.core.config import WorkerSettings
+from app.core.config import DEFAULT_PROFILE, WorkerSettings
 from app.models import EventOutcome, Video
 from app.webhooks.repository import WebhookRepository
 from app.webhooks.schemas import DeliveredEvent
@@ -30,7 +30,9 @@ class Receipt:
     outcome: EventOutcome | None  # None for a duplicate: the first delivery's outcome stands
 
 
-async def receive(session: AsyncSession, *, event: DeliveredEvent, worker: WorkerSettings) -> Receipt:
+async def receive(
+    session: AsyncSession, *, event: DeliveredEvent, worker: WorkerSettings, profile: str = DEFAULT_PROFILE
+) -> Receipt:
     """Record the delivery (once per webhook id and per event id) and act on it only if it is new.
 
     Known video → its sync job is queued (`enqueued`); unknown upstream id → `orphan`, matched later by the
@@ -42,7 +44,7 @@ async def receive(session: AsyncSession, *, event: DeliveredEvent, worker: Worke
     if event.type in VIDEO_EVENTS:
         # Looked up before the insert so the row is written once with its final outcome; a duplicate pays one
         # indexed read and acts on nothing.
-        video = await repository.video_by_upstream_id(event.object_id)
+        video = await repository.video_by_upstream_id(event.object_id, profile=profile)
         if video is None:
             outcome = EventOutcome.ORPHAN
         elif video.deleted_at is not None:
@@ -55,6 +57,7 @@ async def receive(session: AsyncSession, *, event: DeliveredEvent, worker: Worke
         webhook_id=event.webhook_id,
         event_id=event.event_id,
         event_type=event.type,
+        upstream_profile=profile,
         upstream_video_id=event.object_id if event.type in VIDEO_EVENTS else None,
         video_id=video.id if video is not None else None,
         outcome=outcome,

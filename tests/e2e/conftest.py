@@ -78,6 +78,10 @@ def stack_env(
         "VG_S3__PART_SIZE_BYTES": str(s3.part_size_bytes),
         "VG_S3__ACCESS_KEY_ID": s3.access_key_id.get_secret_value(),
         "VG_S3__SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value(),
+        # The suite drives hundreds of renders through a few callers; the default limits would refuse them.
+        "VG_LIMITS__MAX_CONCURRENT_RENDERS": "1000",
+        "VG_LIMITS__REQUESTS_PER_MINUTE": "100000",
+        "VG_LIMITS__BUDGET_USD_PER_PERIOD": "100000",
         "VG_WORKER__POLL_INTERVAL_SECONDS": "0.1",
         "VG_WORKER__LEASE_SECONDS": "4",
         "VG_WORKER__HEARTBEAT_SECONDS": "1",

@@ -25,6 +25,19 @@ CASES: list[tuple[str, dict[str, Any], int, str | None]] = [
     ("missing prompt", multipart(size="720x1280"), 400, "prompt"),
     ("empty prompt", multipart(prompt=""), 400, "prompt"),
     ("prompt over 32000 chars", multipart(prompt="x" * 32001), 400, "prompt"),
+    ("prompt with a NUL", {"json": {"prompt": "a\u0000b"}}, 400, "prompt"),
+    ("mass assignment: owner", {"json": {"prompt": "p", "caller_id": "someone-else"}}, 400, "caller_id"),
+    ("mass assignment: status", multipart(prompt="p", status="completed"), 400, "status"),
+    ("mass assignment: s3_key", {"json": {"prompt": "p", "s3_key": "videos/x/video.mp4"}}, 400, "s3_key"),
+    ("mass assignment: provider key", {"json": {"prompt": "p", "provider_key": "sk-x"}}, 400, "provider_key"),
+    ("metadata not an object", {"json": {"prompt": "p", "metadata": ["a"]}}, 400, "metadata"),
+    ("metadata value not a string", {"json": {"prompt": "p", "metadata": {"a": 1}}}, 400, "metadata.a"),
+    (
+        "metadata with too many keys",
+        {"json": {"prompt": "p", "metadata": {str(n): "v" for n in range(17)}}},
+        400,
+        "metadata",
+    ),
     ("seconds not in 4/8/12", multipart(prompt="p", seconds="5"), 400, "seconds"),
     ("size not one of the four", multipart(prompt="p", size="1920x1080"), 400, "size"),
     ("unknown multipart field", multipart(prompt="p", quality="hd"), 400, "quality"),
@@ -146,6 +159,26 @@ async def test_an_oversize_chunked_body_without_length_is_413(gateway_app: FastA
 
     response = await api.post("/v1/videos", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
+
+
+class TestPromptsThatAreFine:
+    @pytest.mark.parametrize(
+        "prompt",
+        [
+            "un chat qui joue du piano 🎹",
+            "قطة تعزف على البيانو",
+            "tab\tand\nnewline",
+            "x" * 32000,
+            "\u202eRTL override",
+        ],
+        ids=["emoji", "arabic", "control whitespace", "exactly 32000", "bidi override"],
+    )
+    async def test_unicode_and_control_characters_are_accepted_and_kept(
+        self, api: httpx.AsyncClient, prompt: str
+    ) -> None:
+        response = await api.post("/v1/videos", json={"prompt": prompt})
+        assert response.status_code == 200, response.text
+        assert (await api.get(f"/v1/videos/{response.json()['id']}")).json()["prompt"] == prompt
 
 
 class TestRemixAndQueryInputs:

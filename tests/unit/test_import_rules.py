@@ -83,12 +83,8 @@ def test_queries_live_in_repositories() -> None:
             assert not (imported & builders), (name, imported & builders)
 
 
-def test_http_clients_stay_in_the_upstream_package() -> None:
-    """On the service's paths only the upstream client speaks HTTP (the simulator and dev tools are apart)."""
-    allowed = {"app.upstream.client", "app.main", "app.upstream.schemas"}
-    users = {
-        name
-        for name, imported in MODULES.items()
-        if "httpx" in imported and not name.startswith(("app.simulator", "app.dev"))
-    }
-    assert users <= allowed, users
+def test_http_clients_stay_in_the_outbound_packages() -> None:
+    """Only the upstream package and the callback sender speak HTTP (the simulator and dev tools are apart)."""
+    outbound = ("app.upstream.", "app.callbacks.", "app.simulator", "app.dev.")
+    users = {name for name, imported in MODULES.items() if "httpx" in imported and not name.startswith(outbound)}
+    assert users <= {"app.main"}, users

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -237,3 +238,51 @@ class TestRetryAfter:
     )
     def test_retry_after_is_read_and_capped(self, headers: dict[str, str], expected: float) -> None:
         assert retry_after_seconds(headers, default=0.25, cap=8.0) == expected
+
+
+class TestCircuitBreakerAndThrottle:
+    async def test_the_circuit_opens_after_consecutive_failures_and_fails_fast(self) -> None:
+        transport, seen = scripted(answer(503, {"error": {"message": "down"}}))
+        client = client_with(transport, read_attempts=1, breaker_failures=3, breaker_cooldown_seconds=60)
+        for _ in range(3):
+            with pytest.raises(UpstreamError):
+                await client.retrieve_video("video_x")
+        with pytest.raises(UpstreamUnavailable) as caught:
+            await client.retrieve_video("video_x")
+        await client.aclose()
+        assert len(seen) == 3  # the fourth call never left the process
+        assert caught.value.code == "upstream_circuit_open"
+        assert int(caught.value.headers["retry-after"]) > 0
+
+    async def test_after_the_cooldown_a_success_closes_the_circuit(self) -> None:
+        transport, seen = scripted(answer(503, {"error": {"message": "down"}}), answer(200))
+        client = client_with(transport, read_attempts=1, breaker_failures=1, breaker_cooldown_seconds=0.05)
+        with pytest.raises(UpstreamError):
+            await client.retrieve_video("video_x")
+        with pytest.raises(UpstreamUnavailable):
+            await client.retrieve_video("video_x")
+        await asyncio.sleep(0.06)
+        assert (await client.retrieve_video("video_x")).id == "video_up1"
+        assert (await client.retrieve_video("video_x")).id == "video_up1"
+        await client.aclose()
+        assert len(seen) == 3
+
+    async def test_an_upstream_429_pauses_our_calls_for_its_retry_after(self) -> None:
+        transport, seen = scripted(answer(429, {"error": {"message": "slow"}}, {"retry-after": "30"}), answer(200))
+        client = client_with(transport, create_attempts=1)
+        with pytest.raises(RateLimited):
+            await client.create_video(COMMAND)
+        with pytest.raises(RateLimited) as caught:
+            await client.create_video(COMMAND)
+        await client.aclose()
+        assert len(seen) == 1
+        assert caught.value.headers["retry-after"] in {"29", "30"}
+
+    async def test_4xx_answers_do_not_open_the_circuit(self) -> None:
+        transport, seen = scripted(answer(400, {"error": {"message": "bad"}}))
+        client = client_with(transport, read_attempts=1, breaker_failures=1)
+        for _ in range(3):
+            with pytest.raises(UpstreamRejected):
+                await client.retrieve_video("video_x")
+        await client.aclose()
+        assert len(seen) == 3

@@ -16,7 +16,7 @@ from app.archive.worker import Worker
 from app.core.config import S3Settings, Settings, WorkerSettings
 from app.core.db import Database
 from app.main import create_app
-from app.upstream.client import UpstreamClient
+from app.upstream.router import UpstreamRouter
 from tests.conftest import make_settings
 from tests.integration.conftest import NewCaller, gateway_client
 
@@ -72,7 +72,7 @@ async def archive_stack(
     settings = make_settings(database_url).model_copy(update={"s3": s3_settings, "worker": worker_settings()})
     upstream_transport = httpx.ASGITransport(app=simulator_app)
     app = create_app(settings, upstream_transport=upstream_transport)
-    upstream = UpstreamClient(settings.upstream, transport=upstream_transport, allow_http_redirects=True)
+    upstreams = UpstreamRouter(settings, transport=upstream_transport)
     storage = ArchiveStorage(s3_settings)
     await storage.ensure_bucket()
     simulator = httpx.AsyncClient(
@@ -81,9 +81,9 @@ async def archive_stack(
         headers={"authorization": "Bearer sim-key"},
     )
     async with app.router.lifespan_context(app), gateway_client(app, await new_caller_key()) as api:
-        context = JobContext(settings=settings, database=database, upstream=upstream, storage=storage)
+        context = JobContext(settings=settings, database=database, upstreams=upstreams, storage=storage)
         yield ArchiveStack(settings, api, simulator, database, storage, context)
     await simulator.put("/_sim/faults", json={})
     await simulator.aclose()
-    await upstream.aclose()
+    await upstreams.aclose()
     storage.close()

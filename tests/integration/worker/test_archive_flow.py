@@ -11,6 +11,7 @@ import hashlib
 import time
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 
 from app.archive import queue, reconciler
@@ -102,6 +103,25 @@ class TestHappyPath:
             assert served.status_code == 200
             assert served.headers["content-type"] == content_type
             assert hashlib.sha256(served.content).hexdigest() == archived[variant].sha256
+
+    async def test_presigned_urls_read_the_archive_straight_from_s3(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack)
+        assert (await stack.api.get(f"/v1/videos/{video_id}/assets")).json()["data"] == []  # nothing archived yet
+        await wait_upstream_completed(stack, video_id)
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        links = (await stack.api.get(f"/v1/videos/{video_id}/assets")).json()["data"]
+        assert [link["variant"] for link in links] == ["video", "thumbnail", "spritesheet"]
+        archived = await assets(stack, video_id)
+        async with httpx.AsyncClient() as plain:  # no credentials: the URL alone grants the read
+            for link in links:
+                response = await plain.get(link["url"])
+                assert response.status_code == 200
+                assert hashlib.sha256(response.content).hexdigest() == archived[link["variant"]].sha256
+                assert response.headers["content-type"] == link["content_type"]
+            tampered = links[0]["url"].replace("video.mp4", "thumbnail.webp")
+            assert (await plain.get(tampered)).status_code == 403
 
     async def test_a_poll_that_sees_completion_queues_the_downloads(self, archive_stack: ArchiveStack) -> None:
         stack = archive_stack

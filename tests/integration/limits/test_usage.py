@@ -1,0 +1,153 @@
+"""`GET /v1/usage`: renders, seconds and cost per UTC day and model, failures and moderation apart."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+
+from app.core.db import Database
+from app.models import Video
+from tests.integration.limits.conftest import GatewayFactory, NewCallerInfo, assert_error
+
+MakeCaller = Callable[[], Awaitable[NewCallerInfo]]
+TODAY = datetime.now(UTC).date()
+YESTERDAY = TODAY - timedelta(days=1)
+
+
+def video(
+    caller: NewCallerInfo,
+    *,
+    day: date,
+    model: str,
+    seconds: str,
+    status: str,
+    error_code: str | None = None,
+    deleted: bool = False,
+) -> Video:
+    created = datetime.combine(day, time(0, 30), tzinfo=UTC)
+    return Video(
+        id="video_" + secrets.token_hex(16),
+        caller_id=caller.id,
+        model=model,
+        size="720x1280",
+        seconds=seconds,
+        prompt="seeded",
+        status=status,
+        progress=100 if status == "completed" else 0,
+        error_code=error_code,
+        created_at=created,
+        deleted_at=created if deleted else None,
+    )
+
+
+@pytest.fixture
+async def seeded(make_caller: MakeCaller, database: Database) -> NewCallerInfo:
+    caller, stranger = await make_caller(), await make_caller()
+    rows = [
+        video(caller, day=YESTERDAY, model="sora-2", seconds="4", status="completed"),
+        video(caller, day=YESTERDAY, model="sora-2", seconds="4", status="completed"),
+        video(caller, day=YESTERDAY, model="sora-2", seconds="8", status="failed", error_code="upstream_error"),
+        video(caller, day=YESTERDAY, model="sora-2", seconds="4", status="failed", error_code="moderation_blocked"),
+        video(caller, day=YESTERDAY, model="sora-2-pro", seconds="8", status="completed"),
+        video(caller, day=TODAY, model="sora-2-pro", seconds="12", status="in_progress"),
+        # Upstream may have started it: charged until reconciled.
+        video(
+            caller, day=TODAY, model="sora-2", seconds="4", status="failed", error_code="upstream_submission_unknown"
+        ),
+        # Deleted after completing: the money was still spent.
+        video(caller, day=TODAY, model="sora-2", seconds="4", status="completed", deleted=True),
+        # Outside the range asked for, and another caller's: not counted.
+        video(caller, day=YESTERDAY - timedelta(days=1), model="sora-2", seconds="12", status="completed"),
+        video(stranger, day=TODAY, model="sora-2", seconds="12", status="completed"),
+    ]
+    async with database.sessionmaker.begin() as session:
+        session.add_all(rows)
+    return caller
+
+
+def bucket(**values: object) -> dict[str, object]:
+    counts = dict.fromkeys(
+        ("renders", "completed", "in_progress", "failed", "moderation_blocked", "billed_renders", "seconds"), 0
+    )
+    return {"object": "usage.bucket", **counts, **values}
+
+
+class TestUsage:
+    async def test_numbers_by_day_and_model(self, limited_gateway: GatewayFactory, seeded: NewCallerInfo) -> None:
+        async with limited_gateway() as gateway, gateway.client(seeded.key) as client:
+            response = await client.get(
+                "/v1/usage", params={"start_date": YESTERDAY.isoformat(), "end_date": TODAY.isoformat()}
+            )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["data"] == [
+            bucket(
+                date=YESTERDAY.isoformat(),
+                model="sora-2",
+                renders=4,
+                completed=2,
+                failed=1,
+                moderation_blocked=1,
+                billed_renders=2,
+                seconds=8,
+                cost_usd=0.8,
+            ),
+            bucket(
+                date=YESTERDAY.isoformat(),
+                model="sora-2-pro",
+                renders=1,
+                completed=1,
+                billed_renders=1,
+                seconds=8,
+                cost_usd=2.4,
+            ),
+            bucket(
+                date=TODAY.isoformat(),
+                model="sora-2",
+                renders=2,
+                completed=1,
+                failed=1,
+                billed_renders=2,
+                seconds=8,
+                cost_usd=0.8,
+            ),
+            bucket(
+                date=TODAY.isoformat(),
+                model="sora-2-pro",
+                renders=1,
+                in_progress=1,
+                billed_renders=1,
+                seconds=12,
+                cost_usd=3.6,
+            ),
+        ]
+        totals = body["totals"]
+        assert (totals["renders"], totals["failed"], totals["moderation_blocked"]) == (8, 2, 1)
+        assert (totals["billed_renders"], totals["seconds"], totals["cost_usd"]) == (6, 36, 7.6)
+        period = body["current_period"]
+        assert (period["period"], period["budget_usd"], period["spent_usd"], period["remaining_usd"]) == (
+            "day",
+            100.0,
+            4.4,
+            95.6,
+        )
+        assert body["limits"] == {"requests_per_minute": 600, "max_concurrent_renders": 20, "active_renders": 1}
+
+    async def test_the_default_range_is_the_last_30_days(
+        self, limited_gateway: GatewayFactory, seeded: NewCallerInfo
+    ) -> None:
+        async with limited_gateway() as gateway, gateway.client(seeded.key) as client:
+            body = (await client.get("/v1/usage")).json()
+        assert (body["start_date"], body["end_date"]) == ((TODAY - timedelta(days=29)).isoformat(), TODAY.isoformat())
+        assert body["totals"]["renders"] == 9
+
+    async def test_a_reversed_range_is_400_and_no_key_is_401(
+        self, limited_gateway: GatewayFactory, seeded: NewCallerInfo
+    ) -> None:
+        async with limited_gateway() as gateway, gateway.client(seeded.key) as client, gateway.client(None) as anon:
+            params = {"start_date": TODAY.isoformat(), "end_date": YESTERDAY.isoformat()}
+            assert_error(await client.get("/v1/usage", params=params), 400, "invalid_value")
+            assert_error(await anon.get("/v1/usage"), 401, "missing_api_key")

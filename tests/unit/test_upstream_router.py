@@ -1,0 +1,44 @@
+"""Several upstreams: which profile renders which model, and settings that would route ambiguously."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import Mode, Settings, UpstreamProfile
+from app.upstream.router import UnknownProfile, UpstreamRouter
+
+
+def settings_with(**profiles: UpstreamProfile) -> Settings:
+    return Settings(mode=Mode.DEV, upstreams=profiles)
+
+
+class TestRouting:
+    async def test_listed_models_go_to_their_profile_and_the_rest_to_the_default(self) -> None:
+        router = UpstreamRouter(
+            settings_with(pro=UpstreamProfile(base_url="https://pro.example/v1", models=["sora-2-pro"]))
+        )
+        assert router.profile_for_model("sora-2-pro") == "pro"
+        assert router.profile_for_model("sora-2") == "default"
+        assert router.profile_for_model("anything-else") == "default"
+        assert router.profiles == ["default", "pro"]
+        with pytest.raises(UnknownProfile):
+            router.client("gone")
+        await router.aclose()
+
+    def test_a_model_routed_to_two_profiles_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="routed to both"):
+            settings_with(
+                a=UpstreamProfile(base_url="https://a.example/v1", models=["m"]),
+                b=UpstreamProfile(base_url="https://b.example/v1", models=["m"]),
+            )
+
+    def test_a_profile_cannot_be_named_default(self) -> None:
+        with pytest.raises(ValidationError, match="slug"):
+            settings_with(default=UpstreamProfile(base_url="https://a.example/v1"))
+
+    def test_profiles_come_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("VG_MODE", "dev")
+        monkeypatch.setenv("VG_UPSTREAMS", '{"pro": {"base_url": "https://pro.example/v1", "models": ["sora-2-pro"]}}')
+        settings = Settings()
+        assert settings.upstreams["pro"].models == ["sora-2-pro"]
