@@ -23,8 +23,8 @@ test: $(INSTALLED) lint typecheck
 	$(BIN)/pytest
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check app tests migrations
-	$(BIN)/ruff format --check app tests migrations
+	$(BIN)/ruff check app tests migrations docker
+	$(BIN)/ruff format --check app tests migrations docker
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

@@ -11,9 +11,11 @@ import uvicorn
 from app.core.config import get_settings
 from app.core.logging import configure_logging
 from app.limits.cli import keys_app
+from app.ops import cli as operator_commands
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Video Gateway")
 cli.add_typer(keys_app, name="keys")
+operator_commands.register(cli)
 
 
 @cli.command()
@@ -128,6 +130,14 @@ def openapi() -> None:
     from app.openapi import openapi_yaml
 
     sys.stdout.write(openapi_yaml())
+
+
+@cli.command("config-reference")
+def config_reference() -> None:
+    """Print the configuration reference (the source of docs/configuration.md)."""
+    from app.ops.config_reference import config_reference as render
+
+    sys.stdout.write(render())
 
 
 def main() -> None:

@@ -6,27 +6,125 @@ nothing is created at import time, so tests build as many apps as they like with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
+import boto3
 import httpx
+from alembic.script import ScriptDirectory
+from botocore.config import Config
 from fastapi import FastAPI
+from fastapi.responses import Response
+from sqlalchemy import text
 
+from app import migrate
+from app.archive import queue
 from app.archive.storage import ArchiveStorage
 from app.callbacks.routes import admin_router as callbacks_admin_router
 from app.callbacks.routes import router as callbacks_router
+from app.core import metrics
 from app.core.access_log import AccessLog
-from app.core.config import Settings
+from app.core.config import S3Settings, Settings
 from app.core.db import Database
-from app.core.errors import install_error_handlers
+from app.core.errors import GatewayError, install_error_handlers
 from app.core.limits import BodySizeLimit
 from app.idempotency.middleware import install as install_idempotency
 from app.limits.routes import router as limits_router
+from app.models import JobState
 from app.upstream.router import UpstreamRouter
 from app.videos.routes import router as videos_router
 from app.videos.service import VideoService
 from app.webhooks.routes import build_router as build_webhook_router
 from app.webhooks.verify import check_secrets
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+# Each readiness check, and the queue-depth read of /metrics, gets at most this long.
+CHECK_TIMEOUT_SECONDS: Final = 2.0
+
+
+class NotReady(GatewayError):
+    """A readiness check failed; `param` names the failed checks (postgres, s3, migrations)."""
+
+    status_code = 503
+    type = "server_error"
+    code = "not_ready"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What /readyz checks beyond the database: the bucket (own short-timeout client), the migration head."""
+
+    s3_settings: S3Settings
+    s3_client: S3Client
+    migrations_head: str | None  # read once from the scripts at start; None when they cannot be found
+
+    @classmethod
+    def build(cls, settings: S3Settings) -> Readiness:
+        return cls(settings, _probe_client(settings), _script_head())
+
+    async def failures(self, database: Database) -> dict[str, str]:
+        """Check name → why it failed, in words that never carry a URL, a key or a server's message."""
+        results = await asyncio.gather(
+            _check(database.ping()),
+            _check(asyncio.to_thread(self.s3_client.head_bucket, Bucket=self.s3_settings.bucket)),
+            _check(self._migrations_at_head(database)),
+        )
+        return {name: why for name, why in zip(("postgres", "s3", "migrations"), results, strict=True) if why}
+
+    async def _migrations_at_head(self, database: Database) -> None:
+        if self.migrations_head is None:
+            raise LookupError("the migration scripts were not found")
+        async with database.engine.connect() as connection:
+            current = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+        if current != [self.migrations_head]:
+            raise LookupError(f"the database is at {','.join(current) or 'no revision'}, not {self.migrations_head}")
+
+
+def _probe_client(settings: S3Settings) -> S3Client:
+    """A client for readiness only: one attempt and short timeouts (the archive's client retries for longer)."""
+    config = Config(
+        connect_timeout=CHECK_TIMEOUT_SECONDS,
+        read_timeout=CHECK_TIMEOUT_SECONDS,
+        retries={"mode": "standard", "max_attempts": 1},
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=settings.access_key_id.get_secret_value(),
+        aws_secret_access_key=settings.secret_access_key.get_secret_value(),
+        region_name=settings.region,
+    )
+    return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+
+
+def _script_head() -> str | None:
+    try:
+        return ScriptDirectory.from_config(migrate.alembic_config("")).get_current_head()
+    except Exception as exc:  # a packaging mistake: /readyz says so rather than the app failing to start
+        logger.error("migration scripts not readable: %s", type(exc).__name__)
+        return None
+
+
+async def _check(probe: Awaitable[object]) -> str | None:
+    """None when `probe` succeeds in time, else a short reason: our own words, or only the error's type
+    (a driver's message can quote a URL or a credential)."""
+    try:
+        await asyncio.wait_for(probe, timeout=CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT_SECONDS:g} s"
+    except LookupError as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return None
 
 
 def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -41,9 +139,11 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
         app.state.database = database
         app.state.upstreams = upstreams
         app.state.video_service = VideoService(settings=settings, upstreams=upstreams, storage=storage)
+        app.state.readiness = Readiness.build(settings.s3)
         try:
             yield
         finally:
+            app.state.readiness.s3_client.close()
             await upstreams.aclose()
             storage.close()
             await database.dispose()
@@ -56,7 +156,6 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
-    app.add_middleware(AccessLog)
     app.include_router(videos_router)
     app.include_router(callbacks_router)
     app.include_router(callbacks_admin_router)
@@ -79,10 +178,37 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Added last, so outermost of ours: the idempotency middleware's lines carry the request id too.
+    app.add_middleware(AccessLog, routes=app.router.routes)
+
+    # The summary and the 200 schema stay as they were (openapi.yaml); a failed check is a 503 `not_ready`.
     @app.get("/readyz", tags=["operations"], summary="Readiness: Postgres answers")
     async def readyz() -> dict[str, str]:
-        database: Database = app.state.database
-        await database.ping()
+        failures = await app.state.readiness.failures(app.state.database)
+        if failures:
+            raise NotReady(
+                "Not ready: " + "; ".join(f"{name}: {why}" for name, why in failures.items()),
+                param=",".join(failures),
+                headers={"Retry-After": "5"},
+            )
         return {"status": "ready"}
 
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (text exposition)", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        await _refresh_queue_depth(app.state.database)
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
     return app
+
+
+async def _refresh_queue_depth(database: Database) -> None:
+    """Queue depth is read here, in the async handler, and set on the gauge before rendering; a database
+    that does not answer leaves the last values (the scrape still succeeds, with every other metric)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), database.sessionmaker() as session:
+            states = await queue.job_states(session)
+    except Exception as exc:
+        logger.warning("queue depth not refreshed: %s", type(exc).__name__)
+        return
+    metrics.queue_depth(states, known=tuple(state.value for state in JobState))

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import queue
@@ -23,9 +24,11 @@ from app.archive import service as archive_service
 from app.archive.queue import ClaimedJob
 from app.archive.repository import ArchiveRepository
 from app.archive.storage import ArchiveStorage, AssetRejected, IncompleteAsset, StorageError
+from app.core import metrics
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import GatewayError, ResourceNotFound, UpstreamError
+from app.core.logging import stamp_transaction
 from app.models import AssetState, JobKind, JobState, Variant, Video, VideoStatus
 from app.upstream.client import UpstreamRejected
 from app.upstream.router import UpstreamRouter
@@ -106,6 +109,7 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
         if current is None:
             await queue.finish(session, job, state=JobState.SUCCEEDED, error="video vanished")
             return
+        await stamp_transaction(session)  # the downloads queued now keep the request id of this sync
         await archive_service.record_upstream_state(
             session, video=current, upstream=upstream, settings=context.settings
         )
@@ -165,6 +169,10 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
         return
 
     async with _fenced(context, job) as session:
+        # Sibling variants finishing together take turns here, so the last one to commit sees every other
+        # variant archived (READ COMMITTED: each statement after the lock sees their commits): it alone
+        # records the completion-to-archive time, and `after_asset_outcome` cannot miss the last variant.
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"archive:{video.id}"})
         await ArchiveRepository.from_session(session).set_asset(
             job.video_id,
             variant.value,
@@ -177,7 +185,14 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
         )
         await queue.finish(session, job, state=JobState.SUCCEEDED)
         await archive_service.after_asset_outcome(session, video_id=job.video_id, settings=context.settings)
+        assets = await archive_service.assets_of(session, video_id=job.video_id)
+        video_archived = all(asset.state == AssetState.ARCHIVED.value for asset in assets)
     logger.info("archived %s %s: %d bytes, sha256 %s", job.video_id, variant.value, stored.bytes, stored.sha256)
+    landed = datetime.now(UTC)
+    slack = None if job.deadline is None else (job.deadline - landed).total_seconds()
+    metrics.archived(variant=variant.value, bytes_written=stored.bytes, deadline_slack_seconds=slack)
+    if video_archived and video.completed_at is not None:
+        metrics.video_archived(seconds_since_completion=(landed - video.completed_at).total_seconds())
 
 
 async def _content_gone(context: JobContext, job: ClaimedJob, variant: Variant, video: Video, *, reason: str) -> None:

@@ -11,9 +11,12 @@ import logging
 import os
 import signal
 
+import structlog
+
 from app.archive.jobs import JobContext
 from app.archive.storage import ArchiveStorage
 from app.archive.worker import Worker
+from app.core import metrics
 from app.core.config import Settings
 from app.core.db import Database
 from app.upstream.router import UpstreamRouter
@@ -27,9 +30,11 @@ async def run_worker(settings: Settings) -> None:
     database = Database.connect(settings.db)
     upstreams = UpstreamRouter(settings)
     storage = ArchiveStorage(settings.s3)
+    stop_metrics = metrics.serve(settings.worker.metrics_port)
     try:
         await storage.ensure_bucket()
         worker = Worker(JobContext(settings=settings, database=database, upstreams=upstreams, storage=storage))
+        structlog.contextvars.bind_contextvars(worker_id=worker.worker_id)
         signals_seen = 0
 
         def on_signal() -> None:
@@ -46,6 +51,8 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(signum, on_signal)
         await worker.run()
     finally:
+        if stop_metrics is not None:
+            await asyncio.to_thread(stop_metrics)
         await upstreams.aclose()
         storage.close()
         await database.dispose()

@@ -87,3 +87,18 @@ SELECT state, count(*) AS jobs FROM archive_jobs GROUP BY state;
 -- name: next_due
 -- Seconds until the earliest queued job may run (negative: overdue; NULL: nothing queued).
 SELECT extract(epoch FROM min(run_after) - now())::float AS seconds FROM archive_jobs WHERE state = 'queued';
+
+-- name: oldest_queued
+-- Age in seconds of the oldest runnable queued job (NULL when the queue is empty).
+SELECT extract(epoch FROM now() - min(run_after))::float AS seconds
+FROM archive_jobs WHERE state = 'queued' AND run_after <= now();
+
+-- name: at_risk
+-- Live download jobs whose window closes within :within_seconds, soonest first.
+SELECT id, video_id, variant, state, attempts, max_attempts, last_error,
+       extract(epoch FROM deadline - now())::float AS seconds_left
+FROM archive_jobs
+WHERE kind = 'download' AND state IN ('queued', 'running') AND deadline IS NOT NULL
+  AND deadline <= now() + make_interval(secs => :within_seconds)
+ORDER BY deadline
+LIMIT :limit;

@@ -154,3 +154,13 @@ async def next_due(session: AsyncSession) -> float | None:
     """Seconds until the earliest queued job may run, or None when nothing is queued."""
     [row] = await _run(session, "next_due")
     return None if row["seconds"] is None else float(row["seconds"])
+
+
+async def oldest_queued_seconds(session: AsyncSession) -> float | None:
+    [row] = await _run(session, "oldest_queued")
+    return None if row["seconds"] is None else float(row["seconds"])
+
+
+async def at_risk(session: AsyncSession, *, within_seconds: float, limit: int = 50) -> list[dict[str, Any]]:
+    """Live download jobs whose deadline is near: the ones an operator must look at first."""
+    return await _run(session, "at_risk", within_seconds=within_seconds, limit=limit)

@@ -31,7 +31,8 @@ class ReconcileReport:
     downloads_queued: int
 
 
-async def reconcile_once(context: JobContext) -> ReconcileReport:
+async def reconcile_once(context: JobContext, *, since: datetime | None = None) -> ReconcileReport:
+    """One pass; `since` widens (or narrows) the window of videos looked at (operators' `reconcile --since`)."""
     settings = context.settings.worker
     now = datetime.now(UTC)
     syncs = downloads = 0
@@ -39,7 +40,7 @@ async def reconcile_once(context: JobContext) -> ReconcileReport:
         repository = ArchiveRepository.from_session(session)
         stale = await repository.videos_to_reconcile(
             stale_before=now - timedelta(seconds=settings.reconcile_interval_seconds),
-            created_after=now - timedelta(seconds=settings.sync_horizon_seconds),
+            created_after=since or now - timedelta(seconds=settings.sync_horizon_seconds),
             limit=BATCH,
         )
         for video in stale:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,6 +57,17 @@ class ArchiveRepository:
         )
         rows = await self.session.execute(select(Asset.variant, Asset.state).where(Asset.video_id == video_id))
         return [AssetView(variant=variant, state=state) for variant, state in rows.all()]
+
+    async def serialize_outcomes(self, video_id: str) -> None:
+        """Hold, until this transaction ends, the lock under which a video's asset outcomes are judged.
+
+        Three downloads of one video finish in concurrent transactions; without this, each could see the
+        other two still running (their updates uncommitted) and no one would announce the video archived.
+        An advisory lock serializes only that judgement, without touching rows others may hold.
+        """
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"asset-outcome:{video_id}"}
+        )
 
     async def assets_of(self, video_id: str) -> Sequence[Asset]:
         return (await self.session.execute(select(Asset).where(Asset.video_id == video_id))).scalars().all()

@@ -90,6 +90,7 @@ async def record_upstream_state(
 async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings: Settings) -> None:
     """Once every variant is settled: `video.archived` if all are archived, else `video.archive_failed`."""
     repository = ArchiveRepository.from_session(session)
+    await repository.serialize_outcomes(video_id)
     states = {asset.state for asset in await repository.assets_of(video_id)}
     if not states or states & {AssetState.PENDING.value, AssetState.DOWNLOADING.value}:
         return
@@ -98,6 +99,21 @@ async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings:
         return
     event = CallbackEvent.ARCHIVED if states == {AssetState.ARCHIVED.value} else CallbackEvent.ARCHIVE_FAILED
     await callbacks_service.on_video_event(session, video=video, event=event, settings=settings.callbacks)
+
+
+async def replay(session: AsyncSession, *, video_id: str, settings: Settings) -> int:
+    """Re-archive a completed video: every variant back to pending and its downloads queued again.
+
+    Safe at any time: keys are deterministic, so a second copy overwrites the first with the same bytes.
+    Returns how many downloads were queued (0 for a video that is not completed, or already in flight).
+    """
+    repository = ArchiveRepository.from_session(session)
+    video = await repository.get_video(video_id)
+    if video is None or video.video_status is not VideoStatus.COMPLETED:
+        return 0
+    for variant in Variant:
+        await repository.set_asset(video_id, variant.value, state=AssetState.PENDING.value, error=None)
+    return await schedule_downloads(session, video=video, settings=settings.worker)
 
 
 async def assets_of(session: AsyncSession, *, video_id: str) -> Sequence[Asset]:

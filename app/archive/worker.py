@@ -21,13 +21,17 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import structlog
+from sqlalchemy import select
+
 from app.archive import queue, reconciler
 from app.archive import service as archive_service
 from app.archive.jobs import JobContext, run_job
 from app.archive.queue import ClaimedJob, JobRef
 from app.archive.repository import ArchiveRepository
 from app.callbacks import delivery as callbacks_delivery
-from app.models import AssetState, JobKind, JobState
+from app.core import metrics
+from app.models import ArchiveJob, AssetState, JobKind, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +102,7 @@ class Worker:
         if now >= self._next_maintenance:
             self._next_maintenance = now + max(1.0, self._settings.lease_seconds / 3)
             await self._guarded(self.maintain(), "maintenance")
+            await self._guarded(self._refresh_queue_depth(), "queue depth")
         if now >= self._next_reconcile:
             self._next_reconcile = now + self._settings.reconcile_interval_seconds
             await self._guarded(reconciler.reconcile_once(self._context), "reconcile")
@@ -136,11 +141,29 @@ class Worker:
             )
 
     async def _execute(self, job: ClaimedJob) -> None:
+        # This task's own context (a copy made at create_task): what is bound here stays on this job's lines,
+        # the heartbeat's included; the request id is the one of the request that queued the work, if any.
+        fields: dict[str, object] = {"job_id": job.id, "job_kind": job.kind.value, "video_id": job.video_id}
+        if (request_id := await self._guarded(self._request_id_of(job), "request id lookup")) is not None:
+            fields["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(**fields)
         job_task = asyncio.current_task()
         assert job_task is not None
         heartbeat = asyncio.create_task(self._heartbeat(job, job_task))
+        started = time.monotonic()
         try:
             await run_job(self._context, job)
+            # One line per job run, so a request's trail through the worker is complete even when the job
+            # itself had nothing to say.
+            logger.info(
+                "job %s (%s %s%s) attempt %d ran in %.2fs",
+                job.id,
+                job.kind.value,
+                job.video_id,
+                f" {job.variant}" if job.variant else "",
+                job.attempts,
+                time.monotonic() - started,
+            )
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -150,6 +173,16 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+
+    async def _request_id_of(self, job: ClaimedJob) -> str | None:
+        async with self._context.database.sessionmaker() as session:
+            request_id: str | None = await session.scalar(select(ArchiveJob.request_id).where(ArchiveJob.id == job.id))
+            return request_id
+
+    async def _refresh_queue_depth(self) -> None:
+        async with self._context.database.sessionmaker() as session:
+            states = await queue.job_states(session)
+        metrics.queue_depth(states, known=tuple(state.value for state in JobState))
 
     async def _heartbeat(self, job: ClaimedJob, job_task: asyncio.Task[object]) -> None:
         last_renewal = time.monotonic()

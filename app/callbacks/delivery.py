@@ -24,6 +24,7 @@ from app.callbacks import destinations
 from app.callbacks.client import CallbackClient, SendResult
 from app.callbacks.repository import CallbackRepository, ClaimedDelivery
 from app.callbacks.service import new_secret
+from app.core import metrics
 from app.core.config import CallbackSettings, Settings
 from app.core.db import Database
 from app.models import AttemptOutcome, DeliveryState
@@ -132,6 +133,7 @@ async def _record(
             state=state,
             retry_in_seconds=retry_in,
         )
+    metrics.callback_attempt(outcome=result.outcome.value, state=state.value if recorded else "lost")
     where = _host_of(delivery.url)
     if not recorded:
         logger.warning(

@@ -124,6 +124,8 @@ class WorkerSettings(BaseModel):
     reconcile_interval_seconds: float = Field(default=15.0, gt=0)
     # Incomplete multipart uploads older than this are aborted by the janitor.
     stale_upload_seconds: float = Field(default=6 * 3600.0, gt=0)
+    # Prometheus metrics of the worker on http://0.0.0.0:<port>/metrics; 0 serves none.
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
 
 
 class S3Settings(BaseModel):
@@ -237,6 +239,8 @@ class Settings(BaseSettings):
 
     mode: Mode = Mode.PRODUCTION
     log_level: str = "INFO"
+    # `json` (one object per line) or `console` (for people); unset: `console` in dev mode, else `json`.
+    log_format: Literal["json", "console"] | None = None
     # The dev caller's key; accepted only in dev mode (see auth).
     dev_api_key: SecretStr = SecretStr("vg-dev-key")
 
@@ -259,6 +263,12 @@ class Settings(BaseSettings):
     @property
     def is_dev(self) -> bool:
         return self.mode is Mode.DEV
+
+    @model_validator(mode="after")
+    def _log_format_by_mode(self) -> Settings:
+        if self.log_format is None:
+            self.log_format = "console" if self.mode is Mode.DEV else "json"
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:

@@ -28,6 +28,10 @@ class JobState(StrEnum):
 
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 
+# The request id of the transaction inserting the row (`app.core.logging.stamp_transaction` sets it), so the
+# worker's log lines for a job carry the id of the request that caused it. NULL when none was set.
+REQUEST_ID_DEFAULT = text("nullif(current_setting('vg.request_id', true), '')")
+
 
 class ArchiveJob(Base):
     __tablename__ = "archive_jobs"
@@ -65,3 +69,4 @@ class ArchiveJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    request_id: Mapped[str | None] = mapped_column(String(64), server_default=REQUEST_ID_DEFAULT)

@@ -10,6 +10,7 @@ from sqlalchemy import DateTime, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
+from app.models.archive_job import REQUEST_ID_DEFAULT
 
 
 class EventOutcome(StrEnum):
@@ -42,3 +43,5 @@ class WebhookEvent(Base):
     outcome: Mapped[str] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The receiving request's id (X-Request-ID), set by the database from the transaction (see ArchiveJob).
+    request_id: Mapped[str | None] = mapped_column(String(64), server_default=REQUEST_ID_DEFAULT)

@@ -25,7 +25,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from app.core.config import UpstreamSettings
+from app.core import metrics
+from app.core.config import DEFAULT_PROFILE, UpstreamSettings
 from app.core.errors import (
     GatewayError,
     RateLimited,
@@ -163,8 +164,10 @@ class UpstreamClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         allow_http_redirects: bool = False,
+        profile: str = DEFAULT_PROFILE,
     ) -> None:
         self._settings = settings
+        self.profile = profile  # the metrics' label
         self._base_url = settings.base_url.rstrip("/") + "/"
         self._redirect_hosts = {urlsplit(self._base_url).hostname or "", *settings.content_redirect_hosts}
         self._allow_http_redirects = allow_http_redirects
@@ -287,12 +290,14 @@ class UpstreamClient:
     def _refuse_while_paused(self) -> None:
         throttled = self._throttled_until - time.monotonic()
         if throttled > 0:
+            metrics.upstream_error(profile=self.profile, status="throttled")
             raise RateLimited(
                 "Upstream asked us to slow down; try again shortly.",
                 code="upstream_rate_limited",
                 headers={"retry-after": str(math.ceil(throttled))},
             )
         if (wait := self._breaker.seconds_open()) > 0:
+            metrics.upstream_error(profile=self.profile, status="circuit_open")
             raise UpstreamUnavailable(
                 "Upstream is failing; calls to it are paused for a moment (circuit open).",
                 code="upstream_circuit_open",
@@ -318,12 +323,14 @@ class UpstreamClient:
             try:
                 response = await self._http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                metrics.upstream_error(profile=self.profile, status="unreachable")
                 # Nothing reached upstream: safe to try again whatever the call.
                 if last:
                     raise UpstreamUnavailable(f"Upstream is unreachable: {type(exc).__name__}.") from exc
                 await self._pause(attempt)
                 continue
             except httpx.TimeoutException as exc:
+                metrics.upstream_error(profile=self.profile, status="timeout")
                 if kind is CallKind.PAID:
                     raise UpstreamTimeout(
                         "Upstream did not answer in time; the render may or may not have started, "
@@ -335,6 +342,7 @@ class UpstreamClient:
                 await self._pause(attempt)
                 continue
             except httpx.TransportError as exc:
+                metrics.upstream_error(profile=self.profile, status="transport")
                 if kind is CallKind.PAID or last:
                     raise UpstreamError(
                         f"The connection to upstream failed: {type(exc).__name__}.",
@@ -345,6 +353,7 @@ class UpstreamClient:
 
             if response.is_success or response.is_redirect:
                 return response
+            metrics.upstream_error(profile=self.profile, status=str(response.status_code))
             retryable = response.status_code == 429 or (kind is CallKind.READ and response.status_code >= 500)
             if retryable and not last:
                 delay = retry_after_seconds(

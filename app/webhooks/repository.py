@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -23,6 +24,13 @@ class WebhookRepository:
         """Our video for an upstream's id, deleted or not (the caller decides what a deleted one means)."""
         statement = select(Video).where(Video.upstream_profile == profile, Video.upstream_id == upstream_id)
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def recent(self, *, limit: int, outcome: str | None = None) -> Sequence[WebhookEvent]:
+        """The latest stored deliveries, newest first, optionally of one outcome."""
+        statement = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
+        if outcome is not None:
+            statement = statement.where(WebhookEvent.outcome == outcome)
+        return (await self.session.execute(statement)).scalars().all()
 
     async def record(
         self,

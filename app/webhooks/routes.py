@@ -17,10 +17,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
+from app.core import metrics
 from app.core.config import DEFAULT_PROFILE, Settings
 from app.core.db import get_database
 from app.core.deps import SettingsDep
 from app.core.errors import (
+    GatewayError,
     PayloadTooLarge,
     ServiceUnavailable,
     UnsupportedMediaType,
@@ -29,7 +31,7 @@ from app.core.errors import (
 )
 from app.webhooks import service as webhook_service
 from app.webhooks.schemas import DeliveredEvent, WebhookAck, parse_event
-from app.webhooks.verify import Clock, Verifier
+from app.webhooks.verify import TIMESTAMP_HEADER, Clock, Verifier
 
 # Refused connections and timeouts surface as OSError/TimeoutError from asyncpg, statement failures
 # (statement_timeout, a dropped connection) as DBAPIError; a full pool as SQLAlchemy's TimeoutError.
@@ -41,8 +43,9 @@ async def delivery_session(request: Request) -> AsyncIterator[AsyncSession]:
     """`SessionDep`'s transaction (commit after the route, before the response), with database failures as 503.
 
     The commit runs in this dependency's exit, outside the route, so only here can a failed commit still
-    become a 503 instead of a bare 500.
+    become a 503 instead of a bare 500, and only here is an outcome known to be recorded (counted then).
     """
+    profile: str = getattr(request.state, "webhook_profile", DEFAULT_PROFILE)
     try:
         async with get_database(request).sessionmaker() as session:
             try:
@@ -52,12 +55,29 @@ async def delivery_session(request: Request) -> AsyncIterator[AsyncSession]:
                 raise
             await session.commit()
     except DATABASE_FAILURES as exc:
+        metrics.webhook_delivery(profile=profile, outcome="rejected", reason="database_unavailable")
         raise ServiceUnavailable(
             "The webhook could not be recorded; retry later.", retry_after_seconds=RETRY_AFTER_SECONDS
         ) from exc
+    if outcome := getattr(request.state, "webhook_outcome", None):
+        metrics.webhook_delivery(profile=profile, outcome=outcome)
 
 
 DeliverySession = Annotated[AsyncSession, Depends(delivery_session, scope="function")]
+
+
+def rejection_reason(error: GatewayError) -> str:
+    """The metric's reason code for a refused delivery: what an operator would look at first."""
+    if isinstance(error, WebhookSignatureInvalid):
+        # A clock problem (either side) or a secret problem (rotation, wrong secret, forgery).
+        return "timestamp_out_of_window" if error.param == TIMESTAMP_HEADER else "signature_mismatch"
+    if isinstance(error, WebhookMalformed):
+        return "malformed"
+    if isinstance(error, PayloadTooLarge):
+        return "body_too_large"
+    if isinstance(error, UnsupportedMediaType):
+        return "not_json"
+    return error.code or "other"
 
 
 def require_json(request: Request) -> None:
@@ -148,18 +168,26 @@ def build_router(
     max_body_bytes = settings.webhooks.max_body_bytes
 
     async def verified_event(request: Request) -> DeliveredEvent:
-        require_json(request)
-        body = await read_capped(request, limit=max_body_bytes)
-        # Starlette's Headers.items() keeps repeated names, so the verifier can refuse them.
-        delivery = verifier.verify(body, request.headers)
-        return parse_event(delivery)
+        request.state.webhook_profile = profile
+        try:
+            require_json(request)
+            body = await read_capped(request, limit=max_body_bytes)
+            # Starlette's Headers.items() keeps repeated names, so the verifier can refuse them.
+            delivery = verifier.verify(body, request.headers)
+            return parse_event(delivery)
+        except GatewayError as error:
+            metrics.webhook_delivery(profile=profile, outcome="rejected", reason=rejection_reason(error))
+            raise
 
     async def receive_webhook(
+        request: Request,
         event: Annotated[DeliveredEvent, Depends(verified_event)],
         session: DeliverySession,
         app_settings: SettingsDep,
     ) -> WebhookAck:
         receipt = await webhook_service.receive(session, event=event, worker=app_settings.worker, profile=profile)
+        # Counted by `delivery_session` once committed.
+        request.state.webhook_outcome = "duplicate" if receipt.outcome is None else receipt.outcome.value
         return WebhookAck(duplicate=receipt.duplicate)
 
     router = APIRouter(tags=["webhooks"])

@@ -8,6 +8,7 @@ no upstream or S3 call, so it answers in milliseconds and fails only when the da
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -15,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import service as archive_service
 from app.core.config import DEFAULT_PROFILE, WorkerSettings
-from app.models import EventOutcome, Video
+from app.core.logging import stamp_transaction
+from app.models import EventOutcome, Video, WebhookEvent
 from app.webhooks.repository import WebhookRepository
 from app.webhooks.schemas import DeliveredEvent
 
@@ -39,6 +41,8 @@ async def receive(
     reconciler (the webhook may beat the commit of our create); any other type → `ignored`, acknowledged so
     the sender stops retrying. Everything runs on the caller's session: the row and the job commit together.
     """
+    # The stored event and its sync job remember this request's id, for the worker's log lines.
+    await stamp_transaction(session)
     repository = WebhookRepository.from_session(session)
     video: Video | None = None
     if event.type in VIDEO_EVENTS:
@@ -77,3 +81,7 @@ async def receive(
         outcome.value,
     )
     return Receipt(duplicate=False, outcome=outcome)
+
+
+async def recent_deliveries(session: AsyncSession, *, limit: int, outcome: str | None = None) -> Sequence[WebhookEvent]:
+    return await WebhookRepository.from_session(session).recent(limit=limit, outcome=outcome)

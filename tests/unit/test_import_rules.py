@@ -84,7 +84,7 @@ def test_queries_live_in_repositories() -> None:
 
 
 def test_http_clients_stay_in_the_outbound_packages() -> None:
-    """Only the upstream package and the callback sender speak HTTP (the simulator and dev tools are apart)."""
-    outbound = ("app.upstream.", "app.callbacks.", "app.simulator", "app.dev.")
+    """Only the upstream package and the callback sender speak HTTP (simulator, dev and operator tools apart)."""
+    outbound = ("app.upstream.", "app.callbacks.", "app.simulator", "app.dev.", "app.ops.")
     users = {name for name, imported in MODULES.items() if "httpx" in imported and not name.startswith(outbound)}
     assert users <= {"app.main"}, users

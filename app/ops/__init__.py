@@ -1,0 +1,1 @@
+"""Operator tooling: the `status`, `replay`, `reconcile` and `webhooks` commands."""
