@@ -24,7 +24,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     from app.main import create_app
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=host or settings.api.host,
@@ -33,6 +33,8 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         proxy_headers=False,
         # Our own access line (app.core.access_log) leaves out query strings, where keys may hide.
         access_log=False,
+        # Keep the logging configure_logging set up (JSON or console) for uvicorn's own lines too.
+        log_config=None,
     )
 
 
@@ -42,7 +44,7 @@ def simulator(host: str | None = None, port: int | None = None) -> None:
     from app.simulator import create_simulator_app
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         create_simulator_app(settings.simulator),
         host=host or settings.simulator.host,
@@ -57,7 +59,7 @@ def worker() -> None:
     from app.archive.process import run_worker
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(run_worker(settings))
 
 
@@ -67,7 +69,7 @@ def migrate(revision: str = "head") -> None:
     from app import migrate as migrations
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     migrations.upgrade(settings.db.url.get_secret_value(), revision)
 
 
@@ -120,7 +122,7 @@ def dev() -> None:
     from app.dev.stack import run_dev_stack
 
     settings = load_settings(mode=Mode.DEV)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     run_dev_stack(settings)
 
 

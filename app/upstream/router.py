@@ -25,7 +25,9 @@ class UpstreamRouter:
         }
         self._model_profiles: dict[str, str] = {}
         for name, profile in settings.upstreams.items():
-            self._clients[name] = UpstreamClient(profile, transport=transport, allow_http_redirects=allow_http)
+            self._clients[name] = UpstreamClient(
+                profile, transport=transport, allow_http_redirects=allow_http, profile=name
+            )
             self._model_profiles.update({model: name for model in profile.models})
 
     @property
