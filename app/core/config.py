@@ -28,6 +28,13 @@ NESTED_DELIMITER = "__"
 FILE_SUFFIX = "_FILE"
 
 
+def split_secrets(value: SecretStr | None) -> list[str]:
+    """One or more secrets in one setting, separated by spaces or commas (rotation keeps two at once)."""
+    if value is None:
+        return []
+    return [part for part in value.get_secret_value().replace(",", " ").split() if part]
+
+
 class Mode(StrEnum):
     """`dev` unlocks the dev caller key and plain-http redirects; `production` refuses placeholders."""
 
@@ -84,9 +91,7 @@ class UpstreamProfile(UpstreamSettings):
     webhook_secrets: SecretStr | None = None
 
     def webhook_secret_list(self) -> list[str]:
-        if self.webhook_secrets is None:
-            return []
-        return [part for part in self.webhook_secrets.get_secret_value().replace(",", " ").split() if part]
+        return split_secrets(self.webhook_secrets)
 
 
 class WebhookSettings(BaseModel):
@@ -100,9 +105,7 @@ class WebhookSettings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     def secret_list(self) -> list[str]:
-        if self.secrets is None:
-            return []
-        return [part for part in self.secrets.get_secret_value().replace(",", " ").split() if part]
+        return split_secrets(self.secrets)
 
 
 class WorkerSettings(BaseModel):
