@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.callbacks.service import DeliveryRecord
+from app.core.timestamps import unix_seconds, unix_seconds_or_none
 from app.models import CallbackAttempt, CallbackEndpoint, CallbackSecret
-
-
-def _unix(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
-def _unix_or_none(moment: datetime | None) -> int | None:
-    return None if moment is None else _unix(moment)
 
 
 class EndpointCreate(BaseModel):
@@ -39,9 +31,9 @@ class SecretObject(BaseModel):
     def from_row(cls, row: CallbackSecret) -> SecretObject:
         return cls(
             secret=row.secret,
-            created_at=_unix(row.created_at),
-            rotated_at=_unix_or_none(row.rotated_at),
-            previous_secret_valid_until=_unix_or_none(row.previous_valid_until),
+            created_at=unix_seconds(row.created_at),
+            rotated_at=unix_seconds_or_none(row.rotated_at),
+            previous_secret_valid_until=unix_seconds_or_none(row.previous_valid_until),
         )
 
 
@@ -53,7 +45,7 @@ class EndpointObject(BaseModel):
 
     @classmethod
     def from_row(cls, row: CallbackEndpoint) -> EndpointObject:
-        return cls(id=row.id, url=row.url, created_at=_unix(row.created_at))
+        return cls(id=row.id, url=row.url, created_at=unix_seconds(row.created_at))
 
 
 class EndpointList(BaseModel):
@@ -80,7 +72,7 @@ class AttemptObject(BaseModel):
     def from_row(cls, row: CallbackAttempt) -> AttemptObject:
         return cls(
             attempt=row.attempt,
-            attempted_at=_unix(row.attempted_at),
+            attempted_at=unix_seconds(row.attempted_at),
             address=row.address,
             outcome=row.outcome,
             status_code=row.status_code,
@@ -117,9 +109,9 @@ class DeliveryObject(BaseModel):
             endpoint_id=row.endpoint_id,
             state=row.state,
             attempts=[AttemptObject.from_row(attempt) for attempt in record.attempts],
-            next_attempt_at=_unix(row.next_attempt_at) if row.state == "pending" else None,
-            created_at=_unix(row.created_at),
-            finished_at=_unix_or_none(row.finished_at),
+            next_attempt_at=unix_seconds(row.next_attempt_at) if row.state == "pending" else None,
+            created_at=unix_seconds(row.created_at),
+            finished_at=unix_seconds_or_none(row.finished_at),
         )
 
 

@@ -143,7 +143,9 @@ def list_webhooks(
     rejected: Annotated[
         bool, typer.Option("--rejected", help="Rejections by reason, from the API's /metrics (never stored).")
     ] = False,
-    api_url: Annotated[str, typer.Option(help="The API to read rejection counters from.")] = "http://127.0.0.1:8000",
+    api_url: Annotated[
+        str, typer.Option(envvar="VG_OPS_API_URL", help="The API to read rejection counters from.")
+    ] = "http://127.0.0.1:8000",
 ) -> None:
     """Recent deliveries as stored, or (--rejected) refused deliveries counted by reason."""
     console = _console()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
 
+from app.core.timestamps import unix_seconds, unix_seconds_or_none
 from app.models import Asset, Video
 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
@@ -49,9 +49,9 @@ class VideoObject(BaseModel):
             model=video.model,
             status=video.status,
             progress=video.progress,
-            created_at=_unix(video.created_at),
-            completed_at=_unix_or_none(video.completed_at),
-            expires_at=_unix_or_none(video.expires_at),
+            created_at=unix_seconds(video.created_at),
+            completed_at=unix_seconds_or_none(video.completed_at),
+            expires_at=unix_seconds_or_none(video.expires_at),
             prompt=video.prompt,
             size=video.size,
             seconds=video.seconds,
@@ -117,11 +117,3 @@ class VideoDeleted(BaseModel):
 
 class RemixBody(BaseModel):
     prompt: str
-
-
-def _unix(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
-def _unix_or_none(moment: datetime | None) -> int | None:
-    return None if moment is None else _unix(moment)

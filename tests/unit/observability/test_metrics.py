@@ -70,3 +70,26 @@ def test_the_worker_metrics_server_serves_the_exposition() -> None:
         assert 'vg_archive_bytes_total{variant="thumbnail"}' in body
     finally:
         stop()
+
+
+def test_every_metric_is_documented_in_the_readme_with_its_labels() -> None:
+    """The README's metrics table is what operators build dashboards from: a new metric or label must be in it."""
+    from pathlib import Path
+
+    from app.core import metrics as gateway_metrics
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    rows = {line.split("`")[1]: line for line in readme.splitlines() if line.startswith("| `")}
+    collectors = [
+        value
+        for value in vars(gateway_metrics).values()
+        if hasattr(value, "_name") and getattr(value, "_name", "").startswith(f"{gateway_metrics.NAMESPACE}_")
+    ]
+    assert len(collectors) >= 8
+    for collector in collectors:
+        documented = collector._name.removeprefix(f"{gateway_metrics.NAMESPACE}_")
+        if collector._type == "counter":  # exposed (and documented) with the _total suffix
+            documented += "_total"
+        assert documented in rows, f"{collector._name} is not in the README's metrics table"
+        for label in collector._labelnames:
+            assert f"`{label}`" in rows[documented], f"label {label} of {collector._name} is not documented"
