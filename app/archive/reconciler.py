@@ -3,7 +3,10 @@
 Each run (in every worker, every `reconcile_interval_seconds`) queues a `sync` for our non-terminal
 videos that were not refreshed recently and for videos that orphan webhook events (deliveries that beat
 our create row) now match, and `download`s for completed videos with an asset still pending and no live
-job. Queue uniqueness makes concurrent reconcilers on several workers harmless.
+job. Videos whose create was cut off before upstream answered (no upstream id after
+`unsubmitted_after_seconds`) are settled as failed `upstream_submission_unknown`, so they stop holding the
+caller's concurrency slot and the caller hears of them. Queue uniqueness makes concurrent reconcilers on
+several workers harmless.
 `run_janitor` aborts S3 multipart uploads abandoned by killed workers.
 """
 
@@ -15,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from app.archive.repository import ArchiveRepository
-from app.archive.service import enqueue_sync, schedule_downloads
+from app.archive.service import enqueue_sync, schedule_downloads, settle_unknown_submission
 
 if TYPE_CHECKING:
     from app.archive.jobs import JobContext
@@ -29,13 +32,14 @@ BATCH = 500
 class ReconcileReport:
     syncs_queued: int
     downloads_queued: int
+    submissions_settled: int = 0
 
 
 async def reconcile_once(context: JobContext, *, since: datetime | None = None) -> ReconcileReport:
     """One pass; `since` widens (or narrows) the window of videos looked at (operators' `reconcile --since`)."""
     settings = context.settings.worker
     now = datetime.now(UTC)
-    syncs = downloads = 0
+    syncs = downloads = settled = 0
     async with context.database.sessionmaker.begin() as session:
         repository = ArchiveRepository.from_session(session)
         stale = await repository.videos_to_reconcile(
@@ -49,9 +53,17 @@ async def reconcile_once(context: JobContext, *, since: datetime | None = None) 
             syncs += await enqueue_sync(session, video=video, settings=settings) is not None
         for video in await repository.completed_videos_missing_assets(limit=BATCH):
             downloads += await schedule_downloads(session, video=video, settings=settings)
+        unsubmitted = await repository.unsubmitted_videos(
+            created_before=now - timedelta(seconds=settings.unsubmitted_after_seconds), limit=BATCH
+        )
+        for video in unsubmitted:
+            await settle_unknown_submission(session, video=video, settings=context.settings)
+            settled += 1
     if syncs or downloads:
         logger.info("reconciled: %d sync(s) and %d download(s) queued", syncs, downloads)
-    return ReconcileReport(syncs_queued=syncs, downloads_queued=downloads)
+    if settled:
+        logger.warning("reconciled: %d create(s) cut off before upstream answered, failed as unknown", settled)
+    return ReconcileReport(syncs_queued=syncs, downloads_queued=downloads, submissions_settled=settled)
 
 
 async def run_janitor(context: JobContext) -> int:

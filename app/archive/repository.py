@@ -88,6 +88,26 @@ class ArchiveRepository:
     async def get_video(self, video_id: str) -> Video | None:
         return await self.session.get(Video, video_id, populate_existing=True)
 
+    async def unsubmitted_videos(self, *, created_before: datetime, limit: int) -> Sequence[Video]:
+        """Queued videos that never got an upstream id: their create was cut off before upstream answered.
+
+        Locked with SKIP LOCKED, so concurrent reconcilers on several workers never settle the same row twice.
+        `unsubmitted_after_seconds` is far above the upstream timeout, so no live create still owns these rows.
+        """
+        statement = (
+            select(Video)
+            .where(
+                Video.status == VideoStatus.QUEUED.value,
+                Video.upstream_id.is_(None),
+                Video.deleted_at.is_(None),
+                Video.created_at < created_before,
+            )
+            .order_by(Video.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
     async def videos_to_reconcile(
         self, *, stale_before: datetime, created_after: datetime, limit: int
     ) -> Sequence[Video]:

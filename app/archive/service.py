@@ -18,7 +18,7 @@ from app.callbacks.service import CallbackEvent
 from app.core.config import Settings, WorkerSettings
 from app.models import Asset, AssetState, JobKind, Variant, Video, VideoStatus
 from app.upstream.schemas import UpstreamVideo
-from app.videos.state import apply_upstream_state
+from app.videos.state import apply_upstream_state, fail_unknown_submission
 
 
 def download_deadline(video: Video, settings: WorkerSettings) -> datetime:
@@ -85,6 +85,19 @@ async def record_upstream_state(
         await callbacks_service.on_video_event(
             session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
         )
+
+
+async def settle_unknown_submission(session: AsyncSession, *, video: Video, settings: Settings) -> None:
+    """A create cut off mid-flight: failed as `upstream_submission_unknown` (kept billable, never re-sent),
+    and the caller told through its callback like any failure."""
+    fail_unknown_submission(
+        video,
+        message="The gateway stopped before upstream answered this create; it may have started upstream. "
+        "Check with the provider before submitting it again.",
+    )
+    await callbacks_service.on_video_event(
+        session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
+    )
 
 
 async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings: Settings) -> None:

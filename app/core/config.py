@@ -125,6 +125,10 @@ class WorkerSettings(BaseModel):
     # How long a video that never finishes keeps being polled by the reconciler.
     sync_horizon_seconds: float = Field(default=6 * 3600.0, gt=0)
     reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+    # A video still without an upstream id this long after its create was cut off mid-submission (the API
+    # died before upstream answered): the reconciler fails it as upstream_submission_unknown, which frees the
+    # caller's concurrency slot and sends its callback. Keep it well above the upstream timeout.
+    unsubmitted_after_seconds: float = Field(default=900.0, gt=0)
     # Incomplete multipart uploads older than this are aborted by the janitor.
     stale_upload_seconds: float = Field(default=6 * 3600.0, gt=0)
     # Prometheus metrics of the worker on http://0.0.0.0:<port>/metrics; 0 serves none.

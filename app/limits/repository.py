@@ -13,10 +13,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Caller, KeyRequestWindow, Video, VideoStatus
+from app.videos.state import SUBMISSION_UNKNOWN
 
 # A failed render is not charged, except one whose submission outcome is unknown: upstream may have
 # started (and billed) it, so it keeps its reservation until an operator reconciles it.
-SUBMISSION_UNKNOWN = "upstream_submission_unknown"
 MODERATION_BLOCKED = "moderation_blocked"
 ACTIVE_STATUSES = (VideoStatus.QUEUED.value, VideoStatus.IN_PROGRESS.value)
 

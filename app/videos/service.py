@@ -32,10 +32,10 @@ from app.videos.inputs import CreateRequest, RemixCommand
 from app.videos.refresh import RefreshGate
 from app.videos.repository import VideoRepository
 from app.videos.schemas import AssetLink
+from app.videos.state import fail_unknown_submission
 
 logger = logging.getLogger(__name__)
 
-SUBMISSION_UNKNOWN = "upstream_submission_unknown"
 STREAM_CHUNK = 64 * 1024
 
 
@@ -258,9 +258,7 @@ class VideoService:
             upstream = await call()
         except GatewayError as exc:
             if render_may_have_started(exc):
-                video.status = VideoStatus.FAILED.value
-                video.error_code = SUBMISSION_UNKNOWN
-                video.error_message = exc.message
+                fail_unknown_submission(video, message=exc.message)
                 await session.commit()
             else:
                 await repository.remove(video)

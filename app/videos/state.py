@@ -14,6 +14,9 @@ from app.upstream.schemas import UpstreamVideo
 
 logger = logging.getLogger(__name__)
 
+# A create that may have reached upstream but whose answer we never got: kept failed, never re-sent blindly.
+SUBMISSION_UNKNOWN = "upstream_submission_unknown"
+
 STATUS_RANK = {
     VideoStatus.QUEUED: 0,
     VideoStatus.IN_PROGRESS: 1,
@@ -51,3 +54,10 @@ def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime
         video.error_code = (error.code if error else None) or "upstream_failed"
         video.error_message = (error.message if error else None) or "The render failed upstream."
     return current
+
+
+def fail_unknown_submission(video: Video, *, message: str) -> None:
+    """Settle a video whose create may or may not have reached upstream: failed, with the code that says so."""
+    video.status = VideoStatus.FAILED.value
+    video.error_code = SUBMISSION_UNKNOWN
+    video.error_message = message

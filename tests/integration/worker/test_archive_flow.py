@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from app.archive import queue, reconciler
 from app.archive import service as archive_service
 from app.archive.jobs import run_job
-from app.models import ArchiveJob, Asset, Variant, Video, WebhookEvent
+from app.models import ArchiveJob, Asset, CallbackDelivery, Variant, Video, WebhookEvent
 from tests.integration.worker.conftest import ArchiveStack
 
 
@@ -140,6 +141,37 @@ class TestHappyPath:
         assert report.syncs_queued >= 1
         await stack.worker().run_until_idle()
         assert {asset.state for asset in (await assets(stack, video_id)).values()} == {"archived"}
+
+    async def test_a_create_cut_off_before_upstream_answered_is_settled_as_unknown(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        stack = archive_stack
+        cut_off, recent = await create_video(stack), await create_video(stack)
+        limit = stack.settings.worker.unsubmitted_after_seconds
+        # What a crash between the intent's commit and upstream's answer leaves: queued, no upstream id.
+        async with stack.database.sessionmaker.begin() as session:
+            for video_id, age in ((cut_off, limit + 60), (recent, limit - 60)):
+                video = await session.get(Video, video_id)
+                assert video is not None
+                video.upstream_id, video.status, video.progress = None, "queued", 0
+                video.callback_url = "https://hooks.example.com/videos"
+                video.created_at = datetime.now(UTC) - timedelta(seconds=age)
+        report = await reconciler.reconcile_once(stack.context)
+        assert report.submissions_settled == 1
+        async with stack.database.sessionmaker() as session:
+            settled, untouched = await session.get(Video, cut_off), await session.get(Video, recent)
+            assert settled is not None and untouched is not None
+            assert (settled.status, settled.error_code) == ("failed", "upstream_submission_unknown")
+            assert (untouched.status, untouched.error_code) == ("queued", None)
+            deliveries = (
+                (await session.execute(select(CallbackDelivery).where(CallbackDelivery.video_id == cut_off)))
+                .scalars()
+                .all()
+            )
+        assert [delivery.event_type for delivery in deliveries] == ["video.failed"]
+        body = (await stack.api.get(f"/v1/videos/{cut_off}")).json()
+        assert body["status"] == "failed" and body["error"]["code"] == "upstream_submission_unknown"
+        assert (await reconciler.reconcile_once(stack.context)).submissions_settled == 0
 
     async def test_an_orphan_webhook_is_matched_once_the_video_is_ours(self, archive_stack: ArchiveStack) -> None:
         stack = archive_stack
