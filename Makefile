@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit install clean openapi
+.PHONY: run test lint typecheck unit install clean openapi browser
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ run: $(INSTALLED)
 	$(BIN)/video-gateway dev
 
 ## Lint, type-check and run the whole suite against the local Postgres and a private SeaweedFS.
-test: $(INSTALLED) lint typecheck
+test: $(INSTALLED) browser lint typecheck
 	$(BIN)/pytest
+
+## The console's browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check app tests migrations docker

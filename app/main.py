@@ -26,6 +26,7 @@ from app.archive import queue
 from app.archive.storage import ArchiveStorage
 from app.callbacks.routes import admin_router as callbacks_admin_router
 from app.callbacks.routes import router as callbacks_router
+from app.console.routes import install as install_console
 from app.core import metrics
 from app.core.access_log import AccessLog
 from app.core.config import S3Settings, Settings
@@ -139,6 +140,7 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
         app.state.database = database
         app.state.upstreams = upstreams
         app.state.video_service = VideoService(settings=settings, upstreams=upstreams, storage=storage)
+        app.state.archive_storage = storage  # the console's presigned URLs
         app.state.readiness = Readiness.build(settings.s3)
         try:
             yield
@@ -173,6 +175,9 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
                     settings, profile=name, verify_with=profile.webhook_secret_list(), path=f"/webhooks/{name}"
                 )
             )
+
+    # After every receiver route, so the console's webhook tap sees the paths they were mounted at.
+    install_console(app, settings)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -242,6 +242,32 @@ class CallbackRepository:
         await self.session.flush()
         return True
 
+    async def retry_now(self, delivery_id: int) -> bool:
+        """Make a failed delivery, or a pending one waiting for its next attempt, due now (one more attempt).
+
+        A pending delivery with an attempt in flight (claimed, not yet logged) is left alone, so the operator
+        never causes two concurrent sends; delivered and cancelled ones are final.
+        """
+        logged = (
+            select(func.count())
+            .select_from(CallbackAttempt)
+            .where(CallbackAttempt.delivery_id == CallbackDelivery.id)
+            .scalar_subquery()
+        )
+        moved = await self.session.execute(
+            update(CallbackDelivery)
+            .where(
+                CallbackDelivery.id == delivery_id,
+                (CallbackDelivery.state == DeliveryState.FAILED.value)
+                | ((CallbackDelivery.state == DeliveryState.PENDING.value) & (CallbackDelivery.attempts == logged)),
+            )
+            .values(
+                state=DeliveryState.PENDING.value, next_attempt_at=func.now(), finished_at=None, updated_at=func.now()
+            )
+            .returning(CallbackDelivery.id)
+        )
+        return moved.scalar_one_or_none() is not None
+
     # ----- the delivery log ---------------------------------------------------------------------
 
     async def deliveries_of(

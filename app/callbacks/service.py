@@ -165,3 +165,8 @@ async def list_deliveries(
     for attempt in await repository.attempts_of(list(by_delivery)):
         by_delivery[attempt.delivery_id].append(attempt)
     return [DeliveryRecord(delivery, by_delivery[delivery.id]) for delivery in deliveries]
+
+
+async def retry_delivery(session: AsyncSession, *, delivery_id: int) -> bool:
+    """An operator's retry (the console): the delivery is due now; False when it is final or in flight."""
+    return await CallbackRepository.from_session(session).retry_now(delivery_id)

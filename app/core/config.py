@@ -237,6 +237,21 @@ class LimitSettings(BaseModel):
         return value
 
 
+class ConsoleSettings(BaseModel):
+    """The operator console at `/console` (owned by app/console); it exists only when `admin_api_key` is set."""
+
+    # A signed-in session lasts this long; signing in again is the only way to extend it.
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    # Signs the session cookie and its CSRF token. Unset: derived from the admin key, so changing the admin
+    # key also ends every console session. Set it to keep sessions across admin key rotations.
+    session_secret: SecretStr | None = None
+    # How often the video table refreshes itself in the browser.
+    refresh_seconds: float = Field(default=5.0, ge=1)
+    page_size: int = Field(default=50, ge=1, le=500)
+    # A download whose window closes sooner than this is shown as at risk (as `video-gateway status`).
+    at_risk_minutes: int = Field(default=10, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -266,6 +281,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     # The operator's key for the admin API (callers, keys, limits, callback secrets); unset disables it.
     admin_api_key: SecretStr | None = None
+    console: ConsoleSettings = ConsoleSettings()
 
     @property
     def is_dev(self) -> bool:
@@ -342,6 +358,7 @@ def get_settings() -> Settings:
 __all__ = [
     "ApiSettings",
     "CallbackSettings",
+    "ConsoleSettings",
     "DatabaseSettings",
     "IdempotencySettings",
     "LimitSettings",

@@ -12,6 +12,7 @@ from app.models.callback import (
     DeliveryState,
 )
 from app.models.caller import ApiKey, Caller
+from app.models.console import CONSOLE_INDEXES as CONSOLE_INDEXES
 from app.models.idempotency import IdempotencyRecord
 from app.models.limits import KeyRequestWindow as KeyRequestWindow
 from app.models.video import Video, VideoStatus

@@ -22,6 +22,7 @@ from app.archive.jobs import JobContext
 from app.archive.storage import ArchiveStorage
 from app.core.config import Settings, get_settings
 from app.core.db import Database
+from app.core.timestamps import short_duration
 from app.upstream.router import UpstreamRouter
 from app.webhooks import service as webhook_service
 
@@ -49,18 +50,6 @@ def _with_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    if seconds < 120:
-        return f"{sign}{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{sign}{seconds / 60:.0f}m"
-    return f"{sign}{seconds / 3600:.1f}h"
-
-
 def status(
     within: Annotated[int, typer.Option(help="Minutes: jobs whose window closes sooner are at risk.")] = 10,
 ) -> None:
@@ -78,7 +67,7 @@ def status(
         for state in ("queued", "running", "succeeded", "failed", "expired", "dead"):
             table.add_row(state, str(states.get(state, 0)))
         console.print(table)
-        console.print(f"oldest runnable queued job waits for {_duration(oldest)}")
+        console.print(f"oldest runnable queued job waits for {short_duration(oldest)}")
         if not risky:
             console.print(f"no download closes its window within {within} minutes")
             return
@@ -92,7 +81,7 @@ def status(
                 str(row["variant"]),
                 row["state"],
                 f"{row['attempts']}/{row['max_attempts']}",
-                _duration(row["seconds_left"]),
+                short_duration(row["seconds_left"]),
                 (row["last_error"] or "")[:60],
             )
         console.print(at_risk)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
 from app import migrate
@@ -76,7 +77,8 @@ async def test_not_ready_when_the_schema_is_behind_the_migrations(
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["param"] == "migrations"
-    assert "0007" in error["message"] and "0008" in error["message"]
+    head = ScriptDirectory.from_config(migrate.alembic_config("")).get_current_head()  # the newest, whichever it is
+    assert "0007" in error["message"] and f"not {head}" in error["message"]
 
 
 async def test_not_ready_when_postgres_is_unreachable(seaweedfs_s3: S3Settings) -> None:

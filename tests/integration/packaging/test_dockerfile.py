@@ -468,6 +468,8 @@ def test_image_install_migrates_and_serves(tmp_path: Path, scratch_database: str
         "VG_API__PORT": str(port),
         # The image binds 0.0.0.0; the test keeps to loopback (the HEALTHCHECK asks 127.0.0.1 either way).
         "VG_API__HOST": "127.0.0.1",
+        # The console (templates and static files are package data: they must be in the installed wheel).
+        "VG_ADMIN_API_KEY": "image-admin-key",
     }
     migrated = subprocess.run(
         [entrypoint, *image.entrypoint[1:], "migrate"],
@@ -497,6 +499,10 @@ def test_image_install_migrates_and_serves(tmp_path: Path, scratch_database: str
         readyz = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10.0)
         # Ready means Postgres, the bucket and the migration head (read from the image's working directory).
         assert (readyz.status_code, readyz.json()) == (200, {"status": "ready"}), readyz.text
+        login = httpx.get(f"http://127.0.0.1:{port}/console/login", timeout=10.0)
+        assert login.status_code == 200 and "<form" in login.text, login.text
+        stylesheet = httpx.get(f"http://127.0.0.1:{port}/console/static/console.css", timeout=10.0)
+        assert stylesheet.status_code == 200 and stylesheet.headers["content-type"].startswith("text/css")
 
         def healthcheck(**extra: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
