@@ -17,6 +17,8 @@ doc command cannot go unchecked:
   install replayed in a fresh venv by `tests/integration/packaging/test_dockerfile.py`; here the context must
   hold that Dockerfile.
 - `make TARGET`: the target exists (`make -n`); `make test` and `make run` are this suite and the dev stack.
+- `[VAR=value …] .venv/bin/pytest PATHS`: those tests run in this suite anyway; here they must be collected, with
+  every variable they are given one that the tests read.
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ DOCUMENTS = [ROOT / "README.md", ROOT / "helm" / "video-gateway" / "README.md", 
 SHELL_BLOCK = re.compile(r"^```(?:sh|bash|shell)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 INLINE_COMMAND = re.compile(r"`(video-gateway [^`]+)`")
 LONG_RUNNING = {"serve", "worker", "simulator", "dev"}
+PYTEST = ".venv/bin/pytest"
 
 
 @dataclass(frozen=True)
 class DocCommand:
     source: str
-    words: tuple[str, ...]
+    words: tuple[str, ...]  # the command line, without leading `NAME=value` assignments
+    env: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.source}: {shlex.join(self.words)}"
@@ -75,13 +79,25 @@ def _shell_commands(block: str) -> Iterator[list[str]]:
             yield words
 
 
+ASSIGNMENT = re.compile(r"[A-Z_][A-Z0-9_]*=")
+
+
+def _command(source: str, words: list[str]) -> DocCommand:
+    """`A=1 B=2 prog …` → prog … with A and B as its environment; a lone assignment stays as it is."""
+    assignments = 0
+    while assignments < len(words) - 1 and ASSIGNMENT.match(words[assignments]):
+        assignments += 1
+    env = tuple((word.partition("=")[0], word.partition("=")[2]) for word in words[:assignments])
+    return DocCommand(source, tuple(words[assignments:]), env)
+
+
 def documented_commands() -> list[DocCommand]:
     commands: list[DocCommand] = []
     for document in DOCUMENTS:
         text = document.read_text()
         source = str(document.relative_to(ROOT))
         for block in SHELL_BLOCK.findall(text):
-            commands.extend(DocCommand(source, tuple(words)) for words in _shell_commands(block))
+            commands.extend(_command(source, words) for words in _shell_commands(block))
         if document.parent.name == "docs":
             for span in INLINE_COMMAND.findall(text):
                 if not any(mark in span for mark in "|[…"):  # a synopsis, not a command
@@ -97,7 +113,7 @@ def commands_of(program: str) -> list[DocCommand]:
 
 
 def test_every_documented_command_is_of_a_program_this_file_checks() -> None:
-    checked = {"video-gateway", "kubectl", "helm", "docker", "make"}
+    checked = {"video-gateway", "kubectl", "helm", "docker", "make", PYTEST}
     environment_only = [c for c in COMMANDS if "=" in c.words[0] and len(c.words) == 1]  # `VAR='…'` examples
     unknown = [str(c) for c in COMMANDS if c.words[0] not in checked and c not in environment_only]
     assert not unknown, f"add a check for these documented commands: {unknown}"
@@ -294,3 +310,20 @@ def test_documented_docker_build_uses_the_linted_and_replayed_dockerfile(command
 def test_documented_make_target_exists(command: DocCommand) -> None:
     result = subprocess.run(["make", "-n", *command.words[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", commands_of(PYTEST), ids=str)
+def test_documented_pytest_command_collects_tests_that_read_its_variables(command: DocCommand) -> None:
+    paths = [word for word in command.words[1:] if not word.startswith("-")]
+    result = subprocess.run(
+        [str(ROOT / PYTEST), "--collect-only", "-q", "-p", "no:cacheprovider", *paths],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^\S+::\S+", result.stdout, re.MULTILINE), result.stdout + result.stderr
+    sources = "".join((ROOT / path).read_text() for path in paths if (ROOT / path).is_file())
+    for name, _ in command.env:
+        assert name in sources, f"{name} is not read by {paths}"
