@@ -87,14 +87,18 @@ async def record_upstream_state(
         )
 
 
-async def settle_unknown_submission(session: AsyncSession, *, video: Video, settings: Settings) -> None:
-    """A create cut off mid-flight: failed as `upstream_submission_unknown` (kept billable, never re-sent),
-    and the caller told through its callback like any failure."""
-    fail_unknown_submission(
-        video,
-        message="The gateway stopped before upstream answered this create; it may have started upstream. "
-        "Check with the provider before submitting it again.",
-    )
+CUT_OFF_SUBMISSION = (
+    "The gateway stopped before upstream answered this create; it may have started upstream. "
+    "Check with the provider before submitting it again."
+)
+
+
+async def settle_unknown_submission(
+    session: AsyncSession, *, video: Video, settings: Settings, message: str = CUT_OFF_SUBMISSION
+) -> None:
+    """A create whose outcome upstream never told us: failed as `upstream_submission_unknown` (kept billable,
+    never re-sent), and the caller told through its callback like any failure."""
+    fail_unknown_submission(video, message=message)
     await callbacks_service.on_video_event(
         session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
     )

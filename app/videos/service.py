@@ -32,7 +32,6 @@ from app.videos.inputs import CreateRequest, RemixCommand
 from app.videos.refresh import RefreshGate
 from app.videos.repository import VideoRepository
 from app.videos.schemas import AssetLink
-from app.videos.state import fail_unknown_submission
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +257,10 @@ class VideoService:
             upstream = await call()
         except GatewayError as exc:
             if render_may_have_started(exc):
-                fail_unknown_submission(video, message=exc.message)
+                # The caller gets the error now, and a video.failed callback like every other failed render.
+                await archive_service.settle_unknown_submission(
+                    session, video=video, settings=self._settings, message=exc.message
+                )
                 await session.commit()
             else:
                 await repository.remove(video)

@@ -7,9 +7,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from app.core.config import CallbackSettings
 from app.core.db import Database
 from app.main import create_app
-from app.models import Video
+from app.models import CallbackDelivery, Video
 from tests.conftest import make_settings
 from tests.integration.conftest import NewCaller, gateway_client
 
@@ -33,10 +34,18 @@ async def caller_key(new_caller_key: NewCaller) -> str:
     return await new_caller_key()
 
 
-async def run_create(database_url: str, upstream: ScriptedUpstream, key: str) -> httpx.Response:
-    app = create_app(make_settings(database_url), upstream_transport=upstream)
+async def run_create(
+    database_url: str, upstream: ScriptedUpstream, key: str, *, callback_url: str | None = None
+) -> httpx.Response:
+    settings = make_settings(database_url)
+    # Callbacks go to loopback here, which only an explicit allow-list admits.
+    settings = settings.model_copy(update={"callbacks": CallbackSettings(allowed_destinations=["127.0.0.1/32"])})
+    app = create_app(settings, upstream_transport=upstream)
+    form = {"prompt": (None, "a paid render")}
+    if callback_url is not None:
+        form["callback_url"] = (None, callback_url)
     async with app.router.lifespan_context(app), gateway_client(app, key) as client:
-        return await client.post("/v1/videos", files={"prompt": (None, "a paid render")})
+        return await client.post("/v1/videos", files=form)
 
 
 async def count_videos(database: Database, prompt: str = "a paid render") -> dict[str, int]:
@@ -62,6 +71,34 @@ class TestAmbiguousFailures:
         assert response.json()["error"]["type"] == "server_error"
         after = await count_videos(database)
         assert after.get("failed", 0) == before.get("failed", 0) + 1
+
+    async def test_the_caller_also_gets_a_failed_callback_for_it(
+        self, database_url: str, database: Database, caller_key: str
+    ) -> None:
+        url = "http://127.0.0.1:9/renders"
+        response = await run_create(database_url, ScriptedUpstream(httpx.ReadTimeout), caller_key, callback_url=url)
+        assert response.status_code == 504, response.text
+        async with database.sessionmaker() as session:
+            video = (
+                (
+                    await session.execute(
+                        select(Video).where(Video.callback_url == url).order_by(Video.created_at.desc())
+                    )
+                )
+                .scalars()
+                .first()
+            )
+            assert video is not None and video.error_code == "upstream_submission_unknown"
+            events = (
+                (
+                    await session.execute(
+                        select(CallbackDelivery.event_type).where(CallbackDelivery.video_id == video.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert events == ["video.failed"]
 
 
 class TestDefiniteFailures:
