@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,30 @@ class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
 
 
+# SQLSTATE classes of a database that is away rather than of a bad statement: 08 connection exception,
+# 57 operator intervention (pg_terminate_backend, shutdown, failover), 53 insufficient resources.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "57", "53"})
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_is_away(exc: Exception) -> bool:
+    """A failure a retry may not meet: lost or refused connection, failover, a full pool. Not a bad statement."""
+    if isinstance(exc, DisconnectionError | PoolTimeoutError | OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return exc.connection_invalidated or (isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES)
+    return False
+
+
+def unexpected_error_response(exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return JSONResponse(
+        error_body("The server had an error processing your request.", type="server_error"),
+        status_code=500,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every failure in OpenAI's error shape; nothing escapes as a bare 500 page."""
 
@@ -135,13 +161,23 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+        # A killed connection or a failover mid-request: nothing was committed, so say "retry" (503 with
+        # Retry-After, which the SDK retries), not 500. Anything else from the driver is a bug: a 500.
+        if not database_is_away(exc):
+            return unexpected_error_response(exc)
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        unavailable = ServiceUnavailable(
+            "The database is unavailable; retry later.", retry_after_seconds=DATABASE_RETRY_AFTER_SECONDS
+        )
+        return JSONResponse(unavailable.body(), status_code=unavailable.status_code, headers=unavailable.headers)
+
+    for database_error in (DBAPIError, DisconnectionError, PoolTimeoutError):
+        app.add_exception_handler(database_error, _database_error)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body("The server had an error processing your request.", type="server_error"),
-            status_code=500,
-        )
+        return unexpected_error_response(exc)
 
 
 class WebhookMalformed(GatewayError):
