@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit install clean openapi browser
+.PHONY: run test lint typecheck unit install clean openapi browser bench bench-smoke soak wrk
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,16 +19,33 @@ run: $(INSTALLED)
 	$(BIN)/video-gateway dev
 
 ## Lint, type-check and run the whole suite against the local Postgres and a private SeaweedFS.
-test: $(INSTALLED) browser lint typecheck
+test: $(INSTALLED) browser wrk lint typecheck
 	$(BIN)/pytest
 
 ## The console's browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+## The webhook-ingest benchmark's load generator (Debian's wrk: far cheaper than a Python client on 2 cores).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+## Every benchmark of bench/ side by side with its baseline; writes bench/results/<date>.json and docs/benchmarks/.
+bench: $(INSTALLED) wrk
+	$(BIN)/python -m bench run
+
+## The same benchmarks on a tiny size (the suite runs this too): proves they run, measures nothing.
+bench-smoke: $(INSTALLED) wrk
+	$(BIN)/python -m bench run --smoke
+
+## Bounded soak with faults (default 20 minutes): `make soak SOAK_MINUTES=5` for a shorter one.
+SOAK_MINUTES ?= 20
+soak: $(INSTALLED) wrk
+	$(BIN)/python -m bench soak --minutes $(SOAK_MINUTES)
+
 lint: $(INSTALLED)
-	$(BIN)/ruff check app tests migrations docker
-	$(BIN)/ruff format --check app tests migrations docker
+	$(BIN)/ruff check app tests migrations docker bench
+	$(BIN)/ruff format --check app tests migrations docker bench
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

@@ -27,7 +27,7 @@ FROM (
 ) AS picked
 WHERE job.id = picked.id
 RETURNING job.id, job.kind, job.video_id, job.variant, job.attempts, job.max_attempts, job.deadline,
-          job.lease_token;
+          job.lease_token, job.request_id;
 
 -- name: heartbeat
 -- Extend a lease we still hold; no row back means the lease was lost (lapsed and taken over).

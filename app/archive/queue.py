@@ -40,6 +40,8 @@ class ClaimedJob:
     max_attempts: int
     deadline: datetime | None
     lease_token: uuid.UUID
+    # The request that queued the job (for the worker's log lines); returned by the claim itself.
+    request_id: str | None = None
 
     @property
     def last_attempt(self) -> bool:
@@ -99,6 +101,7 @@ async def claim(session: AsyncSession, *, worker_id: str, limit: int, lease_seco
             max_attempts=row["max_attempts"],
             deadline=row["deadline"],
             lease_token=row["lease_token"],
+            request_id=row["request_id"],
         )
         for row in rows
     ]

@@ -15,6 +15,9 @@ Admin API (JSON):
 - `GET /_sim/webhooks` → `{"object": "list", "data": [delivery...]}`, each delivery `{webhook_id, event_id,
   type, video_id, status, attempts: [{number, at, status_code, error}], body}`.
 - `POST /_sim/videos/{id}/expire` makes a completed video's content expire now; returns the `Video`.
+- `POST /_sim/finish-renders` `{"over_seconds": S}`: every video in progress completes within the next S
+  seconds, evenly spread (a burst on demand); returns `{"released": n}`. `GET /_sim/stats` says how many
+  renders are still drawing their files (`renders_pending`).
 """
 
 from __future__ import annotations
@@ -270,11 +273,19 @@ def _admin_router() -> APIRouter:
 
     @router.get("/stats")
     async def stats(simulator: SimDep) -> dict[str, Any]:
-        return simulator.stats.as_json()
+        return {**simulator.stats.as_json(), "renders_pending": simulator.renders_pending}
 
     @router.get("/webhooks")
     async def webhooks(simulator: SimDep) -> dict[str, Any]:
         return {"object": "list", "data": [delivery.as_json() for delivery in simulator.sender.deliveries]}
+
+    @router.post("/finish-renders")
+    async def finish_renders(simulator: SimDep, request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        over = body.get("over_seconds", 0) if isinstance(body, dict) else None
+        if not isinstance(over, int | float) or isinstance(over, bool) or over < 0:
+            raise invalid("'over_seconds' must be a number >= 0.", param="over_seconds")
+        return {"released": simulator.finish_renders(float(over))}
 
     @router.post("/videos/{video_id}/expire")
     async def expire(video_id: str, simulator: SimDep) -> dict[str, Any]:

@@ -142,7 +142,7 @@ class WebhookSender:
         # Python's default separators, as in OpenAI's published test vector.
         body = json.dumps(event)
         webhook_id = f"wh_{secrets.token_hex(16)}"
-        copies = 2 if faults.webhook_duplicate else 1
+        copies = 2 if self._take_duplicate(faults) else 1
         batch: list[Delivery] = []
         for _ in range(copies):
             delivery = Delivery(webhook_id=webhook_id, event=event, body=body)
@@ -186,6 +186,12 @@ class WebhookSender:
             faults.webhook_drop_next -= 1
             return True
         return faults.webhook_drop_probability > 0 and random.random() < faults.webhook_drop_probability
+
+    @staticmethod
+    def _take_duplicate(faults: Faults) -> bool:
+        if faults.webhook_duplicate:
+            return True
+        return faults.webhook_duplicate_probability > 0 and random.random() < faults.webhook_duplicate_probability
 
     def _spawn(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._deliver(delivery), name=f"webhook {delivery.webhook_id}")

@@ -8,6 +8,8 @@ Webhooks
 - `webhook_drop_next` (int): the next N deliveries are not sent (counted down; checked before probability).
 - `webhook_duplicate` (bool): every delivery is sent twice, with the same `webhook-id`, as a real retry
   storm would (receivers must deduplicate on that header).
+- `webhook_duplicate_probability` (0..1): each delivery is sent twice (same `webhook-id`) with this
+  probability; `webhook_duplicate` wins when both are set.
 - `webhook_delay_seconds` (float): wait this long before the first attempt of every delivery.
 - `webhook_reorder_batch` (int): when >= 2, deliveries are held until this many are waiting (or
   `webhook_reorder_window_seconds` has passed since the first was held), then sent newest first.
@@ -56,6 +58,7 @@ class Faults(BaseModel):
     webhook_drop_probability: float = Field(default=0.0, ge=0.0, le=1.0)
     webhook_drop_next: int = Field(default=0, ge=0)
     webhook_duplicate: bool = False
+    webhook_duplicate_probability: float = Field(default=0.0, ge=0.0, le=1.0)
     webhook_delay_seconds: float = Field(default=0.0, ge=0.0)
     webhook_reorder_batch: int = Field(default=0, ge=0)
     webhook_reorder_window_seconds: float = Field(default=2.0, ge=0.0)

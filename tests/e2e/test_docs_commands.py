@@ -17,6 +17,8 @@ doc command cannot go unchecked:
   install replayed in a fresh venv by `tests/integration/packaging/test_dockerfile.py`; here the context must
   hold that Dockerfile.
 - `make TARGET`: the target exists (`make -n`); `make test` and `make run` are this suite and the dev stack.
+- `python -m bench …`: the benchmarks run in `make bench` / `make soak` (the suite runs them on a tiny size);
+  here the documented arguments must parse with the bench's own parser.
 - `[VAR=value …] .venv/bin/pytest PATHS`: those tests run in this suite anyway; here they must be collected, with
   every variable they are given one that the tests read.
 """
@@ -113,7 +115,7 @@ def commands_of(program: str) -> list[DocCommand]:
 
 
 def test_every_documented_command_is_of_a_program_this_file_checks() -> None:
-    checked = {"video-gateway", "kubectl", "helm", "docker", "make", PYTEST}
+    checked = {"video-gateway", "kubectl", "helm", "docker", "make", PYTEST, "python"}
     environment_only = [c for c in COMMANDS if "=" in c.words[0] and len(c.words) == 1]  # `VAR='…'` examples
     unknown = [str(c) for c in COMMANDS if c.words[0] not in checked and c not in environment_only]
     assert not unknown, f"add a check for these documented commands: {unknown}"
@@ -327,3 +329,12 @@ def test_documented_pytest_command_collects_tests_that_read_its_variables(comman
     sources = "".join((ROOT / path).read_text() for path in paths if (ROOT / path).is_file())
     for name, _ in command.env:
         assert name in sources, f"{name} is not read by {paths}"
+
+
+@pytest.mark.parametrize("command", commands_of("python"), ids=str)
+def test_documented_bench_command_parses(command: DocCommand) -> None:
+    assert command.words[1:3] == ("-m", "bench"), "only `python -m bench …` is documented"
+    from bench.__main__ import build_parser
+
+    arguments = build_parser().parse_args(list(command.words[3:]))  # exits (SystemExit 2) on a bad argument
+    assert arguments.command in {"run", "soak"}

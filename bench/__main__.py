@@ -1,0 +1,139 @@
+"""`python -m bench run [--smoke] [--only NAME] [--repeat N]` and `python -m bench soak --minutes M [--renders N]`.
+
+`run` measures each benchmark beside its same-run baseline, prints one table, writes
+`bench/results/<date>.json`, the plots in `docs/benchmarks/` and regenerates `docs/benchmarks.md`.
+`--smoke` runs tiny sizes once and writes only to a temporary directory (or `--out`), never to the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import archive, burst, facade, ingest, report
+from bench.stack import MiB
+
+BENCHMARKS = ("archive", "ingest", "burst", "facade")
+
+
+def _plans(smoke: bool, repeats: int, profile_dir: Path | None) -> dict[str, Callable[[Path], dict[str, Any]]]:
+    if smoke:
+        return {
+            "archive": lambda w: archive.run(w, sizes=[1 * MiB, 10 * MiB], repeats=repeats),
+            "ingest": lambda w: ingest.run(w, repeats=repeats, steps=[4], seconds=2),
+            "burst": lambda w: burst.run(w, videos=20, repeats=repeats, window_seconds=2),
+            "facade": lambda w: facade.run(w, requests=30, repeats=repeats, content_bytes=1 * MiB),
+        }
+    return {
+        "archive": lambda w: archive.run(w, sizes=[100 * MiB, 1024 * MiB], repeats=repeats, profile_dir=profile_dir),
+        "ingest": lambda w: ingest.run(
+            w, repeats=repeats, steps=[4, 8, 16, 32, 64], seconds=10, profile_dir=profile_dir
+        ),
+        "burst": lambda w: burst.run(w, videos=1000, repeats=repeats, window_seconds=10),
+        "facade": lambda w: facade.run(
+            w, requests=300, repeats=repeats, content_bytes=100 * MiB, profile_dir=profile_dir
+        ),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    repeats = args.repeat or (1 if args.smoke else 3)
+    names = [args.only] if args.only else list(BENCHMARKS)
+    scratch = Path(tempfile.mkdtemp(prefix="vg-bench-"))
+    if args.out:
+        out_dir = Path(args.out)
+    elif args.smoke:  # never into the repo; outlives the scratch directory removed below
+        out_dir = Path(tempfile.mkdtemp(prefix="vg-bench-smoke-"))
+    else:
+        out_dir = report.RESULTS_DIR
+    profile_dir = None if args.smoke or args.no_profile else scratch / "profiles"
+    plans = _plans(args.smoke, repeats, profile_dir)
+    started = datetime.now(UTC)
+    result: dict[str, Any] = {
+        "command": "python -m bench " + shlex.join(sys.argv[1:]),
+        "smoke": args.smoke,
+        "repeats": repeats,
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": report.machine(),
+        "versions": report.versions(),
+        "git": report.git_commit(),
+        "benchmarks": {},
+        "errors": {},
+    }
+    for name in names:
+        sys.stderr.write(f"[bench] {name} ({repeats} repeat{'s' if repeats > 1 else ''})...\n")
+        began = time.monotonic()
+        try:
+            result["benchmarks"][name] = plans[name](scratch / name)
+        except Exception as error:  # one broken benchmark must not hide the others' figures
+            result["errors"][name] = f"{type(error).__name__}: {error}"
+            sys.stderr.write(f"[bench] {name} FAILED: {error}\n")
+        sys.stderr.write(f"[bench] {name} took {time.monotonic() - began:.0f} s\n")
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        result["goals"] = report.check_goals(result["benchmarks"])
+    except Exception as error:  # never lose the measurements to a bug in judging them
+        result["goals"] = []
+        result["errors"]["goals"] = f"{type(error).__name__}: {error}"
+    if profile_dir is not None and profile_dir.exists():
+        from bench.profile import summarize
+
+        result["profiles"] = {path.stem: summarize(path) for path in sorted(profile_dir.glob("*.txt"))}
+        # The raw collapsed stacks stay beside the results (a few hundred KB), for a closer look later.
+        kept = out_dir / f"profiles-{report.today()}"
+        shutil.copytree(profile_dir, kept, dirs_exist_ok=True)
+    name = f"{report.today()}.json" if not args.only else f"{report.today()}-{args.only}.json"
+    path = report.write_json(result, out_dir, name)
+    report.print_table(result)
+    sys.stdout.write(f"results: {path}\n")
+    if not args.smoke and not args.only:
+        for plot in report.plot(result, report.PLOTS_DIR):
+            sys.stdout.write(f"plot: {plot}\n")
+        sys.stdout.write(f"doc: {report.write_doc()}\n")
+    if result["errors"]:
+        sys.stderr.write(f"[bench] logs kept in {scratch}\n")
+        return 1
+    shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def soak(args: argparse.Namespace) -> int:
+    from bench import soak as soak_module
+
+    return soak_module.main(minutes=args.minutes, renders=args.renders, out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="every benchmark beside its same-run baseline")
+    run_parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat, results to a temp dir")
+    run_parser.add_argument("--only", choices=BENCHMARKS)
+    run_parser.add_argument("--repeat", type=int, default=0, help="repeats (default 3; 1 with --smoke)")
+    run_parser.add_argument("--out", help="directory for the results JSON")
+    run_parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    run_parser.set_defaults(handler=run)
+    soak_parser = commands.add_parser("soak", help="bounded soak with faults")
+    soak_parser.add_argument("--minutes", type=float, default=20.0)
+    soak_parser.add_argument("--renders", type=int, default=10_000)
+    soak_parser.add_argument("--out", help="directory for the soak JSON (default bench/results)")
+    soak_parser.set_defaults(handler=soak)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,510 @@
+"""What a run leaves behind: the goals checked, one table on the terminal, the JSON, the plots and the doc.
+
+`docs/benchmarks.md` is generated from the newest `bench/results/<date>.json` and `soak-<date>.json`, plus
+the hand-written analysis in `bench/analysis.md` (what limits each missed goal, from the profiles), so the
+figures in the doc are always the ones a command produced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+DOCS_DIR = ROOT / "docs"
+PLOTS_DIR = DOCS_DIR / "benchmarks"
+ANALYSIS = ROOT / "bench" / "analysis.md"
+PACKAGES = ("uvicorn", "fastapi", "starlette", "httpx", "boto3", "botocore", "s3transfer", "asyncpg", "sqlalchemy")
+
+
+# ----- context ----------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    for command, label in ((["wrk", "-v"], "wrk"), (["psql", "--version"], "psql")):
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            found[label] = (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired, IndexError):
+            continue
+    try:
+        from app.dev.seaweedfs import weed_binary
+
+        out = subprocess.run([weed_binary(), "version"], capture_output=True, text=True, timeout=10)
+        found["weed"] = out.stdout.strip().splitlines()[0]
+    except (OSError, RuntimeError, subprocess.TimeoutExpired, IndexError):
+        pass
+    return found
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+# ----- goals --------------------------------------------------------------------------------------------
+
+
+def _median(result: dict[str, Any], *path: str) -> float:
+    node: Any = result
+    for part in path:
+        node = node[part]
+    value: float = node["median"]
+    return value
+
+
+def goal(name: str, measured: float, target: float, *, higher_is_better: bool, unit: str = "") -> dict[str, Any]:
+    met = measured >= target if higher_is_better else measured <= target
+    if met or math.isnan(measured):
+        shortfall = None
+    elif target == 0:  # a count that must be zero: say how many, not a percentage
+        shortfall = f"{measured:g} instead of 0"
+    elif higher_is_better:
+        shortfall = f"{100 * (target - measured) / target:.0f} % below"
+    else:
+        shortfall = f"{100 * (measured - target) / target:.0f} % above"
+    return {
+        "goal": name,
+        "measured": measured,
+        "target": target,
+        "comparison": ">=" if higher_is_better else "<=",
+        "unit": unit,
+        "met": met,
+        "shortfall": shortfall,
+    }
+
+
+def check_goals(benchmarks: dict[str, Any]) -> list[dict[str, Any]]:
+    goals: list[dict[str, Any]] = []
+    if "archive" in benchmarks:
+        sizes = benchmarks["archive"]["sizes"]
+        ordered = sorted(sizes.values(), key=lambda entry: entry["bytes"])
+        for entry in ordered:
+            ratio = entry["summary"]["ratio"]["median"]
+            goals.append(goal(f"archive {entry['label']}: MB/s vs pipe", ratio, 0.9, higher_is_better=True, unit="x"))
+        small, big = ordered[0], ordered[-1]
+        big_rss = big["summary"]["worker_rss_mib"]["median"]
+        small_rss = small["summary"]["worker_rss_mib"]["median"]
+        goals.append(
+            goal(f"archive {big['label']}: worker peak RSS", big_rss, 150.0, higher_is_better=False, unit="MiB")
+        )
+        goals.append(
+            goal(
+                f"archive: peak RSS {big['label']} vs {small['label']}",
+                big_rss / small_rss - 1,
+                0.20,
+                higher_is_better=False,
+                unit="growth",
+            )
+        )
+    if "ingest" in benchmarks:
+        ingest = benchmarks["ingest"]
+        goals.append(
+            goal(
+                "ingest: deliveries/s at p99 < 50 ms",
+                _median(ingest, "summary", "gateway_rps"),
+                1500.0,
+                higher_is_better=True,
+                unit="/s",
+            )
+        )
+        goals.append(
+            goal("ingest: rate vs bare verifier", _median(ingest, "summary", "ratio"), 0.5, higher_is_better=True)
+        )
+        goals.append(
+            goal(
+                "ingest: valid deliveries lost",
+                0.0 if ingest["no_valid_delivery_lost"] else 1.0,
+                0.0,
+                higher_is_better=False,
+            )
+        )
+    if "burst" in benchmarks:
+        burst = benchmarks["burst"]
+        goals.append(
+            goal("burst: time vs pipe", _median(burst, "summary", "ratio"), 1.25, higher_is_better=False, unit="x")
+        )
+        goals.append(
+            goal(
+                "burst: missed deadlines",
+                burst["summary"]["missed_deadlines"]["max"],
+                0.0,
+                higher_is_better=False,
+            )
+        )
+    if "facade" in benchmarks:
+        facade = benchmarks["facade"]
+        for what in ("retrieve", "list"):
+            goals.append(
+                goal(
+                    f"facade: {what} added at p50",
+                    _median(facade, "summary", f"{what}_added_ms"),
+                    2.0,
+                    higher_is_better=False,
+                    unit="ms",
+                )
+            )
+        goals.append(
+            goal(
+                "facade: content vs S3 GET",
+                _median(facade, "summary", "content_ratio"),
+                0.9,
+                higher_is_better=True,
+                unit="x",
+            )
+        )
+    return goals
+
+
+# ----- the table ----------------------------------------------------------------------------------------
+
+
+def _fmt(summary: dict[str, float], digits: int = 1) -> str:
+    if not summary.get("n"):
+        return "-"
+    return f"{summary['min']:.{digits}f} / {summary['median']:.{digits}f} / {summary['max']:.{digits}f}"
+
+
+def rows_of(benchmarks: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(benchmark, figure, gateway min/med/max, baseline min/med/max) for the table and the doc."""
+    out: list[tuple[str, str, str, str]] = []
+    if "archive" in benchmarks:
+        for entry in sorted(benchmarks["archive"]["sizes"].values(), key=lambda e: e["bytes"]):
+            s = entry["summary"]
+            out.append(("1 archive", f"{entry['label']} MB/s", _fmt(s["gateway_mb_s"]), _fmt(s["pipe_mb_s"])))
+            out.append(("1 archive", f"{entry['label']} ratio", _fmt(s["ratio"], 2), ""))
+            out.append(("1 archive", f"{entry['label']} worker peak RSS MiB", _fmt(s["worker_rss_mib"]), ""))
+    if "ingest" in benchmarks:
+        s = benchmarks["ingest"]["summary"]
+        out.append(("2 ingest", "deliveries/s at p99 < 50 ms", _fmt(s["gateway_rps"], 0), _fmt(s["baseline_rps"], 0)))
+        out.append(("2 ingest", "ratio", _fmt(s["ratio"], 2), ""))
+        out.append(("2 ingest", "p50 ack ms", _fmt(s["gateway_p50_ms"]), _fmt(s["baseline_p50_ms"])))
+        out.append(("2 ingest", "p99 ack ms", _fmt(s["gateway_p99_ms"]), _fmt(s["baseline_p99_ms"])))
+        out.append(
+            (
+                "2 ingest",
+                "valid deliveries lost",
+                str(0 if benchmarks["ingest"]["no_valid_delivery_lost"] else "SOME"),
+                "",
+            )
+        )
+    if "burst" in benchmarks:
+        s = benchmarks["burst"]["summary"]
+        videos = benchmarks["burst"]["videos"]
+        out.append(
+            (
+                "3 burst",
+                f"{videos} videos: seconds to all archived",
+                _fmt(s["gateway_seconds"]),
+                _fmt(s["pipe_seconds"]),
+            )
+        )
+        out.append(("3 burst", "ratio (time)", _fmt(s["ratio"], 2), ""))
+        if "after_last_webhook_s" in s:
+            window = benchmarks["burst"]["window_seconds"]
+            out.append(
+                (
+                    "3 burst",
+                    f"of which after the last webhook ({window:g} s window)",
+                    _fmt(s["after_last_webhook_s"]),
+                    "",
+                )
+            )
+        out.append(("3 burst", "completion→archived p50 s", _fmt(s["p50_latency_s"], 2), ""))
+        out.append(("3 burst", "completion→archived p99 s", _fmt(s["p99_latency_s"], 2), ""))
+        out.append(("3 burst", "missed deadlines", _fmt(s["missed_deadlines"], 0), ""))
+    if "facade" in benchmarks:
+        s = benchmarks["facade"]["summary"]
+        out.append(
+            ("4 facade", "retrieve p50 ms", _fmt(s["gateway_retrieve_p50_ms"], 2), _fmt(s["direct_retrieve_p50_ms"], 2))
+        )
+        out.append(("4 facade", "retrieve added p50 ms", _fmt(s["retrieve_added_ms"], 2), ""))
+        out.append(("4 facade", "list p50 ms", _fmt(s["gateway_list_p50_ms"], 2), _fmt(s["direct_list_p50_ms"], 2)))
+        out.append(("4 facade", "list added p50 ms", _fmt(s["list_added_ms"], 2), ""))
+        label = benchmarks["facade"]["content_label"]
+        out.append(
+            ("4 facade", f"content {label} MB/s", _fmt(s["gateway_content_mb_s"], 0), _fmt(s["s3_content_mb_s"], 0))
+        )
+        out.append(("4 facade", "content ratio", _fmt(s["content_ratio"], 2), ""))
+    return out
+
+
+def print_table(result: dict[str, Any]) -> None:
+    console = Console(width=150)
+    table = Table(title="Video Gateway benchmarks (min / median / max)")
+    for column in ("benchmark", "figure", "gateway", "baseline (same run)"):
+        table.add_column(column)
+    for row in rows_of(result["benchmarks"]):
+        table.add_row(*row)
+    console.print(table)
+    goals = Table(title="Goals (medians)")
+    for column in ("goal", "measured", "target", "met"):
+        goals.add_column(column)
+    for entry in result["goals"]:
+        goals.add_row(
+            entry["goal"],
+            f"{entry['measured']:.3g} {entry['unit']}",
+            f"{entry['comparison']} {entry['target']:g} {entry['unit']}",
+            "yes" if entry["met"] else f"NO ({entry['shortfall']})",
+        )
+    console.print(goals)
+
+
+# ----- files --------------------------------------------------------------------------------------------
+
+
+def write_json(result: dict[str, Any], directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return path
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def plot(result: dict[str, Any], directory: Path) -> list[Path]:
+    """One PNG per benchmark (matplotlib, Agg backend: no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    benchmarks = result["benchmarks"]
+
+    def bars(ax: Any, labels: list[str], series: dict[str, list[dict[str, float]]], ylabel: str) -> None:
+        width = 0.8 / max(1, len(series))
+        for offset, (name, summaries) in enumerate(series.items()):
+            xs = [i + offset * width for i in range(len(labels))]
+            medians = [s["median"] for s in summaries]
+            errors = [[s["median"] - s["min"] for s in summaries], [s["max"] - s["median"] for s in summaries]]
+            ax.bar(xs, medians, width, yerr=errors, capsize=4, label=name)
+        ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels)
+        ax.set_ylabel(ylabel)
+        ax.legend()
+
+    if "archive" in benchmarks:
+        entries = sorted(benchmarks["archive"]["sizes"].values(), key=lambda e: e["bytes"])
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        labels = [e["label"] for e in entries]
+        bars(
+            left,
+            labels,
+            {
+                "gateway (webhook → archived)": [e["summary"]["gateway_mb_s"] for e in entries],
+                "pipe (httpx → upload_fileobj)": [e["summary"]["pipe_mb_s"] for e in entries],
+            },
+            "MB/s",
+        )
+        bars(right, labels, {"worker peak RSS": [e["summary"]["worker_rss_mib"] for e in entries]}, "MiB")
+        right.axhline(150, color="red", linestyle="--", linewidth=1)
+        fig.suptitle("1. Archive throughput and memory (bars: median, whiskers: min/max)")
+        written.append(_save(fig, directory / "archive.png"))
+    if "ingest" in benchmarks:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for repeat in benchmarks["ingest"]["raw"]:
+            for target, marker in (("gateway", "o"), ("baseline", "s")):
+                steps = repeat[target]
+                ax.plot(
+                    [s["rps"] for s in steps],
+                    [s["p99_ms"] for s in steps],
+                    marker=marker,
+                    label=f"{target} (repeat {repeat['repeat'] + 1})",
+                    alpha=0.7,
+                )
+        ax.axhline(50, color="red", linestyle="--", linewidth=1)
+        ax.set_xlabel("deliveries/s (wrk, rising connections)")
+        ax.set_ylabel("p99 ack latency, ms")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        ax.set_title("2. Webhook ingest: p99 against load")
+        written.append(_save(fig, directory / "ingest.png"))
+    if "burst" in benchmarks:
+        s = benchmarks["burst"]["summary"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        bars(
+            ax, ["seconds to archive the burst"], {"gateway": [s["gateway_seconds"]], "pipe": [s["pipe_seconds"]]}, "s"
+        )
+        ax.set_title(f"3. Burst of {benchmarks['burst']['videos']} videos")
+        written.append(_save(fig, directory / "burst.png"))
+    if "facade" in benchmarks:
+        s = benchmarks["facade"]["summary"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        bars(
+            left,
+            ["retrieve", "list"],
+            {
+                "gateway": [s["gateway_retrieve_p50_ms"], s["gateway_list_p50_ms"]],
+                "simulator directly": [s["direct_retrieve_p50_ms"], s["direct_list_p50_ms"]],
+            },
+            "p50 ms",
+        )
+        bars(right, ["content"], {"gateway": [s["gateway_content_mb_s"]], "S3 GET": [s["s3_content_mb_s"]]}, "MB/s")
+        fig.suptitle("4. Facade overhead")
+        written.append(_save(fig, directory / "facade.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def newest(directory: Path, pattern: str) -> dict[str, Any] | None:
+    candidates = sorted(directory.glob(pattern))
+    if not candidates:
+        return None
+    loaded: dict[str, Any] = json.loads(candidates[-1].read_text())
+    loaded["_file"] = str(candidates[-1].relative_to(ROOT))
+    return loaded
+
+
+def write_doc(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR) -> Path:
+    """Regenerate docs/benchmarks.md from the newest results (bench and soak) and bench/analysis.md."""
+    bench = newest(results_dir, "20??-??-??.json")  # a full run; `--only` runs write <date>-<name>.json
+    soak = newest(results_dir, "soak-*.json")
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `python -m bench` (bench/report.py) from bench/results/; edit bench/analysis.md. -->",
+        "",
+        "Every figure is measured on one machine (API, worker, simulator, SeaweedFS and Postgres all local) "
+        "against a baseline measured in the same run, repeated, and shown as **min / median / max**. "
+        "Goals are judged on the medians. MB/s is 10^6 bytes/s, MiB is 2^20 bytes.",
+        "",
+        "```sh",
+        "make bench                  # every benchmark, 3 repeats: bench/results/<date>.json, docs/benchmarks/*.png",
+        "make bench-smoke            # tiny sizes, 1 repeat, results in a temp dir (the suite runs this)",
+        "make soak                   # 20 minutes with faults; make soak SOAK_MINUTES=5 for a shorter one",
+        "python -m bench run --only ingest --repeat 5   # one benchmark",
+        "```",
+        "",
+    ]
+    if bench is not None:
+        info = bench["machine"]
+        lines += [
+            f"## Latest run: {bench['finished_at']} (`{bench['command']}`)",
+            "",
+            f"Results: `{bench['_file']}`. Commit `{bench['git']['commit'][:12]}`"
+            + (" (with uncommitted changes)" if bench["git"]["dirty"] else "")
+            + f". Machine: {info['cpus']} x {info['cpu']}, {info['memory_gib']} GiB, Linux {info['kernel']}, "
+            f"Python {info['python']}; load average at start "
+            + ", ".join(f"{x:.2f}" for x in info["load_average_at_start"])
+            + ".",
+            "",
+            "| Benchmark | Figure | Gateway | Baseline (same run) |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows_of(bench["benchmarks"])]
+        lines += ["", "### Goals", "", "| Goal | Measured (median) | Target | Met |", "|---|---|---|---|"]
+        for entry in bench["goals"]:
+            met = "yes" if entry["met"] else f"**no**, {entry['shortfall']}"
+            lines.append(
+                f"| {entry['goal']} | {entry['measured']:.3g} {entry['unit']} | "
+                f"{entry['comparison']} {entry['target']:g} {entry['unit']} | {met} |"
+            )
+        lines += [""]
+        for name in ("archive", "ingest", "burst", "facade"):
+            if (docs_dir / "benchmarks" / f"{name}.png").exists() and name in bench["benchmarks"]:
+                lines += [f"![{name}](benchmarks/{name}.png)", ""]
+        profiles = bench.get("profiles") or {}
+        if profiles:
+            lines += [
+                "### Profiles (py-spy, share of the process's busy samples)",
+                "",
+                "Taken in the same run, outside the measured repeats (`bench/profile.py`); raw collapsed stacks "
+                "beside the results JSON.",
+                "",
+                "| Profile | Busy samples | CPU by package (or innermost frame) | Our code, inclusive |",
+                "|---|---|---|---|",
+            ]
+            for name, summary in profiles.items():
+                busy = dict(summary.get("busy_samples", []))
+                # Results written before `summarize` grouped by package carry only "self" and "inclusive".
+                packages = ", ".join(
+                    f"{p} {v} %" for p, v in (summary.get("by_package") or summary.get("self", []))[:6]
+                )
+                ours = ", ".join(
+                    f"`{f.split(' (')[0]}` {v} %"
+                    for f, v in (summary.get("gateway") or _ours(summary.get("inclusive", [])))[:6]
+                )
+                lines.append(f"| {name} | {busy.get('busy', 0)} | {packages} | {ours} |")
+            lines += [""]
+    if soak is not None:
+        lines += _soak_section(soak)
+    if ANALYSIS.exists():
+        lines += [ANALYSIS.read_text().rstrip(), ""]
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    path = docs_dir / "benchmarks.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ours(inclusive: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Our own functions out of an old-style inclusive list (short names lost the `app/` path)."""
+    ours = ("Worker.", "ArchiveStorage.", "run_", "receive", "Webhook", "AccessLog.", "Idempotency", "BodySize")
+    return [(frame, share) for frame, share in inclusive if frame.startswith(ours)]
+
+
+def _soak_section(soak: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## Latest soak: {soak['finished_at']} (`{soak['command']}`)",
+        "",
+        f"Results: `{soak['_file']}`. {soak['minutes']} minutes asked; renders created "
+        f"{soak.get('videos_in_db', soak['renders_created'])} (at most {soak['renders_asked']} asked; creation "
+        f"paced by a bounded backlog); {soak['create_batch_errors']} create batches refused while faults were "
+        f"injected; drained in {soak['drain_seconds']:.0f} s. Outcome: "
+        + ("**every invariant held**." if soak["ok"] else "**an invariant failed** (see below)."),
+        "",
+        "| Fault | Count |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {count} |" for name, count in soak["faults"].items()]
+    lines += ["", "| Invariant | Held | Detail |", "|---|---|---|"]
+    for name, check in soak["invariants"].items():
+        lines.append(f"| {name} | {'yes' if check['ok'] else '**NO**'} | {check['detail']} |")
+    lines += [""]
+    return lines

@@ -1,0 +1,303 @@
+"""The pieces a benchmark runs against, all on this machine and all its own.
+
+A `BenchStack` is a throwaway Postgres database (created, migrated, dropped), a private SeaweedFS on free
+ports, the upstream simulator, the API and any number of workers, started with the same supervisor code as
+`make run` and the e2e tests (`app.dev.processes`). Everything is stopped, and the database dropped, on the
+way out, also on Ctrl-C or a failure: each child runs in its own process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import secrets
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from pydantic import SecretStr
+
+from app import migrate
+from app.archive.storage import make_client
+from app.auth import service as auth_service
+from app.core.config import DatabaseSettings, S3Settings
+from app.core.db import Database
+from app.dev.processes import ManagedProcess, free_port, gateway_command
+from app.dev.seaweedfs import SeaweedPorts, seaweedfs
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SIMULATOR_KEY = "bench-sim-key"
+MiB = 1024 * 1024
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def throwaway_database(prefix: str = "vg_bench") -> Iterator[str]:
+    """A migrated database of its own; yields its asyncpg DSN and drops it afterwards."""
+    name = f"{prefix}_{secrets.token_hex(5)}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrate.upgrade(sqlalchemy_url(dsn))
+        yield dsn
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@dataclass
+class Seaweed:
+    process: ManagedProcess
+    settings: S3Settings
+    ports: SeaweedPorts
+    directory: Path
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_http(f"{self.settings.endpoint_url}/", timeout=60)
+        deadline = time.monotonic() + 60
+        client = make_client(self.settings)
+        try:
+            # The S3 port answers before weed mini has created the bucket.
+            while True:
+                try:
+                    client.head_bucket(Bucket=self.settings.bucket)
+                    return
+                except Exception as error:
+                    if time.monotonic() > deadline or not self.process.alive():
+                        raise RuntimeError(f"SeaweedFS not ready: {error}\n{self.process.log_tail()}") from error
+                    time.sleep(0.2)
+        finally:
+            client.close()
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports and data (the soak's "S3 restarted once")."""
+        self.process.stop(grace=10)
+        self.process = seaweedfs(
+            self.settings, data_dir=self.directory / "data", log_path=self.directory / "seaweedfs.log", ports=self.ports
+        )
+        self.start()
+
+    def stop(self) -> None:
+        self.process.stop(grace=5)
+        # weed leaves its unix sockets in /tmp, named after the ports.
+        for port in (self.ports.s3, self.ports.master, self.ports.volume, self.ports.filer, self.ports.admin):
+            for leftover in Path("/tmp").glob(  # noqa: S108  (where weed puts them, whatever TMPDIR says)
+                f"seaweedfs-*-{port}.sock"
+            ):
+                leftover.unlink(missing_ok=True)
+        shutil.rmtree(self.directory / "data", ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_seaweedfs(directory: Path) -> Iterator[Seaweed]:
+    ports = SeaweedPorts.free()
+    settings = S3Settings(
+        endpoint_url=f"http://127.0.0.1:{ports.s3}",
+        bucket=f"vg-bench-{secrets.token_hex(4)}",
+        access_key_id=SecretStr(f"bench-{secrets.token_hex(6)}"),
+        secret_access_key=SecretStr(secrets.token_hex(16)),
+        prefix="videos",
+    )
+    process = seaweedfs(settings, data_dir=directory / "data", log_path=directory / "seaweedfs.log", ports=ports)
+    server = Seaweed(process, settings, ports, directory)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class BenchStack:
+    """A running gateway: simulator, API and workers against one database and one S3 bucket."""
+
+    dsn: str
+    s3: S3Settings
+    env: dict[str, str]
+    logs: Path
+    api_url: str
+    simulator_url: str
+    webhook_secret: str
+    api: ManagedProcess
+    simulator: ManagedProcess
+    workers: list[ManagedProcess] = field(default_factory=list)
+    _worker_count: int = 0
+
+    def start_worker(self, **env: str) -> ManagedProcess:
+        self._worker_count += 1
+        name = f"worker-{self._worker_count}"
+        worker = ManagedProcess(name, gateway_command("worker"), {**self.env, **env}, self.logs / f"{name}.log")
+        self.workers.append(worker.start())
+        return worker
+
+    def stop_worker(self, worker: ManagedProcess) -> None:
+        worker.stop(grace=30)
+        self.workers.remove(worker)
+
+    def new_caller_key(self) -> str:
+        async def create() -> str:
+            database = Database.connect(DatabaseSettings(url=SecretStr(sqlalchemy_url(self.dsn))))
+            try:
+                async with database.sessionmaker.begin() as session:
+                    issued = await auth_service.create_caller(session, name=f"bench-{uuid.uuid4().hex[:10]}")
+                    return issued.key
+            finally:
+                await database.dispose()
+
+        return asyncio.run(create())
+
+    def sim(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.simulator_url, headers={"authorization": f"Bearer {SIMULATOR_KEY}"}, timeout=120
+        )
+
+    def sim_faults(self, **knobs: Any) -> None:
+        with self.sim() as client:
+            client.patch("/_sim/faults", json=knobs).raise_for_status()
+
+    def sim_config(self, **knobs: Any) -> None:
+        with self.sim() as client:
+            client.patch("/_sim/config", json=knobs).raise_for_status()
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        with self.sim() as client:
+            data: list[dict[str, Any]] = client.get("/_sim/webhooks").raise_for_status().json()["data"]
+            return data
+
+
+def stack_env(
+    *, dsn: str, s3: S3Settings, simulator_port: int, api_port: int, data_dir: Path, webhook_secret: str
+) -> dict[str, str]:
+    return {
+        "VG_MODE": "dev",
+        "VG_LOG_LEVEL": "WARNING",
+        "VG_LOG_FORMAT": "json",
+        "VG_DB__URL": sqlalchemy_url(dsn),
+        "VG_UPSTREAM__BASE_URL": f"http://127.0.0.1:{simulator_port}/v1",
+        "VG_UPSTREAM__API_KEY": SIMULATOR_KEY,
+        "VG_WEBHOOKS__SECRETS": webhook_secret,
+        "VG_S3__ENDPOINT_URL": s3.endpoint_url or "",
+        "VG_S3__BUCKET": s3.bucket,
+        "VG_S3__PREFIX": s3.prefix,
+        "VG_S3__ACCESS_KEY_ID": s3.access_key_id.get_secret_value(),
+        "VG_S3__SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value(),
+        # Benchmarks push thousands of renders through a few callers; the default limits would refuse them.
+        "VG_LIMITS__MAX_CONCURRENT_RENDERS": "100000",
+        "VG_LIMITS__REQUESTS_PER_MINUTE": "10000000",
+        "VG_LIMITS__BUDGET_USD_PER_PERIOD": "10000000",
+        "VG_WORKER__POLL_INTERVAL_SECONDS": "0.1",
+        "VG_WORKER__METRICS_PORT": "0",
+        "VG_CALLBACKS__ALLOWED_DESTINATIONS": '["127.0.0.1/32"]',
+        "VG_SIMULATOR__API_KEY": SIMULATOR_KEY,
+        "VG_SIMULATOR__QUEUE_SECONDS": "0.2",
+        "VG_SIMULATOR__RENDER_SECONDS": "0.5",
+        "VG_SIMULATOR__FPS": "1",
+        "VG_SIMULATOR__DATA_DIR": str(data_dir),
+        "VG_SIMULATOR__WEBHOOK_URL": f"http://127.0.0.1:{api_port}/webhooks/openai",
+        "VG_SIMULATOR__WEBHOOK_SECRET": webhook_secret,
+        "VG_SIMULATOR__WEBHOOK_RETRY_BASE_SECONDS": "0.5",
+        "VG_SIMULATOR__MAX_PARALLEL_RENDERS": "2",
+    }
+
+
+@contextlib.contextmanager
+def running_stack(
+    *, dsn: str, s3: S3Settings, workdir: Path, workers: int = 0, env: dict[str, str] | None = None
+) -> Iterator[BenchStack]:
+    """Simulator + API (+ `workers`) on free ports; stops all of them on the way out."""
+    simulator_port, api_port = free_port(), free_port()
+    secret = new_webhook_secret()
+    logs = workdir / "logs"
+    full_env = {
+        **stack_env(
+            dsn=dsn,
+            s3=s3,
+            simulator_port=simulator_port,
+            api_port=api_port,
+            data_dir=workdir / "sim-data",
+            webhook_secret=secret,
+        ),
+        **(env or {}),
+    }
+    simulator = ManagedProcess(
+        "simulator", gateway_command("simulator", "--port", str(simulator_port)), full_env, logs / "simulator.log"
+    )
+    api = ManagedProcess("api", gateway_command("serve", "--port", str(api_port)), full_env, logs / "api.log")
+    stack = BenchStack(
+        dsn=dsn,
+        s3=s3,
+        env=full_env,
+        logs=logs,
+        api_url=f"http://127.0.0.1:{api_port}",
+        simulator_url=f"http://127.0.0.1:{simulator_port}",
+        webhook_secret=secret,
+        api=api,
+        simulator=simulator,
+    )
+    try:
+        simulator.start()
+        api.start()
+        simulator.wait_http(f"{stack.simulator_url}/v1/videos", timeout=60)
+        api.wait_http(f"{stack.api_url}/healthz", timeout=60)
+        for _ in range(workers):
+            stack.start_worker()
+        yield stack
+    finally:
+        for worker in list(stack.workers):
+            worker.stop(grace=10)
+        api.stop()
+        simulator.stop()
+
+
+@contextlib.contextmanager
+def full_stack(workdir: Path, *, workers: int = 0, env: dict[str, str] | None = None) -> Iterator[BenchStack]:
+    """Database + SeaweedFS + gateway, all private to this benchmark."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (
+        throwaway_database() as dsn,
+        private_seaweedfs(workdir / "seaweedfs") as weed,
+        running_stack(dsn=dsn, s3=weed.settings, workdir=workdir, workers=workers, env=env) as stack,
+    ):
+        yield stack
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """Peak resident set size of a live process (`VmHWM` of /proc/<pid>/status), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+async def db_fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return list(await connection.fetch(sql, *args))
+    finally:
+        await connection.close()
+
+
+def rows(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    return asyncio.run(db_fetch(dsn, sql, *args))

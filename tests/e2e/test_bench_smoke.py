@@ -1,0 +1,83 @@
+"""`make bench-smoke` and a very short soak, as the suite runs them: the benchmarks still run end to end.
+
+Nothing here is timed: the figures of a smoke run measure nothing on tiny sizes. What is asserted is that
+every benchmark ran, produced positive figures beside its baseline, and that the correctness checks built
+into the benchmarks (no valid webhook lost, nothing missed, every soak invariant) held.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def positive(summary: dict[str, Any]) -> bool:
+    return summary["n"] >= 1 and summary["min"] > 0
+
+
+def test_every_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
+    done = run_bench("run", "--smoke", "--out", str(tmp_path), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [path] = list(tmp_path.glob("*.json"))
+    result = json.loads(path.read_text())
+    assert result["smoke"] is True
+    assert result["errors"] == {}
+    benchmarks = result["benchmarks"]
+    assert set(benchmarks) == {"archive", "ingest", "burst", "facade"}
+
+    sizes = benchmarks["archive"]["sizes"]
+    assert len(sizes) == 2
+    for entry in sizes.values():
+        for figure in ("gateway_mb_s", "pipe_mb_s", "ratio", "worker_rss_mib"):
+            assert positive(entry["summary"][figure]), (entry["label"], figure)
+
+    ingest = benchmarks["ingest"]
+    assert positive(ingest["summary"]["gateway_rps"]) and positive(ingest["summary"]["baseline_rps"])
+    assert ingest["no_valid_delivery_lost"] is True
+    steps = ingest["raw"][0]["gateway"]
+    assert all(step["server_errors"] == 0 for step in steps)
+    assert all(step["recorded"]["valid_answered"] > 0 and step["recorded"]["ok"] for step in steps)
+    # 5 % of the pool is badly signed: some were refused, and none was recorded.
+    assert sum(step["unauthorized"] for step in steps) > 0
+    assert all(step["recorded"]["bad_recorded"] == 0 for step in steps)
+
+    burst = benchmarks["burst"]
+    assert positive(burst["summary"]["gateway_seconds"]) and positive(burst["summary"]["pipe_seconds"])
+    assert burst["summary"]["missed_deadlines"]["max"] == 0
+    assert burst["raw"][0]["assets"] == 3 * burst["videos"]
+    assert burst["raw"][0]["webhooks_seen"] == burst["videos"]
+
+    facade = benchmarks["facade"]
+    for figure in ("gateway_retrieve_p50_ms", "direct_retrieve_p50_ms", "gateway_content_mb_s", "s3_content_mb_s"):
+        assert positive(facade["summary"][figure]), figure
+
+    # Every goal was evaluated (met or not: a smoke run measures nothing).
+    assert len(result["goals"]) >= 10
+    assert result["git"]["commit"]
+
+
+def test_a_short_soak_keeps_every_invariant(tmp_path: Path) -> None:
+    done = run_bench("soak", "--minutes", "0.5", "--renders", "30", "--out", str(tmp_path), timeout=600)
+    [path] = list(tmp_path.glob("soak-*.json"))
+    result = json.loads(path.read_text())
+    assert done.returncode == (0 if result["ok"] else 1)
+    assert result["renders_created"] == 30
+    assert result["invariants"], result
+    failed = {name: check["detail"] for name, check in result["invariants"].items() if not check["ok"]}
+    assert failed == {}
+    assert result["faults"]["workers SIGKILLed"] >= 0
