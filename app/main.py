@@ -13,10 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-import boto3
 import httpx
 from alembic.script import ScriptDirectory
-from botocore.config import Config
 from fastapi import FastAPI
 from fastapi.responses import Response
 from sqlalchemy import text
@@ -24,6 +22,7 @@ from sqlalchemy import text
 from app import migrate
 from app.archive import queue
 from app.archive.storage import ArchiveStorage
+from app.archive.storage import make_client as make_s3_client
 from app.callbacks.routes import admin_router as callbacks_admin_router
 from app.callbacks.routes import router as callbacks_router
 from app.console.routes import install as install_console
@@ -91,19 +90,9 @@ class Readiness:
 
 def _probe_client(settings: S3Settings) -> S3Client:
     """A client for readiness only: one attempt and short timeouts (the archive's client retries for longer)."""
-    config = Config(
-        connect_timeout=CHECK_TIMEOUT_SECONDS,
-        read_timeout=CHECK_TIMEOUT_SECONDS,
-        retries={"mode": "standard", "max_attempts": 1},
-        signature_version="s3v4",
-        s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
+    return make_s3_client(
+        settings, connect_timeout=CHECK_TIMEOUT_SECONDS, read_timeout=CHECK_TIMEOUT_SECONDS, max_attempts=1
     )
-    session = boto3.session.Session(
-        aws_access_key_id=settings.access_key_id.get_secret_value(),
-        aws_secret_access_key=settings.secret_access_key.get_secret_value(),
-        region_name=settings.region,
-    )
-    return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
 
 
 def _script_head() -> str | None:

@@ -133,15 +133,20 @@ class ObjectStream:
         await self.aclose()
 
 
-def make_client(settings: S3Settings) -> S3Client:
-    """An S3 client for these settings; thread-safe, so one per process is enough."""
+def make_client(
+    settings: S3Settings, *, connect_timeout: float = 5, read_timeout: float = 60, max_attempts: int = 3
+) -> S3Client:
+    """An S3 client for these settings; thread-safe, so one per process is enough.
+
+    Readiness probes pass short timeouts and one attempt; everything else takes the defaults.
+    """
     config = Config(
         # Shared by every concurrent transfer: worker jobs x parts in flight, plus API downloads.
         max_pool_connections=32,
         # Standard mode: 3 attempts with backoff on throttling, 5xx and connection errors; never on 4xx.
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=5,
-        read_timeout=60,
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
         tcp_keepalive=True,
         # SigV4 everywhere, presigned URLs included (botocore would presign with SigV2 on custom endpoints).
         signature_version="s3v4",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import secrets
 import time
 from collections.abc import Iterator
@@ -21,11 +20,11 @@ from sqlalchemy import update
 from standardwebhooks import Webhook
 
 from app.callbacks import delivery as callbacks_delivery
-from app.core.logging import build_formatter
 from app.models import Video
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.integration.worker.conftest import ArchiveStack
 from tests.integration.worker.test_archive_flow import assets, create_video, wait_upstream_completed
+from tests.support.json_logs import capture_json_logs, json_records
 
 Labels = dict[str, str]
 
@@ -70,22 +69,12 @@ def completed_event(upstream_id: str) -> dict[str, Any]:
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     """Every record of the process as the production formatter writes it, for one test."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(build_formatter("json"))
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with capture_json_logs() as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
 
 
 def parsed(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    return json_records(stream)
 
 
 async def test_a_webhook_request_id_follows_its_job_through_the_worker_and_every_archive_metric_moves(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -14,11 +13,11 @@ import structlog
 from app.core.logging import (
     REDACTED,
     accept_request_id,
-    build_formatter,
     quiet_leaky_loggers,
     redact_secrets,
     redact_text,
 )
+from tests.support.json_logs import capture_json_logs, json_records
 
 PRESIGNED = (
     "https://s3.example/bucket/videos/v/video.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256"
@@ -96,22 +95,12 @@ class TestRedactionProcessor:
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
     """A handler with the production formatter on the root logger, for the length of a test."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(build_formatter("json"))
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with capture_json_logs() as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    return json_records(stream)
 
 
 class TestJsonLines:
