@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from enum import StrEnum
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -38,15 +40,28 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     )
 
 
+class SimulatorKind(StrEnum):
+    openai = "openai"
+    gemini = "gemini"
+
+
 @cli.command()
-def simulator(host: str | None = None, port: int | None = None) -> None:
-    """Run the upstream simulator (the /v1/videos contract with real files and signed webhooks)."""
-    from app.simulator import create_simulator_app
+def simulator(
+    host: str | None = None,
+    port: int | None = None,
+    kind: Annotated[
+        SimulatorKind,
+        typer.Option(help="openai: the /v1/videos contract; gemini: Veo on the Gemini API (/v1beta)."),
+    ] = SimulatorKind.openai,
+) -> None:
+    """Run an upstream simulator with real files and signed webhooks: /v1/videos, or Veo on the Gemini API."""
+    from app.simulator import create_gemini_simulator_app, create_simulator_app
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    factory = create_gemini_simulator_app if kind is SimulatorKind.gemini else create_simulator_app
     uvicorn.run(
-        create_simulator_app(settings.simulator),
+        factory(settings.simulator),
         host=host or settings.simulator.host,
         port=port or settings.simulator.port,
         log_level=settings.log_level.lower(),

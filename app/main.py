@@ -158,10 +158,17 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
         app.include_router(build_webhook_router(settings))
     for name, profile in settings.upstreams.items():
         if profile.sends_webhooks:
-            check_secrets(profile.webhook_secret_list())
+            try:
+                check_secrets(profile.webhook_secret_list())
+            except ValueError as exc:
+                raise ValueError(f"upstream profile {name!r}: {exc}") from None
             app.include_router(
                 build_webhook_router(
-                    settings, profile=name, verify_with=profile.webhook_secret_list(), path=f"/webhooks/{name}"
+                    settings,
+                    profile=name,
+                    verify_with=profile.webhook_secret_list(),
+                    path=f"/webhooks/{name}",
+                    kind=profile.kind,
                 )
             )
 

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import queue
 from app.archive import service as archive_service
+from app.archive.derive import DerivationFailed, derive_image
 from app.archive.queue import ClaimedJob
 from app.archive.repository import ArchiveRepository
-from app.archive.storage import ArchiveStorage, AssetRejected, IncompleteAsset, StorageError
+from app.archive.storage import ArchiveStorage, AssetRejected, IncompleteAsset, StorageError, StoredObject
 from app.core import metrics
 from app.core.config import Settings
 from app.core.db import Database
@@ -90,7 +91,7 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
         await _finish(context, job, JobState.SUCCEEDED, "nothing to sync: no such live video")
         return
     try:
-        upstream = await context.upstreams.client(video.upstream_profile).retrieve_video(video.upstream_id)
+        upstream = await context.upstreams.adapter(video.upstream_profile).retrieve_video(video.upstream_id)
     except ResourceNotFound:
         async with _fenced(context, job) as session:
             current = await ArchiveRepository.from_session(session).get_video(job.video_id)
@@ -140,33 +141,13 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
             job.video_id, variant.value, state=AssetState.DOWNLOADING.value
         )
 
-    storage = context.storage
-    key = storage.key_for(video.id, variant)
-    try:
-        client = context.upstreams.client(video.upstream_profile)
-        async with client.stream_content(video.upstream_id, variant=variant.value) as response:
-            length = response.headers.get("content-length")
-            stored = await storage.upload_stream(
-                key=key,
-                variant=variant,
-                chunks=response.aiter_raw(STREAM_CHUNK),
-                expected_bytes=int(length) if length and length.isdigit() else None,
-            )
-    except (ResourceNotFound, UpstreamRejected) as exc:
-        if isinstance(exc, UpstreamRejected) and exc.status_code not in GONE_STATUSES:
-            await _retry(context, job, error=f"upstream refused the content: {exc.message}", variant=variant)
-        else:
-            await _content_gone(context, job, variant, video, reason=exc.message)
-        return
-    except AssetRejected as exc:
-        await _retry(context, job, error=f"not a valid {variant.value}: {exc}", variant=variant)
-        return
-    except IncompleteAsset as exc:
-        await _retry(context, job, error=f"incomplete download: {exc}", variant=variant)
-        return
-    except (GatewayError, StorageError) as exc:
-        await _retry(context, job, error=f"transfer failed: {exc}", variant=variant, exc=exc)
-        return
+    key = context.storage.key_for(video.id, variant)
+    if variant.value in archive_service.derived_variants(video, context.settings):
+        stored = await _derive(context, job, variant, key)
+    else:
+        stored = await _fetch_upstream(context, job, variant, video, key)
+    if stored is None:
+        return  # the failure is recorded (a retry, or the asset given up)
 
     async with _fenced(context, job) as session:
         # Sibling variants finishing together take turns here, so the last one to commit sees every other
@@ -188,11 +169,75 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
         assets = await archive_service.assets_of(session, video_id=job.video_id)
         video_archived = all(asset.state == AssetState.ARCHIVED.value for asset in assets)
     logger.info("archived %s %s: %d bytes, sha256 %s", job.video_id, variant.value, stored.bytes, stored.sha256)
+    if variant is Variant.VIDEO and archive_service.derived_variants(video, context.settings):
+        # The MP4 is in: queue the variants made from it. In a transaction of its own, after the one above
+        # has released the advisory lock (queueing takes the queue's unique index, which a sibling job's
+        # transaction may hold while it waits for that lock). Lost in a crash here, the reconciler queues them.
+        async with context.database.sessionmaker.begin() as session:
+            if current := await ArchiveRepository.from_session(session).get_video(video.id):
+                await archive_service.schedule_downloads(session, video=current, settings=context.settings)
     landed = datetime.now(UTC)
     slack = None if job.deadline is None else (job.deadline - landed).total_seconds()
     metrics.archived(variant=variant.value, bytes_written=stored.bytes, deadline_slack_seconds=slack)
     if video_archived and video.completed_at is not None:
         metrics.video_archived(seconds_since_completion=(landed - video.completed_at).total_seconds())
+
+
+async def _fetch_upstream(
+    context: JobContext, job: ClaimedJob, variant: Variant, video: Video, key: str
+) -> StoredObject | None:
+    """Stream the provider's copy of `variant` to S3; None when it failed (and that is recorded)."""
+    assert video.upstream_id is not None
+    try:
+        adapter = context.upstreams.adapter(video.upstream_profile)
+        async with adapter.stream_content(video.upstream_id, variant=variant.value) as response:
+            length = response.headers.get("content-length")
+            return await context.storage.upload_stream(
+                key=key,
+                variant=variant,
+                chunks=response.aiter_raw(STREAM_CHUNK),
+                expected_bytes=int(length) if length and length.isdigit() else None,
+            )
+    except (ResourceNotFound, UpstreamRejected) as exc:
+        if isinstance(exc, UpstreamRejected) and exc.status_code not in GONE_STATUSES:
+            await _retry(context, job, error=f"upstream refused the content: {exc.message}", variant=variant)
+        else:
+            await _content_gone(context, job, variant, video, reason=exc.message)
+    except AssetRejected as exc:
+        await _retry(context, job, error=f"not a valid {variant.value}: {exc}", variant=variant)
+    except IncompleteAsset as exc:
+        await _retry(context, job, error=f"incomplete download: {exc}", variant=variant)
+    except (GatewayError, StorageError) as exc:
+        await _retry(context, job, error=f"transfer failed: {exc}", variant=variant, exc=exc)
+    return None
+
+
+async def _derive(context: JobContext, job: ClaimedJob, variant: Variant, key: str) -> StoredObject | None:
+    """Make `variant` from the archived MP4 (streamed from S3) and store it; None when it failed."""
+    async with context.database.sessionmaker() as session:
+        mp4 = await archive_service.archived_asset(session, video_id=job.video_id, variant=Variant.VIDEO)
+    if mp4 is None or mp4.s3_key is None:
+        # Queued only after the MP4 landed; a re-archive may have reset it since. Wait for it.
+        await _retry(context, job, error="the MP4 it is made from is not archived (yet)", variant=variant)
+        return None
+    try:
+        image = await derive_image(context.storage, video_key=mp4.s3_key, variant=variant)
+    except DerivationFailed as exc:
+        # The archived MP4 does not decode: retrying cannot help.
+        await _give_up(context, job, variant, JobState.FAILED, f"could not derive the {variant.value}: {exc}")
+        return None
+    except StorageError as exc:
+        await _retry(context, job, error=f"reading the archived MP4 failed: {exc}", variant=variant, exc=exc)
+        return None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield image
+
+    try:
+        return await context.storage.upload_stream(key=key, variant=variant, chunks=chunks(), expected_bytes=len(image))
+    except (AssetRejected, IncompleteAsset, StorageError) as exc:
+        await _retry(context, job, error=f"storing the derived {variant.value} failed: {exc}", variant=variant)
+        return None
 
 
 async def _content_gone(context: JobContext, job: ClaimedJob, variant: Variant, video: Video, *, reason: str) -> None:
@@ -202,7 +247,7 @@ async def _content_gone(context: JobContext, job: ClaimedJob, variant: Variant, 
         return
     try:
         assert video.upstream_id is not None
-        upstream = await context.upstreams.client(video.upstream_profile).retrieve_video(video.upstream_id)
+        upstream = await context.upstreams.adapter(video.upstream_profile).retrieve_video(video.upstream_id)
     except ResourceNotFound:
         await _give_up(context, job, variant, JobState.FAILED, f"upstream forgot the video ({reason})")
         return
@@ -258,7 +303,17 @@ async def _give_up(context: JobContext, job: ClaimedJob, variant: Variant | None
                 job.video_id, variant.value, state=asset_state.value, error=reason
             )
         await queue.finish(session, job, state=state, error=reason)
-        if variant is not None:
+        if variant is None:
+            return
+        current = await ArchiveRepository.from_session(session).get_video(job.video_id)
+        if (
+            variant is Variant.VIDEO
+            and current is not None
+            and archive_service.derived_variants(current, context.settings)
+        ):
+            # The variants made from the MP4 settle as it did; that also reports the outcome, once.
+            await archive_service.schedule_downloads(session, video=current, settings=context.settings)
+        else:
             await archive_service.after_asset_outcome(session, video_id=job.video_id, settings=context.settings)
 
 

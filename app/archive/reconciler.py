@@ -52,7 +52,7 @@ async def reconcile_once(context: JobContext, *, since: datetime | None = None) 
         for video in await repository.match_orphan_events(limit=BATCH):
             syncs += await enqueue_sync(session, video=video, settings=settings) is not None
         for video in await repository.completed_videos_missing_assets(limit=BATCH):
-            downloads += await schedule_downloads(session, video=video, settings=settings)
+            downloads += await schedule_downloads(session, video=video, settings=context.settings)
         unsubmitted = await repository.unsubmitted_videos(
             created_before=now - timedelta(seconds=settings.unsubmitted_after_seconds), limit=BATCH
         )

@@ -17,6 +17,7 @@ from app.callbacks import service as callbacks_service
 from app.callbacks.service import CallbackEvent
 from app.core.config import Settings, WorkerSettings
 from app.models import Asset, AssetState, JobKind, Variant, Video, VideoStatus
+from app.upstream.capabilities import ALL_VARIANTS, served_variants
 from app.upstream.schemas import UpstreamVideo
 from app.videos.state import apply_upstream_state, fail_unknown_submission
 
@@ -47,29 +48,57 @@ async def enqueue_sync(
     )
 
 
-async def schedule_downloads(session: AsyncSession, *, video: Video, settings: WorkerSettings) -> int:
-    """For a completed video: one asset row and one download job per variant not yet archived.
+def derived_variants(video: Video, settings: Settings) -> frozenset[str]:
+    """The variants the video's provider does not serve: the worker makes them from the archived MP4."""
+    try:
+        kind = settings.upstream_profile(video.upstream_profile).kind
+    except KeyError:
+        return frozenset()  # a profile no longer configured: nothing known to derive
+    return ALL_VARIANTS - served_variants(kind)
 
-    Idempotent: asset rows are created once, and the queue's unique index keeps one live job per asset.
-    Returns how many jobs were newly queued.
+
+async def schedule_downloads(session: AsyncSession, *, video: Video, settings: Settings) -> int:
+    """For a completed video: one asset row per variant, and a job for each one not yet archived.
+
+    A variant the provider serves is downloaded before the provider's window closes (the job's deadline); a
+    derived one (app/archive/derive.py) is queued only once the MP4 is archived, with no deadline since it
+    reads our own copy, and settles as the MP4 did if the MP4 could not be archived. Idempotent: asset rows
+    are created once, and the queue's unique index keeps one live job per asset. Returns how many jobs were
+    newly queued.
     """
     if video.video_status is not VideoStatus.COMPLETED:
         return 0
     repository = ArchiveRepository.from_session(session)
     assets = await repository.ensure_assets(video.id)
+    derived = derived_variants(video, settings)
+    mp4_state = next(asset.state for asset in assets if asset.variant == Variant.VIDEO.value)
     queued = 0
+    settled = False
     for asset in assets:
         if not asset.needs_download:
             continue
+        deadline: datetime | None = download_deadline(video, settings.worker)
+        if asset.variant in derived:
+            if mp4_state in (AssetState.FAILED.value, AssetState.EXPIRED.value):
+                await repository.set_asset(
+                    video.id, asset.variant, state=mp4_state, error="made from the MP4, which was not archived"
+                )
+                settled = True
+                continue
+            if mp4_state != AssetState.ARCHIVED.value:
+                continue  # queued when the MP4 lands (the download job, or the reconciler)
+            deadline = None
         job_id = await queue.enqueue(
             session,
             kind=JobKind.DOWNLOAD,
             video_id=video.id,
             variant=asset.variant,
-            deadline=download_deadline(video, settings),
-            max_attempts=settings.max_attempts,
+            deadline=deadline,
+            max_attempts=settings.worker.max_attempts,
         )
         queued += job_id is not None
+    if settled:
+        await after_asset_outcome(session, video_id=video.id, settings=settings)
     return queued
 
 
@@ -80,7 +109,7 @@ async def record_upstream_state(
     a completion queues the downloads, a failure tells the caller."""
     before = apply_upstream_state(video, upstream, now=datetime.now(UTC))
     if video.video_status is VideoStatus.COMPLETED:
-        await schedule_downloads(session, video=video, settings=settings.worker)
+        await schedule_downloads(session, video=video, settings=settings)
     elif video.video_status is VideoStatus.FAILED and before is not VideoStatus.FAILED:
         await callbacks_service.on_video_event(
             session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
@@ -130,7 +159,7 @@ async def replay(session: AsyncSession, *, video_id: str, settings: Settings) ->
         return 0
     for variant in Variant:
         await repository.set_asset(video_id, variant.value, state=AssetState.PENDING.value, error=None)
-    return await schedule_downloads(session, video=video, settings=settings.worker)
+    return await schedule_downloads(session, video=video, settings=settings)
 
 
 async def assets_of(session: AsyncSession, *, video_id: str) -> Sequence[Asset]:

@@ -8,6 +8,9 @@ aborts the multipart upload, so no half-written object and no billed incomplete 
 What a crash leaves (nobody to abort) is swept by `abort_stale_uploads` and by the bucket's
 `AbortIncompleteMultipartUpload` lifecycle rule.
 
+Decoders that must seek (an MP4's index may sit at its end) read an object through `open_seekable`: ranged
+GETs into one bounded read-ahead window, never the whole object.
+
 The full-file SHA-256 is ours, computed while streaming: a multipart object's S3 checksum is a checksum of
 part checksums. It goes into the object's metadata on a single PUT, and into an object tag after a multipart
 completion (metadata is fixed at CreateMultipartUpload, before the hash is known, and changing it later would
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,10 +38,12 @@ from app.core.config import S3Settings
 from app.models.asset import Variant
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
     from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import (
         CompletedPartTypeDef,
+        GetObjectRequestTypeDef,
         LifecycleRuleTypeDef,
         ObjectIdentifierTypeDef,
         UploadPartOutputTypeDef,
@@ -52,6 +58,10 @@ SHA256_FIELD = "sha256"  # metadata key (x-amz-meta-sha256) and tag key
 # Enough bytes to tell the three formats apart: `RIFF????WEBP` is the longest signature.
 MAGIC_BYTES = 12
 READ_CHUNK_BYTES = 1024 * 1024
+# The ranged reader's read-ahead: a fetch after a jump is small (a demuxer seeking to read an 8-byte box header
+# should not pull megabytes), and doubles while the reads stay sequential, up to the bound that is all it holds.
+RANGED_MIN_FETCH_BYTES = 64 * 1024
+RANGED_MAX_FETCH_BYTES = 2 * 1024 * 1024
 # AWS: an If-None-Match write loses with 412 when the key exists, or 409 when it races another completion.
 _KEY_EXISTS_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
@@ -131,6 +141,138 @@ class ObjectStream:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.aclose()
+
+
+class RangedObjectReader(io.RawIOBase):
+    """A read-only, seekable file over one S3 object, read with ranged GETs: for decoders that must seek.
+
+    An MP4 written without faststart keeps its index (`moov`) after the media, so a demuxer reads the head,
+    jumps to the end, then back into the media; a plain GET would have to download everything before it.
+    Each read is served from one read-ahead window of at most `max_fetch_bytes`, the only object data held:
+    a read outside it replaces it with a fresh GET of `bytes=pos-end`. The window starts at `min_fetch_bytes`
+    after a jump and doubles while reads continue where the last fetch ended.
+
+    Every GET carries `If-Match` with the ETag seen when opening, so an object replaced mid-read fails with a
+    StorageError instead of splicing two files. A failed GET raises once; the reader then reads as ended
+    (b""), fetching nothing more. That is for FFmpeg: PyAV keeps what its read callback raised and re-raises
+    it from the call in progress, but FFmpeg retries the read first, and each retry would be another GET
+    against a failing S3 (with botocore's own retries) and another exception PyAV drops to stderr.
+
+    Blocking (boto3): use it from a worker thread. Not thread-safe, like any file object. `requests` and
+    `bytes_fetched` count what it cost.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        *,
+        bucket: str,
+        key: str,
+        size: int,
+        etag: str | None,
+        min_fetch_bytes: int = RANGED_MIN_FETCH_BYTES,
+        max_fetch_bytes: int = RANGED_MAX_FETCH_BYTES,
+    ) -> None:
+        super().__init__()
+        if not 0 < min_fetch_bytes <= max_fetch_bytes:
+            raise ValueError(f"need 0 < min_fetch_bytes <= max_fetch_bytes, not {min_fetch_bytes}, {max_fetch_bytes}")
+        self._client = client
+        self._bucket = bucket
+        self.key = key
+        self.size = size
+        self._etag = etag
+        self._min_fetch = min_fetch_bytes
+        self._max_fetch = max_fetch_bytes
+        self._fetch = min_fetch_bytes
+        self._position = 0
+        self._window = b""
+        self._window_start = 0
+        self._failed = False
+        self.requests = 0
+        self.bytes_fetched = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        self._checkClosed()
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self.size + offset
+        else:
+            raise ValueError(f"unsupported whence {whence}")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        # Past the end is allowed, as for files; reads there return b"". Seeking fetches nothing by itself.
+        self._position = position
+        return position
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        self._checkClosed()
+        with memoryview(buffer) as raw, raw.cast("B") as view:
+            if not view or self._position >= self.size or self._failed:
+                return 0
+            offset = self._position - self._window_start
+            if not 0 <= offset < len(self._window):
+                try:
+                    self._refill()
+                except BaseException:
+                    self._failed = True
+                    raise
+                offset = 0
+            # A short read (the rest of the window) is allowed for a raw stream; the caller asks again.
+            count = min(len(view), len(self._window) - offset)
+            view[:count] = self._window[offset : offset + count]
+        self._position += count
+        return count
+
+    def _refill(self) -> None:
+        sequential = bool(self._window) and self._position == self._window_start + len(self._window)
+        self._fetch = min(self._fetch * 2, self._max_fetch) if sequential else self._min_fetch
+        length = min(self._fetch, self.size - self._position)
+        first, last = self._position, self._position + length - 1
+        # Dropped before the GET, so the old and the new window never coexist: the bound is one window.
+        self._window = b""
+        self._window_start = first
+        request: GetObjectRequestTypeDef = {"Bucket": self._bucket, "Key": self.key, "Range": f"bytes={first}-{last}"}
+        if self._etag:
+            request["IfMatch"] = self._etag
+        try:
+            response = self._client.get_object(**request)
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError.from_botocore(error, f"GetObject {self.key} bytes={first}-{last}") from error
+        self.requests += 1
+        body = response["Body"]
+        try:
+            # A server that ignores Range answers 200 with the whole object: refuse it before reading it.
+            if response["ContentLength"] > length:
+                raise StorageError(
+                    f"S3 ignored Range bytes={first}-{last} of {self.key}: {response['ContentLength']} bytes"
+                )
+            data = body.read()
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError.from_botocore(error, f"GetObject {self.key} bytes={first}-{last}") from error
+        finally:
+            body.close()
+        if not data:
+            # Returning 0 would read as end of file in the middle of the object.
+            raise StorageError(f"S3 returned no bytes for bytes={first}-{last} of {self.key} ({self.size} bytes)")
+        self.bytes_fetched += len(data)
+        self._window = data
+
+    def close(self) -> None:
+        self._window = b""
+        super().close()
 
 
 def make_client(
@@ -424,6 +566,22 @@ class ArchiveStorage:
             content_length=response["ContentLength"],
             content_type=response.get("ContentType", "application/octet-stream"),
             etag=_clean_etag(response.get("ETag")),
+        )
+
+    async def open_seekable(self, key: str) -> RangedObjectReader:
+        """A seekable, read-only file over the object at `key`, for decoders (see RangedObjectReader).
+
+        One HEAD now, for its size and ETag; the reads are blocking ranged GETs, so hand the reader to a
+        worker thread. Raises ObjectNotFound when there is no object.
+        """
+        try:
+            response = await self._call(self._client.head_object, Bucket=self._bucket, Key=key)
+        except StorageError as error:
+            if error.not_found:
+                raise ObjectNotFound(f"no object at {key}", code=error.code, status=error.status) from error
+            raise
+        return RangedObjectReader(
+            self._client, bucket=self._bucket, key=key, size=response["ContentLength"], etag=response.get("ETag")
         )
 
     def presign_get(self, key: str, *, ttl_seconds: int, content_type: str) -> str:

@@ -26,6 +26,8 @@ ENV_PREFIX = "VG_"
 DEFAULT_PROFILE = "default"
 NESTED_DELIMITER = "__"
 FILE_SUFFIX = "_FILE"
+# Upstream keys that only the simulator accepts: refused outside dev mode.
+PLACEHOLDER_KEYS = frozenset({"", "sim-key"})
 
 
 def split_secrets(value: SecretStr | None) -> list[str]:
@@ -61,7 +63,15 @@ class ApiSettings(BaseModel):
     list_default_limit: int = Field(default=20, ge=1, le=100)
 
 
+# What an upstream profile speaks: `openai` (OpenAI's `/v1/videos` contract: a proxy or compatible provider)
+# or a live provider's own API through its adapter (app/upstream). Chosen once per profile, at start.
+ProviderKind = Literal["openai", "gemini"]
+
+
 class UpstreamSettings(BaseModel):
+    kind: ProviderKind = "openai"
+    # `openai`: the contract's base URL, `/v1` included; `gemini`: the API's host, e.g.
+    # https://generativelanguage.googleapis.com (the adapter adds `/v1beta/...`).
     base_url: str = "http://127.0.0.1:8100/v1"
     api_key: SecretStr = SecretStr("sim-key")
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -79,6 +89,9 @@ class UpstreamSettings(BaseModel):
     # the cool-down instead of piling onto a provider that is down.
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_seconds: float = Field(default=30.0, ge=0)
+    # How long the provider keeps a finished video when its answers do not say (Gemini: 2 days). Unset: the
+    # kind's documented retention. The archive's download deadline is computed from it.
+    retention_seconds: float | None = Field(default=None, gt=0)
 
 
 class UpstreamProfile(UpstreamSettings):
@@ -265,6 +278,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     # The dev caller's key; accepted only in dev mode (see auth).
     dev_api_key: SecretStr = SecretStr("vg-dev-key")
+    # `make run` only: which simulated provider renders the demo (`gemini`: Veo through the Gemini simulator).
+    demo_provider: Literal["openai", "gemini"] = "openai"
 
     db: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
@@ -287,6 +302,10 @@ class Settings(BaseSettings):
     def is_dev(self) -> bool:
         return self.mode is Mode.DEV
 
+    def upstream_profile(self, name: str) -> UpstreamSettings:
+        """The settings of a named upstream profile ("default" is `upstream`); KeyError if not configured."""
+        return self.upstream if name == DEFAULT_PROFILE else self.upstreams[name]
+
     @model_validator(mode="after")
     def _log_format_by_mode(self) -> Settings:
         if self.log_format is None:
@@ -295,12 +314,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:
-        if self.mode is Mode.PRODUCTION and self.upstream.api_key.get_secret_value() in {"", "sim-key"}:
+        if self.mode is Mode.PRODUCTION and self.upstream.api_key.get_secret_value() in PLACEHOLDER_KEYS:
             raise ValueError("VG_UPSTREAM__API_KEY is unset or a placeholder; set it (or VG_MODE=dev for local use)")
         claimed: dict[str, str] = {}
         for name, profile in self.upstreams.items():
             if name == DEFAULT_PROFILE or not name.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"upstream profile name {name!r} must be a slug other than {DEFAULT_PROFILE!r}")
+            if self.mode is Mode.PRODUCTION and profile.api_key.get_secret_value() in PLACEHOLDER_KEYS:
+                variable = f"VG_UPSTREAMS__{name.upper().replace('-', '_')}__API_KEY"
+                raise ValueError(
+                    f"upstream profile {name!r} ({profile.kind}) has no api_key; set it in VG_UPSTREAMS, "
+                    f"{variable} or {variable}_FILE"
+                )
             for model in profile.models:
                 if model in claimed:
                     raise ValueError(f"model {model!r} is routed to both {claimed[model]!r} and {name!r}")
@@ -363,6 +388,7 @@ __all__ = [
     "IdempotencySettings",
     "LimitSettings",
     "Mode",
+    "ProviderKind",
     "S3Settings",
     "Settings",
     "SimulatorSettings",

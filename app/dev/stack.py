@@ -4,6 +4,10 @@ Starts SeaweedFS, the upstream simulator (port 8100, sending signed webhooks to 
 8000) and an archive worker against the local Postgres, migrates, creates the dev caller, renders one
 sample video end to end, waits until its assets are in S3 and says where, then keeps everything running
 until Ctrl-C, which stops all it started.
+
+`VG_DEMO_PROVIDER=gemini make run` also starts the Gemini API simulator (port 8101) behind an upstream
+profile `veo` of kind `gemini`, and renders the demo with Veo through it: the gateway archives the MP4 and
+derives the thumbnail and spritesheet from it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import secrets
 import signal
 import sys
@@ -30,6 +35,10 @@ from app.dev.processes import ManagedProcess, gateway_command
 from app.dev.seaweedfs import seaweedfs
 
 DEMO_PROMPT = "A paper boat drifting across a calm pond at sunrise"
+DEMO_VEO_MODEL = "veo-3.1-fast-generate-preview"
+VEO_MODELS = ("veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-preview")
+# Google keeps generated files two days; the simulator does the same.
+GEMINI_RETENTION_SECONDS = 2 * 24 * 3600
 
 
 def say(message: str) -> None:
@@ -68,8 +77,36 @@ def dev_webhook_secret(workdir: Path) -> str:
     return path.read_text().strip()
 
 
-def child_env(settings: Settings, *, webhook_secret: str) -> dict[str, str]:
+def gemini_port(settings: Settings) -> int:
+    return settings.simulator.port + 1
+
+
+def veo_profile(settings: Settings, *, webhook_secret: str) -> dict[str, object]:
+    """The `veo` upstream profile, aimed at the Gemini simulator (the real API: https://generativelanguage.googleapis.com)."""
     return {
+        "kind": "gemini",
+        "base_url": f"http://127.0.0.1:{gemini_port(settings)}",
+        "api_key": settings.simulator.api_key.get_secret_value(),
+        "models": list(VEO_MODELS),
+        "webhook_secrets": webhook_secret,
+    }
+
+
+def gemini_simulator_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    return {
+        **env,
+        "VG_SIMULATOR__DATA_DIR": str(Path(".devstack/gemini-simulator").resolve()),
+        "VG_SIMULATOR__WEBHOOK_URL": f"http://127.0.0.1:{settings.api.port}/webhooks/veo",
+        "VG_SIMULATOR__TTL_SECONDS": str(GEMINI_RETENTION_SECONDS),
+    }
+
+
+def child_env(settings: Settings, *, webhook_secret: str) -> dict[str, str]:
+    upstreams = (
+        {"veo": veo_profile(settings, webhook_secret=webhook_secret)} if settings.demo_provider == "gemini" else {}
+    )
+    return {
+        "VG_UPSTREAMS": json.dumps(upstreams),
         "VG_MODE": "dev",
         "VG_DB__URL": settings.db.url.get_secret_value(),
         "VG_UPSTREAM__BASE_URL": f"http://127.0.0.1:{settings.simulator.port}/v1",
@@ -87,11 +124,14 @@ def child_env(settings: Settings, *, webhook_secret: str) -> dict[str, str]:
 def render_demo(settings: Settings, workdir: Path) -> None:
     api = f"http://127.0.0.1:{settings.api.port}/v1"
     headers = {"authorization": f"Bearer {settings.dev_api_key.get_secret_value()}"}
+    fields = {"prompt": (None, DEMO_PROMPT), "seconds": (None, "4")}
+    if settings.demo_provider == "gemini":
+        fields |= {"model": (None, DEMO_VEO_MODEL), "size": (None, "1280x720")}
     with httpx.Client(base_url=api, headers=headers, timeout=60) as client:
-        created = client.post("/videos", files={"prompt": (None, DEMO_PROMPT), "seconds": (None, "4")})
+        created = client.post("/videos", files=fields)
         created.raise_for_status()
         video = created.json()
-        say(f"rendering {video['id']} ({video['size']}, {video['seconds']} s): {DEMO_PROMPT!r}")
+        say(f"rendering {video['id']} with {video['model']} ({video['size']}, {video['seconds']} s): {DEMO_PROMPT!r}")
         last_progress = -1
         while video["status"] not in ("completed", "failed"):
             time.sleep(0.5)
@@ -105,7 +145,8 @@ def render_demo(settings: Settings, workdir: Path) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             archive = client.get(f"/videos/{video['id']}").json().get("archive", {})
-            if archive.get("video", {}).get("state") == "archived":
+            # Every variant: with a live provider the thumbnail and spritesheet are made from the MP4.
+            if archive and all(asset.get("state") == "archived" for asset in archive.values()):
                 break
             time.sleep(0.5)
         else:
@@ -121,6 +162,9 @@ def render_demo(settings: Settings, workdir: Path) -> None:
         f"sha256 {archive['video']['sha256']})"
     )
     say(f"  archived MP4: s3://{settings.s3.bucket}/{key}  (endpoint {settings.s3.endpoint_url})")
+    for variant in ("thumbnail", "spritesheet"):
+        if asset := archive.get(variant):
+            say(f"  {variant}: {asset['bytes']} bytes, sha256 {asset['sha256']}")
     say(
         f"  fetch it:  curl -H 'Authorization: Bearer {settings.dev_api_key.get_secret_value()}' "
         f"{api}/videos/{video['id']}/content -o video.mp4"
@@ -163,6 +207,16 @@ def run_dev_stack(settings: Settings) -> None:
         ).start()
         processes.append(simulator)
         simulator.wait_http(f"http://127.0.0.1:{settings.simulator.port}/v1/videos")
+        if settings.demo_provider == "gemini":
+            say(f"starting the Gemini API simulator on :{gemini_port(settings)} (profile 'veo', kind gemini)")
+            gemini = ManagedProcess(
+                "gemini-simulator",
+                gateway_command("simulator", "--kind", "gemini", "--port", str(gemini_port(settings))),
+                gemini_simulator_env(settings, env),
+                logs / "gemini-simulator.log",
+            ).start()
+            processes.append(gemini)
+            gemini.wait_http(f"http://127.0.0.1:{gemini_port(settings)}/v1beta/models")
 
         say(f"starting the API on :{settings.api.port}")
         api = ManagedProcess(

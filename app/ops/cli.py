@@ -1,4 +1,4 @@
-"""Operator commands: `video-gateway status | replay | reconcile | webhooks list`, printed as tables.
+"""Operator commands: `video-gateway status | replay | reconcile | webhooks list | smoke`, printed as tables.
 
 They talk to Postgres (and, for `reconcile`, to upstream and S3) with the same settings as the service,
 so an operator runs them from any API or worker pod.
@@ -23,6 +23,7 @@ from app.archive.storage import ArchiveStorage
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.timestamps import short_duration
+from app.ops.smoke import smoke
 from app.upstream.router import UpstreamRouter
 from app.webhooks import service as webhook_service
 
@@ -181,4 +182,5 @@ def register(cli: typer.Typer) -> None:
     cli.command()(status)
     cli.command()(replay)
     cli.command()(reconcile)
+    cli.command()(smoke)
     cli.add_typer(webhooks_app, name="webhooks")

@@ -1,11 +1,14 @@
 """Upstream simulator: a local stand-in for OpenAI's asynchronous `/v1/videos` API.
 
-It serves the contract in `upstream-contract.md` (13-field `Video` objects, list paging, content variants,
+It serves OpenAI's `/v1/videos` contract (13-field `Video` objects, list paging, content variants,
 remix, signed `video.completed`/`video.failed` webhooks with retries), renders real H.264 MP4s, WebP
 thumbnails and JPEG spritesheets, and exposes fault knobs under `/_sim` (see `app.simulator.faults`).
-Only `create_simulator_app` and the in-process helper `simulator_running` are public.
+A second simulator, of Veo on Google's Gemini API, lives in `app.simulator.gemini`.
+Public: `create_simulator_app` and `create_gemini_simulator_app`, and their in-process helpers
+`simulator_running` and `gemini_simulator_running`.
 """
 
 from app.simulator.app import create_simulator_app, simulator_running
+from app.simulator.gemini import create_gemini_simulator_app, gemini_simulator_running
 
-__all__ = ["create_simulator_app", "simulator_running"]
+__all__ = ["create_gemini_simulator_app", "create_simulator_app", "gemini_simulator_running", "simulator_running"]

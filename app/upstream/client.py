@@ -1,4 +1,8 @@
-"""The async httpx client for the upstream `/v1/videos` contract, and its retry and error policy.
+"""The OpenAI-contract adapter (`kind: openai`), and the HTTP layer every adapter sends through.
+
+`UpstreamClient` is both: its `send` / `stream` carry the retry, throttle, circuit-breaker and redirect
+rules below for any provider (an adapter passes its own auth headers and error-envelope parser), and its
+`create_video` ... `stream_content` speak OpenAI's `/v1/videos` contract to a proxy or compatible provider.
 
 Retry policy, by what a failure proves:
 - nothing reached upstream (connection refused, connect timeout, pool timeout) or upstream said 429:
@@ -17,7 +21,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from enum import Enum
 from typing import Any
@@ -35,6 +39,7 @@ from app.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,16 @@ MAX_REDIRECTS = 3
 # The longest an upstream 429 may pause our calls to it.
 MAX_THROTTLE_SECONDS = 60.0
 NO_RETRY_HEADERS = {"x-should-retry": "false"}
+
+# OpenAI's contract: what every `kind: openai` model is checked against before the call.
+OPENAI_CAPABILITIES = ModelCapabilities(
+    provider="OpenAI's /v1/videos contract",
+    seconds=("4", "8", "12"),
+    sizes=("720x1280", "1280x720", "1024x1792", "1792x1024"),
+)
+
+# (message, param, code) from an error answer's body.
+ErrorFields = Callable[[httpx.Response], tuple[str, str | None, str | None]]
 
 
 class CallKind(Enum):
@@ -84,7 +99,8 @@ def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * (2**attempt)))
 
 
-def _error_fields(response: httpx.Response) -> tuple[str, str | None, str | None]:
+def openai_error_fields(response: httpx.Response) -> tuple[str, str | None, str | None]:
+    """OpenAI's envelope: `{"error": {"message", "type", "param", "code"}}`."""
     try:
         payload = response.json()
         error = payload.get("error") if isinstance(payload, dict) else None
@@ -98,10 +114,12 @@ def _error_fields(response: httpx.Response) -> tuple[str, str | None, str | None
     return f"Upstream answered {response.status_code}", None, None
 
 
-def map_error_response(response: httpx.Response, *, kind: CallKind) -> GatewayError:
+def map_error_response(
+    response: httpx.Response, *, kind: CallKind, error_fields: ErrorFields = openai_error_fields
+) -> GatewayError:
     """A gateway error for an upstream answer that is not a success."""
     status = response.status_code
-    message, param, code = _error_fields(response)
+    message, param, code = error_fields(response)
     if status == 404:
         return ResourceNotFound(message, param=param, code=code or "not_found")
     if status == 429:
@@ -156,7 +174,11 @@ def render_may_have_started(error: GatewayError) -> bool:
 
 
 class UpstreamClient:
-    """One shared client per process; every call has an explicit timeout."""
+    """One shared client per profile and process; every call has an explicit timeout."""
+
+    kind = "openai"
+    # OpenAI's contract serves all three variants; adapters of live providers serve fewer (the rest are derived).
+    served_variants = SERVED_VARIANTS["openai"]
 
     def __init__(
         self,
@@ -165,9 +187,16 @@ class UpstreamClient:
         transport: httpx.AsyncBaseTransport | None = None,
         allow_http_redirects: bool = False,
         profile: str = DEFAULT_PROFILE,
+        auth_headers: Mapping[str, str] | None = None,
+        error_fields: ErrorFields = openai_error_fields,
     ) -> None:
         self._settings = settings
         self.profile = profile  # the metrics' label
+        if auth_headers is None:
+            auth_headers = {"authorization": f"Bearer {settings.api_key.get_secret_value()}"}
+        # Never sent on a redirect to another host.
+        self._auth_header_names = tuple(name.lower() for name in auth_headers)
+        self._error_fields = error_fields
         self._base_url = settings.base_url.rstrip("/") + "/"
         self._redirect_hosts = {urlsplit(self._base_url).hostname or "", *settings.content_redirect_hosts}
         self._allow_http_redirects = allow_http_redirects
@@ -177,7 +206,7 @@ class UpstreamClient:
         self._throttled_until = 0.0
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
-            headers={"authorization": f"Bearer {settings.api_key.get_secret_value()}"},
+            headers=dict(auth_headers),
             timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
             follow_redirects=False,
             transport=transport,
@@ -185,6 +214,17 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    # ----- what the contract's models take ------------------------------------------------------
+
+    def capabilities(self, model: str) -> ModelCapabilities:
+        return OPENAI_CAPABILITIES
+
+    def check_create(self, command: CreateVideoCommand) -> None:
+        check_create(command, self.capabilities(command.model))
+
+    def check_remix(self, model: str) -> None:
+        check_remix(model, self.capabilities(model))
 
     # ----- the contract -------------------------------------------------------------------------
 
@@ -206,34 +246,38 @@ class UpstreamClient:
                 image = command.image
                 parts.append(("input_reference", (image.filename, image.data, image.content_type)))
             body = {"files": parts}
-        response = await self._send("POST", "videos", kind=CallKind.PAID, **body)
+        response = await self.send("POST", "videos", kind=CallKind.PAID, **body)
         return UpstreamVideo.model_validate(response.json())
 
     async def remix_video(self, upstream_id: str, *, prompt: str) -> UpstreamVideo:
-        response = await self._send("POST", f"videos/{upstream_id}/remix", kind=CallKind.PAID, json={"prompt": prompt})
+        response = await self.send("POST", f"videos/{upstream_id}/remix", kind=CallKind.PAID, json={"prompt": prompt})
         return UpstreamVideo.model_validate(response.json())
 
     async def retrieve_video(self, upstream_id: str) -> UpstreamVideo:
-        response = await self._send("GET", f"videos/{upstream_id}", kind=CallKind.READ)
+        response = await self.send("GET", f"videos/{upstream_id}", kind=CallKind.READ)
         return UpstreamVideo.model_validate(response.json())
 
     async def delete_video(self, upstream_id: str) -> None:
-        await self._send("DELETE", f"videos/{upstream_id}", kind=CallKind.READ)
+        await self.send("DELETE", f"videos/{upstream_id}", kind=CallKind.READ)
 
     @asynccontextmanager
     async def stream_content(self, upstream_id: str, *, variant: str) -> AsyncIterator[httpx.Response]:
-        """The open content response, body not yet read; follows at most 3 redirects itself.
+        url = urljoin(self._base_url, f"videos/{upstream_id}/content?variant={variant}")
+        async with self.stream(url, headers={"accept": "application/binary"}) as response:
+            yield response
+
+    @asynccontextmanager
+    async def stream(self, url: str, *, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        """The open response of a GET, body not yet read; follows at most 3 redirects itself.
 
         Redirects are followed by hand: only to the upstream's host or an allow-listed one, over https
-        (http too in dev mode), and without `Authorization` on a hop to another host. Anything else (a
+        (http too in dev mode), and without our credentials on a hop to another host. Anything else (a
         link-local metadata address, say) is refused before a connection is made.
         """
-        url = urljoin(self._base_url, f"videos/{upstream_id}/content?variant={variant}")
-        headers: dict[str, str] = {"accept": "application/binary"}
         origin = urlsplit(url).netloc
         for _hop in range(MAX_REDIRECTS + 1):
             cross_host = urlsplit(url).netloc != origin
-            response = await self._send(
+            response = await self.send(
                 "GET", url, kind=CallKind.READ, stream=True, headers=headers, without_auth=cross_host
             )
             if response.is_redirect and "location" in response.headers:
@@ -259,7 +303,7 @@ class UpstreamClient:
 
     # ----- transport and retries ----------------------------------------------------------------
 
-    async def _send(
+    async def send(
         self,
         method: str,
         url: str,
@@ -269,6 +313,7 @@ class UpstreamClient:
         without_auth: bool = False,
         **request_args: Any,
     ) -> httpx.Response:
+        """One call with the retry policy of `kind`; a non-success answer raises the mapped gateway error."""
         self._refuse_while_paused()
         try:
             response = await self._send_with_retries(
@@ -319,7 +364,8 @@ class UpstreamClient:
             last = attempt == attempts - 1
             request = self._http.build_request(method, url, **request_args)
             if without_auth:
-                del request.headers["authorization"]
+                for name in self._auth_header_names:
+                    request.headers.pop(name, None)
             try:
                 response = await self._http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -369,7 +415,7 @@ class UpstreamClient:
                 continue
             await response.aread()
             await response.aclose()
-            error = map_error_response(response, kind=kind)
+            error = map_error_response(response, kind=kind, error_fields=self._error_fields)
             if isinstance(error, RateLimited):
                 wait = retry_after_seconds(response.headers, default=1.0, cap=MAX_THROTTLE_SECONDS)
                 error.headers["retry-after"] = str(max(1, math.ceil(wait)))

@@ -21,6 +21,7 @@ class UpstreamVideo(BaseModel):
     object: str = "video"
     model: str
     status: str
+    # None: the provider reports no progress (most live ones); the gateway then synthesizes one.
     progress: int | None = 0
     created_at: int
     completed_at: int | None = None
@@ -39,6 +40,9 @@ class ImageInput:
     data: bytes
     content_type: str
     filename: str
+    # Read from the bytes when the image was checked; each model decides whether they must equal `size`.
+    width: int = 0
+    height: int = 0
 
 
 @dataclass(frozen=True)

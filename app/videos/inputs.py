@@ -26,8 +26,6 @@ from app.videos.schemas import (
     DEFAULT_SECONDS,
     DEFAULT_SIZE,
     MAX_PROMPT_CHARS,
-    SECONDS,
-    SIZES,
 )
 
 CREATE_FIELDS = frozenset({"prompt", "model", "seconds", "size", "input_reference", "callback_url", "metadata"})
@@ -40,6 +38,7 @@ REMIX_FIELDS = frozenset({"prompt"})
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 MAX_IMAGE_URL_CHARS = 20_971_520
 MAX_MODEL_CHARS = 100
+MAX_CHOICE_CHARS = 20
 READ_CHUNK = 64 * 1024
 
 
@@ -118,18 +117,14 @@ def check_prompt(value: object) -> str:
     return value
 
 
-def _check_choice(name: str, value: object, choices: tuple[str, ...], default: str) -> str:
+def _check_text(name: str, value: object, default: str) -> str:
+    """A short printable string (the model's adapter decides which values it takes)."""
     if value is None:
         return default
     if not isinstance(value, str):
         raise _invalid_type(name, "a string")
-    if value not in choices:
-        allowed = ", ".join(f"'{choice}'" for choice in choices)
-        raise InvalidRequest(
-            f"Invalid value: '{value[:100]}'. Supported values are: {allowed}.",
-            param=name,
-            code="invalid_value",
-        )
+    if not 1 <= len(value) <= MAX_CHOICE_CHARS or not value.isprintable():
+        raise InvalidRequest(f"Invalid value for '{name}'.", param=name, code="invalid_value")
     return value
 
 
@@ -143,8 +138,9 @@ def _check_model(value: object) -> str:
     return value
 
 
-def check_image(data: bytes, *, size: str, max_bytes: int) -> ImageInput:
-    """The image if it is a JPEG, PNG or WebP of exactly `size`; decided from the bytes, not the label."""
+def check_image(data: bytes, *, max_bytes: int) -> ImageInput:
+    """The image if it is a JPEG, PNG or WebP, decided from the bytes, not the label. Whether its dimensions
+    must equal the requested size depends on the model (`app.upstream.capabilities`)."""
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"'input_reference' is larger than {max_bytes} bytes.", param="input_reference")
     try:
@@ -172,16 +168,11 @@ def check_image(data: bytes, *, size: str, max_bytes: int) -> ImageInput:
             param="input_reference",
             code="unsupported_image_type",
         )
-    expected = size
-    if f"{width}x{height}" != expected:
-        raise InvalidRequest(
-            f"'input_reference' is {width}x{height}; it must match the requested size {expected}.",
-            param="input_reference",
-            code="invalid_image_size",
-        )
     content_type = IMAGE_FORMATS[image_format]
     extension = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}[content_type]
-    return ImageInput(data=data, content_type=content_type, filename=f"input_reference.{extension}")
+    return ImageInput(
+        data=data, content_type=content_type, filename=f"input_reference.{extension}", width=width, height=height
+    )
 
 
 def _decode_data_url(url: str) -> bytes:
@@ -208,8 +199,9 @@ def _command_from_mapping(
     return CreateVideoCommand(
         prompt=check_prompt(fields.get("prompt")),
         model=_check_model(fields.get("model")),
-        seconds=_check_choice("seconds", fields.get("seconds"), SECONDS, DEFAULT_SECONDS),
-        size=_check_choice("size", fields.get("size"), SIZES, DEFAULT_SIZE),
+        # Which values are valid depends on the model: its adapter checks them (app.upstream.capabilities).
+        seconds=_check_text("seconds", fields.get("seconds"), DEFAULT_SECONDS),
+        size=_check_text("size", fields.get("size"), DEFAULT_SIZE),
         image=image,
         image_url=image_url,
     )
@@ -271,14 +263,13 @@ async def _create_from_form(form: FormData, *, max_image_bytes: int) -> CreateRe
     for name, value in fields.items():
         if name != "input_reference" and isinstance(value, UploadFile):
             raise _invalid_type(name, "a string, not a file")
-    size = _check_choice("size", fields.get("size"), SIZES, DEFAULT_SIZE)
     image = None
     reference = fields.get("input_reference")
     if reference is not None:
         if not isinstance(reference, UploadFile):
             raise _invalid_type("input_reference", "a file part (multipart) or an object (JSON)")
         data = await _read_bounded(reference, max_image_bytes)
-        image = check_image(data, size=size, max_bytes=max_image_bytes)
+        image = check_image(data, max_bytes=max_image_bytes)
     return CreateRequest(
         command=_command_from_mapping(fields, image=image, image_url=None),
         callback_url=check_callback_url(fields.get("callback_url")),
@@ -290,7 +281,6 @@ def _parse_create_json(fields: dict[str, Any], *, max_image_bytes: int) -> Creat
     for name in fields:
         if name not in CREATE_FIELDS:
             raise _unknown_parameter(name)
-    size = _check_choice("size", fields.get("size"), SIZES, DEFAULT_SIZE)
     image: ImageInput | None = None
     image_url: str | None = None
     reference = fields.get("input_reference")
@@ -312,7 +302,7 @@ def _parse_create_json(fields: dict[str, Any], *, max_image_bytes: int) -> Creat
         if len(url) > MAX_IMAGE_URL_CHARS:
             raise PayloadTooLarge("'input_reference.image_url' is too long.", param="input_reference.image_url")
         if url.startswith("data:"):
-            image = check_image(_decode_data_url(url), size=size, max_bytes=max_image_bytes)
+            image = check_image(_decode_data_url(url), max_bytes=max_image_bytes)
         elif url.startswith("https://"):
             image_url = url
         else:

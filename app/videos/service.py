@@ -78,6 +78,10 @@ class VideoService:
 
     async def create(self, session: AsyncSession, *, caller: Caller, request: CreateRequest) -> Video:
         command = request.command
+        profile = self._upstreams.profile_for_model(command.model)
+        upstream = self._upstreams.adapter(profile)
+        # What the model cannot render is refused before anything is charged, stored or sent.
+        upstream.check_create(command)
         if request.callback_url is not None:
             callbacks_service.validate_callback_url(request.callback_url, self._settings.callbacks)
         await limits_service.admit_render(
@@ -95,12 +99,12 @@ class VideoService:
             status=VideoStatus.QUEUED.value,
             progress=0,
         )
-        video.upstream_profile = self._upstreams.profile_for_model(command.model)
-        upstream = self._upstreams.client(video.upstream_profile)
+        video.upstream_profile = profile
         return await self._submit(session, video, lambda: upstream.create_video(command))
 
     async def remix(self, session: AsyncSession, *, caller: Caller, video_id: str, command: RemixCommand) -> Video:
         source = await self._owned(session, caller=caller, video_id=video_id)
+        self._upstreams.adapter(source.upstream_profile).check_remix(source.model)
         await limits_service.admit_render(
             session, caller=caller, model=source.model, seconds=source.seconds, settings=self._settings.limits
         )
@@ -128,7 +132,7 @@ class VideoService:
         return await self._submit(
             session,
             video,
-            lambda: self._upstreams.client(source.upstream_profile).remix_video(upstream_id, prompt=command.prompt),
+            lambda: self._upstreams.adapter(source.upstream_profile).remix_video(upstream_id, prompt=command.prompt),
         )
 
     async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> tuple[Video, list[Asset]]:
@@ -161,7 +165,7 @@ class VideoService:
         if video.upstream_id is not None:
             # Already gone upstream (expired or deleted there) is fine: ours goes too.
             with contextlib.suppress(ResourceNotFound):
-                await self._upstreams.client(video.upstream_profile).delete_video(video.upstream_id)
+                await self._upstreams.adapter(video.upstream_profile).delete_video(video.upstream_id)
         # The caller asked for it gone: the archived copies go too.
         await self._storage.delete_video(video.id)
         video.deleted_at = datetime.now(UTC)
@@ -187,7 +191,7 @@ class VideoService:
         stack = AsyncExitStack()
         try:
             response = await stack.enter_async_context(
-                self._upstreams.client(video.upstream_profile).stream_content(video.upstream_id, variant=variant.value)
+                self._upstreams.adapter(video.upstream_profile).stream_content(video.upstream_id, variant=variant.value)
             )
         except BaseException:
             await stack.aclose()
@@ -285,7 +289,7 @@ class VideoService:
             return
         upstream_id = video.upstream_id
         try:
-            client = self._upstreams.client(video.upstream_profile)
+            client = self._upstreams.adapter(video.upstream_profile)
             upstream = await self._gate.run(video.id, lambda: client.retrieve_video(upstream_id))
         except GatewayError as exc:
             # A poll still answers from what we know; the next one tries again.

@@ -7,6 +7,7 @@ completed | failed, and a terminal status never changes again.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 
 from app.models import Video, VideoStatus
@@ -25,6 +26,18 @@ STATUS_RANK = {
 }
 
 
+# Providers that report no progress (most live ones) get one synthesized from the time since the create:
+# it rises quickly at first and approaches, never reaches, the ceiling, so it only ever moves forward and
+# never claims a finished render. TIME_CONSTANT is about a typical render's length.
+SYNTHETIC_CEILING = 95
+SYNTHETIC_TIME_CONSTANT_SECONDS = 60.0
+
+
+def synthesized_progress(video: Video, *, now: datetime) -> int:
+    elapsed = max((now - video.created_at).total_seconds(), 0.0) if video.created_at is not None else 0.0
+    return int(SYNTHETIC_CEILING * (1 - math.exp(-elapsed / SYNTHETIC_TIME_CONSTANT_SECONDS)))
+
+
 def _from_unix(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, tz=UTC)
 
@@ -41,12 +54,16 @@ def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime
     except ValueError:
         logger.warning("upstream reported unknown status %r for %s", upstream.status, video.id)
         return current
-    if current.is_terminal and incoming != current:
+    if current.is_terminal:
+        # Settled once: a later answer (a provider that re-dates its "done" on every poll) changes nothing.
         return current
     if STATUS_RANK[incoming] < STATUS_RANK[current]:
         return current
     video.status = incoming.value
-    video.progress = 100 if incoming is VideoStatus.COMPLETED else max(video.progress, upstream.progress or 0)
+    reported = upstream.progress
+    if reported is None and incoming is VideoStatus.IN_PROGRESS:
+        reported = synthesized_progress(video, now=now)
+    video.progress = 100 if incoming is VideoStatus.COMPLETED else max(video.progress, reported or 0)
     video.completed_at = _from_unix(upstream.completed_at) or video.completed_at
     video.expires_at = _from_unix(upstream.expires_at) or video.expires_at
     if incoming is VideoStatus.FAILED:

@@ -25,6 +25,21 @@ class WebhookRepository:
         statement = select(Video).where(Video.upstream_profile == profile, Video.upstream_id == upstream_id)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def unfinished_videos(self, *, profile: str, limit: int) -> Sequence[Video]:
+        """The profile's live videos still queued or in progress, newest first."""
+        statement = (
+            select(Video)
+            .where(
+                Video.upstream_profile == profile,
+                Video.upstream_id.is_not(None),
+                Video.deleted_at.is_(None),
+                Video.status.in_(("queued", "in_progress")),
+            )
+            .order_by(Video.created_at.desc())
+            .limit(limit)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
     async def recent(self, *, limit: int, outcome: str | None = None) -> Sequence[WebhookEvent]:
         """The latest stored deliveries, newest first, optionally of one outcome."""
         statement = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)

@@ -30,7 +30,7 @@ from app.core.errors import (
     WebhookSignatureInvalid,
 )
 from app.webhooks import service as webhook_service
-from app.webhooks.schemas import DeliveredEvent, WebhookAck, parse_event
+from app.webhooks.schemas import EVENT_PARSERS, DeliveredEvent, WebhookAck
 from app.webhooks.verify import TIMESTAMP_HEADER, Clock, Verifier
 
 # Refused connections and timeouts surface as OSError/TimeoutError from asyncpg, statement failures
@@ -156,12 +156,15 @@ def build_router(
     profile: str = DEFAULT_PROFILE,
     verify_with: list[str] | None = None,
     path: str | None = None,
+    kind: str = "openai",
     clock: Clock | None = None,
 ) -> APIRouter:
     """The receiver for one upstream profile: by default the main upstream at `settings.webhooks.path` with
     `settings.webhooks` secrets; other profiles pass their own. Served with and without a trailing slash
-    (a redirect is a failure to the sender). Raises ValueError when the secrets are unusable. `clock` is
-    for tests."""
+    (a redirect is a failure to the sender). Raises ValueError when the secrets are unusable. The profile's
+    `kind` picks, once, how a delivery is verified and read: OpenAI and the Gemini API both sign the Standard
+    Webhooks way, and differ in their events. `clock` is for tests."""
+    parse_event, video_events = EVENT_PARSERS[kind]
     verifier = Verifier(
         settings.webhooks.secret_list() if verify_with is None else verify_with, clock=clock or time.time
     )
@@ -185,7 +188,9 @@ def build_router(
         session: DeliverySession,
         app_settings: SettingsDep,
     ) -> WebhookAck:
-        receipt = await webhook_service.receive(session, event=event, worker=app_settings.worker, profile=profile)
+        receipt = await webhook_service.receive(
+            session, event=event, worker=app_settings.worker, profile=profile, video_events=video_events
+        )
         # Counted by `delivery_session` once committed.
         request.state.webhook_outcome = "duplicate" if receipt.outcome is None else receipt.outcome.value
         return WebhookAck(duplicate=receipt.duplicate)

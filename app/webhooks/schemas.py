@@ -1,13 +1,19 @@
 """The shapes of the webhook receiver: the event we accept (parsed from a verified body) and our answer.
 
-Upstream events are thin (`{"id": "evt_…", "type": "video.completed", "data": {"id": "video_…"}}`, contract
-§2.1). We require only what we act on: a string `type` and `data.id`; the event `id` is optional but, when
-present, a second deduplication key.
+One parser per provider kind, chosen once when the receiver is built (`EVENT_PARSERS`):
+- `openai`: thin events (`{"id": "evt_…", "type": "video.completed", "data": {"id": "video_…"}}`). We
+  require only what we act on: a string `type` and `data.id`; the event `id` is optional but, when present,
+  a second deduplication key.
+- `gemini`: `{"type": "video.generated", "data": {"video_uri": "…"}}`. Google documents nothing else in
+  `data` and sends no failure event, so a delivery is a hint: it names the operation only if the body
+  happens to carry it (`data.name` / `data.operation`), else none, and the receiver then polls the
+  profile's unfinished videos.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,7 +34,8 @@ class DeliveredEvent:
     webhook_id: str
     event_id: str | None
     type: str
-    object_id: str  # `data.id`: for video events, the upstream video id
+    # For video events, the upstream video id; None when the event does not say (a hint: poll the profile).
+    object_id: str | None
     body: str
 
 
@@ -39,8 +46,8 @@ class WebhookAck(BaseModel):
     duplicate: bool
 
 
-def parse_event(delivery: SignedDelivery) -> DeliveredEvent:
-    """`WebhookMalformed` unless the body is a JSON object with a string `type` and `data.id`."""
+def _document(delivery: SignedDelivery) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The body as a JSON object and its `data` object, else `WebhookMalformed`."""
     try:
         document: Any = json.loads(delivery.payload)
     except (ValueError, RecursionError):
@@ -52,6 +59,12 @@ def parse_event(delivery: SignedDelivery) -> DeliveredEvent:
     data = document.get("data")
     if not isinstance(data, dict):
         raise WebhookMalformed("Webhook body has no 'data' object.", param="data")
+    return document, data
+
+
+def parse_event(delivery: SignedDelivery) -> DeliveredEvent:
+    """`WebhookMalformed` unless the body is a JSON object with a string `type` and `data.id`."""
+    document, data = _document(delivery)
     event_id = document.get("id")
     return DeliveredEvent(
         webhook_id=delivery.webhook_id,
@@ -70,3 +83,28 @@ def _text(value: object, name: str, max_chars: int) -> str:
             f"Webhook body field '{name}' must be a string of 1 to {max_chars} printable characters.", param=name
         )
     return value
+
+
+def parse_gemini_event(delivery: SignedDelivery) -> DeliveredEvent:
+    """`WebhookMalformed` unless the body is a JSON object with a string `type` and a `data` object."""
+    document, data = _document(delivery)
+    event_id = document.get("id")
+    operation = next((data[key] for key in ("name", "operation") if isinstance(data.get(key), str)), None)
+    return DeliveredEvent(
+        webhook_id=delivery.webhook_id,
+        event_id=None if event_id is None else _text(event_id, "id", MAX_ID_CHARS),
+        type=_text(document.get("type"), "type", MAX_TYPE_CHARS),
+        object_id=None if operation is None else _text(operation, "data.name", MAX_ID_CHARS),
+        body=delivery.payload,
+    )
+
+
+EventParser = Callable[[SignedDelivery], DeliveredEvent]
+
+# Per provider kind: how a verified body becomes an event, and which event types are about a video.
+OPENAI_VIDEO_EVENTS: Final = frozenset({"video.completed", "video.failed"})
+GEMINI_VIDEO_EVENTS: Final = frozenset({"video.generated"})
+EVENT_PARSERS: Final[dict[str, tuple[EventParser, frozenset[str]]]] = {
+    "openai": (parse_event, OPENAI_VIDEO_EVENTS),
+    "gemini": (parse_gemini_event, GEMINI_VIDEO_EVENTS),
+}

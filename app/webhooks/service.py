@@ -1,8 +1,10 @@
 """Receiving a verified upstream event: record it once, and queue the video's re-read in the same transaction.
 
-The event carries only an id, so nothing here trusts its `type` beyond routing: a `video.completed` or
-`video.failed` queues a sync job, and the worker re-reads the video upstream before acting. This path makes
-no upstream or S3 call, so it answers in milliseconds and fails only when the database does.
+The event carries only an id, so nothing here trusts its `type` beyond routing: a video event (OpenAI's
+`video.completed` / `video.failed`, Gemini's `video.generated`) queues a sync job, and the worker re-reads
+the video upstream before acting. An event that names no video (Gemini's) queues a sync for each of the
+profile's unfinished videos instead. This path makes no upstream or S3 call, so it answers in milliseconds
+and fails only when the database does.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from app.core.config import DEFAULT_PROFILE, WorkerSettings
 from app.core.logging import stamp_transaction
 from app.models import EventOutcome, Video, WebhookEvent
 from app.webhooks.repository import WebhookRepository
-from app.webhooks.schemas import DeliveredEvent
+from app.webhooks.schemas import OPENAI_VIDEO_EVENTS, DeliveredEvent
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EVENTS: Final = frozenset({"video.completed", "video.failed"})
+# How many unfinished videos one unnamed event re-reads at once; the reconciler polls the rest.
+HINT_BATCH: Final = 500
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,12 @@ class Receipt:
 
 
 async def receive(
-    session: AsyncSession, *, event: DeliveredEvent, worker: WorkerSettings, profile: str = DEFAULT_PROFILE
+    session: AsyncSession,
+    *,
+    event: DeliveredEvent,
+    worker: WorkerSettings,
+    profile: str = DEFAULT_PROFILE,
+    video_events: frozenset[str] = OPENAI_VIDEO_EVENTS,
 ) -> Receipt:
     """Record the delivery (once per webhook id and per event id) and act on it only if it is new.
 
@@ -45,7 +53,12 @@ async def receive(
     await stamp_transaction(session)
     repository = WebhookRepository.from_session(session)
     video: Video | None = None
-    if event.type in VIDEO_EVENTS:
+    to_sync: Sequence[Video] = ()
+    if event.type in video_events and event.object_id is None:
+        # Names no video: every unfinished one of this profile may be the one that finished.
+        to_sync = await repository.unfinished_videos(profile=profile, limit=HINT_BATCH)
+        outcome = EventOutcome.ENQUEUED if to_sync else EventOutcome.IGNORED
+    elif event.type in video_events and event.object_id is not None:
         # Looked up before the insert so the row is written once with its final outcome; a duplicate pays one
         # indexed read and acts on nothing.
         video = await repository.video_by_upstream_id(event.object_id, profile=profile)
@@ -62,7 +75,7 @@ async def receive(
         event_id=event.event_id,
         event_type=event.type,
         upstream_profile=profile,
-        upstream_video_id=event.object_id if event.type in VIDEO_EVENTS else None,
+        upstream_video_id=event.object_id if event.type in video_events else None,
         video_id=video.id if video is not None else None,
         outcome=outcome,
         body=event.body,
@@ -72,6 +85,8 @@ async def receive(
         return Receipt(duplicate=True, outcome=None)
     if outcome is EventOutcome.ENQUEUED and video is not None:
         await archive_service.enqueue_sync(session, video=video, settings=worker)
+    for unfinished in to_sync:
+        await archive_service.enqueue_sync(session, video=unfinished, settings=worker)
     logger.info(
         "webhook %s (event %s, %s, %s) recorded as %s",
         event.webhook_id,

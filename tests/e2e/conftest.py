@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.support import postgres
 
 SIMULATOR_KEY = "sim-key"
+VEO_MODELS = ("veo-3.1-generate-preview", "veo-3.1-fast-generate-preview")
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Stack:
     env: dict[str, str]
     logs: Path
     workers: list[ManagedProcess] = field(default_factory=list)
+    # The Gemini API simulator behind the `veo` profile (kind gemini), when the stack runs one.
+    gemini_url: str | None = None
 
     def new_caller_key(self) -> str:
         async def create() -> str:
@@ -59,6 +63,28 @@ class Stack:
 
     def simulator(self) -> httpx.Client:
         return httpx.Client(base_url=self.simulator_url, headers={"authorization": f"Bearer {SIMULATOR_KEY}"})
+
+    def gemini(self) -> httpx.Client:
+        assert self.gemini_url is not None, "this stack runs no Gemini simulator"
+        return httpx.Client(base_url=self.gemini_url, headers={"x-goog-api-key": SIMULATOR_KEY})
+
+
+def veo_env(*, gemini_port: int, api_port: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(the gateway's extra env for a `veo` profile of kind gemini, the Gemini simulator's own overrides)."""
+    profile = {
+        "kind": "gemini",
+        "base_url": f"http://127.0.0.1:{gemini_port}",
+        "api_key": SIMULATOR_KEY,
+        "models": list(VEO_MODELS),
+        "webhook_secrets": TEST_WEBHOOK_SECRET,
+        "retry_base_seconds": 0.2,
+        "retry_max_seconds": 1,
+    }
+    simulator = {
+        "VG_SIMULATOR__WEBHOOK_URL": f"http://127.0.0.1:{api_port}/webhooks/veo",
+        "VG_SIMULATOR__TTL_SECONDS": str(2 * 24 * 3600),
+    }
+    return {"VG_UPSTREAMS": json.dumps({"veo": profile})}, simulator
 
 
 def stack_env(
@@ -102,10 +128,20 @@ def stack_env(
 
 @contextmanager
 def running_stack(
-    *, database_url: str, s3: S3Settings, workdir: Path, workers: int = 1, **overrides: str
+    *,
+    database_url: str,
+    s3: S3Settings,
+    workdir: Path,
+    workers: int = 1,
+    gemini: bool = False,
+    gemini_env: dict[str, str] | None = None,
+    **overrides: str,
 ) -> Iterator[Stack]:
-    simulator_port, api_port = free_port(), free_port()
+    """The stack's processes; `gemini=True` adds the Gemini API simulator behind a `veo` profile, with
+    `gemini_env` overriding that simulator's own settings."""
+    simulator_port, api_port, gemini_port = free_port(), free_port(), free_port()
     logs = workdir / "logs"
+    veo, gemini_overrides = veo_env(gemini_port=gemini_port, api_port=api_port) if gemini else ({}, {})
     env = {
         **stack_env(
             database_url=database_url,
@@ -114,8 +150,17 @@ def running_stack(
             api_port=api_port,
             data_dir=workdir / "sim-data",
         ),
+        **veo,
         **overrides,
     }
+    gemini_simulator = None
+    if gemini:
+        gemini_simulator = ManagedProcess(
+            "gemini-simulator",
+            gateway_command("simulator", "--kind", "gemini", "--port", str(gemini_port)),
+            {**env, "VG_SIMULATOR__DATA_DIR": str(workdir / "gemini-data"), **gemini_overrides, **(gemini_env or {})},
+            logs / "gemini-simulator.log",
+        ).start()
     simulator = ManagedProcess(
         "simulator", gateway_command("simulator", "--port", str(simulator_port)), env, logs / "simulator.log"
     ).start()
@@ -127,9 +172,12 @@ def running_stack(
         s3=s3,
         env=env,
         logs=logs,
+        gemini_url=f"http://127.0.0.1:{gemini_port}" if gemini else None,
     )
     try:
         simulator.wait_http(f"{stack.simulator_url}/v1/videos")
+        if gemini_simulator is not None:
+            gemini_simulator.wait_http(f"{stack.gemini_url}/v1beta/models")
         api.wait_http(f"{stack.api_url}/healthz")
         for _ in range(workers):
             stack.start_worker()
@@ -139,6 +187,8 @@ def running_stack(
             worker.stop()
         api.stop()
         simulator.stop()
+        if gemini_simulator is not None:
+            gemini_simulator.stop()
         if os.environ.get("VG_TEST_KEEP_LOGS"):
             print(f"e2e logs kept in {logs}")  # noqa: T201
 
@@ -151,7 +201,7 @@ def stack(seaweedfs_s3: S3Settings, tmp_path_factory: pytest.TempPathFactory) ->
     try:
         migrate.upgrade(url)
         s3 = seaweedfs_s3.model_copy(update={"prefix": "e2e-sdk", "part_size_bytes": 5 * 1024 * 1024})
-        with running_stack(database_url=url, s3=s3, workdir=tmp_path_factory.mktemp("e2e")) as running:
+        with running_stack(database_url=url, s3=s3, workdir=tmp_path_factory.mktemp("e2e"), gemini=True) as running:
             yield running
     finally:
         postgres.drop_database(name)

@@ -23,7 +23,7 @@ class TestRouting:
         assert router.profile_for_model("anything-else") == "default"
         assert router.profiles == ["default", "pro"]
         with pytest.raises(UnknownProfile):
-            router.client("gone")
+            router.adapter("gone")
         await router.aclose()
 
     def test_a_model_routed_to_two_profiles_is_refused(self) -> None:
@@ -42,3 +42,22 @@ class TestRouting:
         monkeypatch.setenv("VG_UPSTREAMS", '{"pro": {"base_url": "https://pro.example/v1", "models": ["sora-2-pro"]}}')
         settings = Settings()
         assert settings.upstreams["pro"].models == ["sora-2-pro"]
+
+
+class TestKinds:
+    async def test_each_profile_gets_the_adapter_of_its_kind(self) -> None:
+        router = UpstreamRouter(
+            settings_with(veo=UpstreamProfile(kind="gemini", base_url="https://g.example", models=["veo-3.1"]))
+        )
+        assert router.adapter_for_model("veo-3.1").kind == "gemini"
+        assert router.adapter_for_model("veo-3.1").served_variants == frozenset({"video"})
+        assert router.adapter_for_model("sora-2").kind == "openai"
+        await router.aclose()
+
+    def test_a_profile_that_sends_webhooks_without_a_secret_stops_the_app_naming_it(self) -> None:
+        from app.main import create_app
+
+        settings = settings_with(veo=UpstreamProfile(kind="gemini", base_url="https://g.example", models=["v"]))
+        settings = settings.model_copy(update={"webhooks": settings.webhooks.model_copy(update={"enabled": False})})
+        with pytest.raises(ValueError, match="upstream profile 'veo': no webhook secret"):
+            create_app(settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -76,3 +76,31 @@ def test_an_unknown_status_changes_nothing() -> None:
     row = video("in_progress", progress=10)
     apply_upstream_state(row, upstream("expired"), now=NOW)
     assert (row.status, row.progress) == ("in_progress", 10)
+
+
+class TestSynthesizedProgress:
+    """Providers that report no progress (Veo) get one from the elapsed time: forward only, never 100."""
+
+    def test_it_rises_with_time_never_backwards_and_stays_below_completion(self) -> None:
+        row = video("queued")
+        row.created_at = NOW
+        seen = []
+        for seconds in (0, 5, 30, 120, 600, 3600, 60):  # the last poll is "earlier": a clock step back
+            apply_upstream_state(row, upstream("in_progress", progress=None), now=NOW + timedelta(seconds=seconds))
+            seen.append(row.progress)
+        assert seen == sorted(seen)
+        assert seen[1] > 0 and seen[-1] < 100
+        apply_upstream_state(row, upstream("completed", progress=None), now=NOW + timedelta(hours=2))
+        assert row.progress == 100
+
+    def test_a_reported_progress_is_used_as_is(self) -> None:
+        row = video("in_progress", progress=10)
+        row.created_at = NOW
+        apply_upstream_state(row, upstream("in_progress", progress=42), now=NOW + timedelta(hours=1))
+        assert row.progress == 42
+
+    def test_a_settled_video_is_not_redated_by_a_later_answer(self) -> None:
+        row = video("in_progress")
+        apply_upstream_state(row, upstream("completed", completed_at=1_000, expires_at=2_000), now=NOW)
+        apply_upstream_state(row, upstream("completed", completed_at=5_000, expires_at=9_000), now=NOW)
+        assert row.expires_at == datetime.fromtimestamp(2_000, tz=UTC)

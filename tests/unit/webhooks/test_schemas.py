@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.errors import WebhookMalformed
-from app.webhooks.schemas import DeliveredEvent, parse_event
+from app.webhooks.schemas import EVENT_PARSERS, DeliveredEvent, parse_event, parse_gemini_event
 from app.webhooks.verify import SignedDelivery
 
 
@@ -56,3 +56,38 @@ class TestParseEvent:
     def test_anything_else_is_malformed(self, payload: str) -> None:
         with pytest.raises(WebhookMalformed):
             parsed(payload)
+
+
+class TestParseGeminiEvent:
+    """Google documents `{"type": "video.generated", "data": {"video_uri": …}}` and nothing more."""
+
+    @staticmethod
+    def gemini(payload: str) -> DeliveredEvent:
+        return parse_gemini_event(SignedDelivery(webhook_id="wh_g", timestamp=1, payload=payload))
+
+    def test_the_documented_event_names_no_video_it_is_a_hint(self) -> None:
+        payload = '{"type":"video.generated","data":{"video_uri":"https://g/v1beta/files/a:download"}}'
+        event = self.gemini(payload)
+        assert (event.type, event.object_id, event.event_id, event.body) == ("video.generated", None, None, payload)
+
+    def test_an_operation_name_in_the_data_is_used_to_match(self) -> None:
+        event = self.gemini('{"type":"video.generated","data":{"name":"models/m/operations/o1"}}')
+        assert event.object_id == "models/m/operations/o1"
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            '{"type":"video.generated"}',
+            '{"type":"video.generated","data":[]}',
+            '{"type":7,"data":{}}',
+            '{"type":"video.generated","data":{"name":"a\\u0000b"}}',
+            "[",
+        ],
+    )
+    def test_anything_else_is_malformed(self, payload: str) -> None:
+        with pytest.raises(WebhookMalformed):
+            self.gemini(payload)
+
+    def test_each_kind_has_its_parser_and_its_video_events(self) -> None:
+        assert EVENT_PARSERS["gemini"] == (parse_gemini_event, frozenset({"video.generated"}))
+        assert EVENT_PARSERS["openai"][1] == frozenset({"video.completed", "video.failed"})

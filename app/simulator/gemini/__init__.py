@@ -1,0 +1,13 @@
+"""Gemini simulator: a local stand-in for Veo on Google's Gemini API (`/v1beta`), from Google's documented contract.
+
+It serves `models/{model}:predictLongRunning`, long-running-operation polls with their three endings
+(a video sample, an `error`, an RAI filter), key-protected file downloads that redirect to a token-authorised
+target, Standard Webhooks-signed `video.generated` events, and fault knobs under `/_sim`. Modules: `app`
+(routes and factory), `runtime` (lifecycle and renders), `state` (operations and their JSON), `validation`
+(create checks), `files` (download and redirect), `webhooks` (signed events), `faults` (knobs and runtime
+config), `errors` (Google's error envelope).
+"""
+
+from app.simulator.gemini.app import create_gemini_simulator_app, gemini_simulator_running
+
+__all__ = ["create_gemini_simulator_app", "gemini_simulator_running"]

@@ -1,0 +1,101 @@
+"""What a model can render, checked before anything is paid for or sent upstream.
+
+Each adapter describes its models as `ModelCapabilities`; `check_create` turns a request the model cannot
+honour into a 400 in OpenAI's shape that names the parameter and lists the values that model takes. Values
+are never silently changed (a 12 s request is not quietly rendered as 8 s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from app.core.errors import InvalidRequest
+from app.upstream.schemas import CreateVideoCommand
+
+ALL_VARIANTS = frozenset({"video", "thumbnail", "spritesheet"})
+# The variants each kind's provider serves itself; the archive derives the others from the archived MP4.
+# Read by the adapters and, through `served_variants`, by the archive (which knows a profile's kind only).
+SERVED_VARIANTS: Mapping[str, frozenset[str]] = {"openai": ALL_VARIANTS, "gemini": frozenset({"video"})}
+
+
+def served_variants(kind: str) -> frozenset[str]:
+    return SERVED_VARIANTS.get(kind, ALL_VARIANTS)
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """The values one model accepts, and what its provider can do beyond a plain create."""
+
+    provider: str  # in messages: "Veo on the Gemini API"
+    seconds: tuple[str, ...]
+    sizes: tuple[str, ...]
+    # Sizes that take only some durations (Veo: 1080p renders only 8 s).
+    seconds_by_size: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # OpenAI's contract wants the reference image at exactly the requested size; Veo takes any image.
+    image_must_match_size: bool = True
+    # A remote `image_url` is forwarded as-is to OpenAI-contract upstreams; others need the bytes.
+    accepts_image_url: bool = True
+    remix: bool = True
+
+    def operations(self) -> str:
+        """What the model can do, for a refusal's message."""
+        done = ["create (text or image to video)", "retrieve", "list", "delete", "content"]
+        if self.remix:
+            done.append("remix")
+        return ", ".join(done)
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def check_create(command: CreateVideoCommand, capabilities: ModelCapabilities) -> None:
+    """A 400 naming the first parameter the model cannot honour; nothing when it can honour them all."""
+    model = command.model
+    if command.seconds not in capabilities.seconds:
+        raise InvalidRequest(
+            f"Invalid value: '{command.seconds[:20]}'. Supported values are: {_choices(capabilities.seconds)}"
+            f" (model '{model}').",
+            param="seconds",
+            code="invalid_value",
+        )
+    if command.size not in capabilities.sizes:
+        raise InvalidRequest(
+            f"Invalid value: '{command.size[:20]}'. Supported values are: {_choices(capabilities.sizes)}"
+            f" (model '{model}').",
+            param="size",
+            code="invalid_value",
+        )
+    allowed = capabilities.seconds_by_size.get(command.size)
+    if allowed is not None and command.seconds not in allowed:
+        raise InvalidRequest(
+            f"Invalid value: '{command.seconds}'. At size '{command.size}' model '{model}' renders only "
+            f"{_choices(allowed)} seconds.",
+            param="seconds",
+            code="invalid_value",
+        )
+    image = command.image
+    if image is not None and capabilities.image_must_match_size and f"{image.width}x{image.height}" != command.size:
+        raise InvalidRequest(
+            f"'input_reference' is {image.width}x{image.height}; it must match the requested size {command.size}.",
+            param="input_reference",
+            code="invalid_image_size",
+        )
+    if command.image_url is not None and not capabilities.accepts_image_url:
+        raise InvalidRequest(
+            f"{capabilities.provider} needs the reference image itself: send it as a file part or a base64 "
+            "'data:' URL, not a link.",
+            param="input_reference.image_url",
+            code="unsupported_by_provider",
+        )
+
+
+def check_remix(model: str, capabilities: ModelCapabilities) -> None:
+    if not capabilities.remix:
+        raise InvalidRequest(
+            f"Model '{model}' ({capabilities.provider}) cannot remix a video. It supports: "
+            f"{capabilities.operations()}.",
+            param="video_id",
+            code="unsupported_by_provider",
+        )

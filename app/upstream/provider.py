@@ -1,0 +1,45 @@
+"""The adapter interface: what routes, services, the queue, the reconciler and the archive may ask of an upstream.
+
+Every upstream profile has one adapter, chosen by its `kind` (app/upstream/router.py). Each adapter maps
+OpenAI's `/v1/videos` operations onto its provider and the provider's states, errors and outputs back onto
+OpenAI's video object (`UpstreamVideo`), so nothing above this package knows which provider it talks to.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import httpx
+
+from app.upstream.capabilities import ModelCapabilities
+from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
+
+
+class VideoProvider(Protocol):
+    profile: str
+    kind: str
+    # Variants the provider itself serves; the archive derives the others from the archived MP4.
+    served_variants: frozenset[str]
+
+    def capabilities(self, model: str) -> ModelCapabilities: ...
+
+    def check_create(self, command: CreateVideoCommand) -> None:
+        """A 400 naming the parameter the model cannot honour, before anything is paid for."""
+
+    def check_remix(self, model: str) -> None:
+        """A 400 `unsupported_by_provider` when the provider cannot remix."""
+
+    async def create_video(self, command: CreateVideoCommand) -> UpstreamVideo: ...
+
+    async def remix_video(self, upstream_id: str, *, prompt: str) -> UpstreamVideo: ...
+
+    async def retrieve_video(self, upstream_id: str) -> UpstreamVideo: ...
+
+    async def delete_video(self, upstream_id: str) -> None: ...
+
+    def stream_content(self, upstream_id: str, *, variant: str) -> AbstractAsyncContextManager[httpx.Response]:
+        """The open response of one served variant, body not yet read."""
+        ...
+
+    async def aclose(self) -> None: ...
