@@ -83,7 +83,7 @@ def run(workdir: Path, *, sizes: list[int], repeats: int, profile_dir: Path | No
 
 def _warm_up(stack: BenchStack, key: str, workdir: Path) -> None:
     """One untimed round through worker and pipe: the first upload to a fresh SeaweedFS creates its volumes
-    and is several times slower (baselines.md note 3)."""
+    and is several times slower (as measured on an idle VM of this kind)."""
     worker = stack.start_worker()
     stack.sim_faults(synthetic_asset_bytes=16 * MiB)
     (video,) = create_videos(stack, [key], 1, prompt="warm-up")

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,13 @@ async def create_videos_async(
     prompt: str = "bench",
     callback_url: str | None = None,
     rate_per_second: float | None = None,
+    model: str | None = None,
+    size: str = "720x1280",
 ) -> list[Created]:
-    """`count` renders created through the gateway, spread over `keys`; paced when `rate_per_second` is set."""
+    """`count` renders created through the gateway, spread over `keys`; paced when `rate_per_second` is set.
+
+    `model` picks the upstream profile the gateway routes to (unset: the default model, the default profile).
+    """
     semaphore = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     started = time.monotonic()
@@ -44,7 +49,9 @@ async def create_videos_async(
             if rate_per_second:
                 await asyncio.sleep(max(0.0, started + number / rate_per_second - time.monotonic()))
             key = keys[number % len(keys)]
-            body: dict[str, Any] = {"prompt": f"{prompt} #{number}", "seconds": "4", "size": "720x1280"}
+            body: dict[str, Any] = {"prompt": f"{prompt} #{number}", "seconds": "4", "size": size}
+            if model:
+                body["model"] = model
             if callback_url:
                 body["callback_url"] = callback_url
             async with semaphore:
@@ -86,12 +93,26 @@ def content_url(stack: BenchStack, upstream_id: str, variant: str = "video") -> 
 
 
 def run_pipe(
-    stack: BenchStack, urls: Sequence[str], *, workdir: Path, threads: int = 1, processes: int = 1
+    stack: BenchStack,
+    urls: Sequence[str],
+    *,
+    workdir: Path,
+    threads: int = 1,
+    processes: int = 1,
+    headers: Mapping[str, str] | None = None,
+    follow_redirects: bool = False,
 ) -> dict[str, Any]:
     """The shortest honest pipe over `urls`, in `processes` processes of `threads` uploads each.
 
+    The OpenAI simulator's key goes as a bearer token, unless `headers` are given (the Gemini simulator wants
+    `x-goog-api-key`); `follow_redirects` follows its download's 302 to the file host, as the gateway does.
     Returns total bytes, wall seconds (all processes), MB/s, and the largest peak RSS of the processes.
     """
+    auth = (
+        [option for name, value in headers.items() for option in ("--header", f"{name}: {value}")]
+        if headers is not None
+        else ["--bearer", SIMULATOR_KEY]
+    )
     s3 = stack.s3
     part_size = int(stack.env.get("VG_S3__PART_SIZE_BYTES", s3.part_size_bytes))
     in_flight = int(stack.env.get("VG_S3__MAX_PARTS_IN_FLIGHT", s3.max_parts_in_flight))
@@ -120,8 +141,8 @@ def run_pipe(
                 str(in_flight),
                 "--threads",
                 str(threads),
-                "--bearer",
-                SIMULATOR_KEY,
+                *auth,
+                *(["--follow-redirects"] if follow_redirects else []),
                 "--urls-file",
                 str(urls_file),
             ]
@@ -150,11 +171,15 @@ def run_pipe(
     }
 
 
-def first_attempts(deliveries: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Upstream video id → when its first webhook attempt started (the simulator's clock, epoch seconds)."""
+def first_attempts(deliveries: Sequence[dict[str, Any]], *, key: str = "video_id") -> dict[str, float]:
+    """Upstream video id → when its first webhook attempt started (the simulator's clock, epoch seconds).
+
+    `key` is the delivery's field naming the video: `video_id` for the OpenAI simulator, `operation_name` (the
+    gateway's upstream id of a Veo render) for the Gemini simulator, whose events name no video.
+    """
     first: dict[str, float] = {}
     for delivery in deliveries:
         for attempt in delivery["attempts"]:
-            video = delivery["video_id"]
+            video = delivery[key]
             first[video] = min(first.get(video, attempt["at"]), attempt["at"])
     return first

@@ -3,7 +3,9 @@
 The baseline of the archive benchmarks, run as its own process (`python -m bench.pipe`) so its peak RSS is
 its own: the same upstream URL, the same bucket and the same transfer settings as the worker (part size,
 parts in flight), and nothing else (no database, no hashing, no checks). With several URLs it moves them on
-a thread pool of `--threads`, as a worker runs several jobs at once. Prints one JSON line.
+a thread pool of `--threads`, as a worker runs several jobs at once. `--follow-redirects` follows a
+download's redirect (the Gemini API's file URI answers 302 to its file host), as the gateway does. Prints
+one JSON line.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, required=True, help="parts in flight per upload")
     parser.add_argument("--threads", type=int, default=1, help="uploads at once")
     parser.add_argument("--bearer", default="")
+    parser.add_argument("--header", action="append", default=[], help="'Name: value', sent with every GET")
+    parser.add_argument("--follow-redirects", action="store_true", help="follow the upstream's redirects")
     parser.add_argument("--urls-file", help="one URL per line (instead of --url)")
     parser.add_argument("--url", action="append", default=[])
     args = parser.parse_args(argv)
@@ -81,10 +85,16 @@ def main(argv: list[str] | None = None) -> None:
         use_threads=args.concurrency > 1,
     )
     headers = {"authorization": f"Bearer {args.bearer}"} if args.bearer else {}
+    for header in args.header:
+        name, _, value = header.partition(":")
+        headers[name.strip()] = value.strip()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
     with httpx.Client(
-        timeout=httpx.Timeout(600.0), headers=headers, limits=httpx.Limits(max_connections=args.threads)
+        timeout=httpx.Timeout(600.0),
+        headers=headers,
+        limits=httpx.Limits(max_connections=args.threads),
+        follow_redirects=args.follow_redirects,
     ) as client:
 
         def move(url: str) -> int:

@@ -2,8 +2,10 @@
 
 A `BenchStack` is a throwaway Postgres database (created, migrated, dropped), a private SeaweedFS on free
 ports, the upstream simulator, the API and any number of workers, started with the same supervisor code as
-`make run` and the e2e tests (`app.dev.processes`). Everything is stopped, and the database dropped, on the
-way out, also on Ctrl-C or a failure: each child runs in its own process group.
+`make run` and the e2e tests (`app.dev.processes`). With `gemini=True` the Gemini API simulator (Veo) runs
+beside the OpenAI one, behind an upstream profile `veo` of kind `gemini` (`VEO_MODEL` renders there).
+Everything is stopped, and the database dropped, on the way out, also on Ctrl-C or a failure: each child
+runs in its own process group.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import secrets
 import shutil
 import time
@@ -35,6 +38,11 @@ from app.dev.seaweedfs import SeaweedPorts, seaweedfs
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SIMULATOR_KEY = "bench-sim-key"
 MiB = 1024 * 1024
+# The Gemini simulator's stack: the profile's name (its webhooks arrive at /webhooks/veo), the model routed
+# to it, and Google's retention of generated files (2 days), which the simulator is told to keep too.
+VEO_PROFILE = "veo"
+VEO_MODEL = "veo-3.1-fast-generate-preview"
+GEMINI_RETENTION_SECONDS = 2 * 24 * 3600
 
 
 def new_webhook_secret() -> str:
@@ -143,12 +151,20 @@ class BenchStack:
     api: ManagedProcess
     simulator: ManagedProcess
     workers: list[ManagedProcess] = field(default_factory=list)
+    # Set with `gemini=True`: the Gemini simulator, its URL and the `veo` profile's webhook secret.
+    gemini: ManagedProcess | None = None
+    gemini_url: str | None = None
+    gemini_webhook_secret: str | None = None
+    # Extra environment of every worker started (e.g. a log level), over `env`.
+    worker_env: dict[str, str] = field(default_factory=dict)
     _worker_count: int = 0
 
     def start_worker(self, **env: str) -> ManagedProcess:
         self._worker_count += 1
         name = f"worker-{self._worker_count}"
-        worker = ManagedProcess(name, gateway_command("worker"), {**self.env, **env}, self.logs / f"{name}.log")
+        worker = ManagedProcess(
+            name, gateway_command("worker"), {**self.env, **self.worker_env, **env}, self.logs / f"{name}.log"
+        )
         self.workers.append(worker.start())
         return worker
 
@@ -183,6 +199,22 @@ class BenchStack:
 
     def deliveries(self) -> list[dict[str, Any]]:
         with self.sim() as client:
+            data: list[dict[str, Any]] = client.get("/_sim/webhooks").raise_for_status().json()["data"]
+            return data
+
+    def gemini_sim(self) -> httpx.Client:
+        """A client of the Gemini simulator (its `/_sim` admin API and its `/v1beta` routes), with the key."""
+        if self.gemini_url is None:
+            raise RuntimeError("this stack runs no Gemini simulator (gemini=True)")
+        return httpx.Client(base_url=self.gemini_url, headers={"x-goog-api-key": SIMULATOR_KEY}, timeout=120)
+
+    def gemini_config(self, **knobs: Any) -> None:
+        with self.gemini_sim() as client:
+            client.patch("/_sim/config", json=knobs).raise_for_status()
+
+    def gemini_deliveries(self) -> list[dict[str, Any]]:
+        """The Gemini simulator's webhook log; each delivery carries its `operation_name` beside the event."""
+        with self.gemini_sim() as client:
             data: list[dict[str, Any]] = client.get("/_sim/webhooks").raise_for_status().json()["data"]
             return data
 
@@ -222,11 +254,54 @@ def stack_env(
     }
 
 
+def veo_upstreams(*, gemini_port: int, webhook_secret: str) -> str:
+    """`VG_UPSTREAMS` of the gateway: the `veo` profile, kind `gemini`, aimed at the Gemini simulator."""
+    profile = {
+        "kind": "gemini",
+        "base_url": f"http://127.0.0.1:{gemini_port}",
+        "api_key": SIMULATOR_KEY,
+        "models": [VEO_MODEL],
+        "webhook_secrets": webhook_secret,
+    }
+    return json.dumps({VEO_PROFILE: profile})
+
+
+def gemini_simulator_env(
+    env: dict[str, str], *, api_port: int, data_dir: Path, webhook_secret: str, overrides: dict[str, str] | None
+) -> dict[str, str]:
+    """The Gemini simulator's environment: the stack's, with its own webhook target, secret, data and retention.
+
+    It reads the same `VG_SIMULATOR__*` settings as the OpenAI simulator; an OpenAI benchmark's synthetic
+    assets are left out (Veo's MP4 must decode: the gateway derives the images from it), `overrides` win.
+    """
+    own = {name: value for name, value in env.items() if name != "VG_SIMULATOR__SYNTHETIC_ASSET_BYTES"}
+    return {
+        **own,
+        "VG_SIMULATOR__DATA_DIR": str(data_dir),
+        "VG_SIMULATOR__WEBHOOK_URL": f"http://127.0.0.1:{api_port}/webhooks/{VEO_PROFILE}",
+        "VG_SIMULATOR__WEBHOOK_SECRET": webhook_secret,
+        "VG_SIMULATOR__TTL_SECONDS": str(GEMINI_RETENTION_SECONDS),
+        **(overrides or {}),
+    }
+
+
 @contextlib.contextmanager
 def running_stack(
-    *, dsn: str, s3: S3Settings, workdir: Path, workers: int = 0, env: dict[str, str] | None = None
+    *,
+    dsn: str,
+    s3: S3Settings,
+    workdir: Path,
+    workers: int = 0,
+    env: dict[str, str] | None = None,
+    gemini: bool = False,
+    gemini_env: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
 ) -> Iterator[BenchStack]:
-    """Simulator + API (+ `workers`) on free ports; stops all of them on the way out."""
+    """Simulator + API (+ `workers`) on free ports; stops all of them on the way out.
+
+    `gemini=True` also runs the Gemini simulator (`video-gateway simulator --kind gemini`), with `gemini_env`
+    over its environment, and gives the gateway the `veo` profile aimed at it.
+    """
     simulator_port, api_port = free_port(), free_port()
     secret = new_webhook_secret()
     logs = workdir / "logs"
@@ -241,6 +316,23 @@ def running_stack(
         ),
         **(env or {}),
     }
+    gemini_process: ManagedProcess | None = None
+    gemini_port = free_port() if gemini else None
+    veo_secret = new_webhook_secret() if gemini else None
+    if gemini_port is not None and veo_secret is not None:
+        full_env["VG_UPSTREAMS"] = veo_upstreams(gemini_port=gemini_port, webhook_secret=veo_secret)
+        gemini_process = ManagedProcess(
+            "gemini-simulator",
+            gateway_command("simulator", "--kind", "gemini", "--port", str(gemini_port)),
+            gemini_simulator_env(
+                full_env,
+                api_port=api_port,
+                data_dir=workdir / "gemini-sim-data",
+                webhook_secret=veo_secret,
+                overrides=gemini_env,
+            ),
+            logs / "gemini-simulator.log",
+        )
     simulator = ManagedProcess(
         "simulator", gateway_command("simulator", "--port", str(simulator_port)), full_env, logs / "simulator.log"
     )
@@ -255,11 +347,20 @@ def running_stack(
         webhook_secret=secret,
         api=api,
         simulator=simulator,
+        gemini=gemini_process,
+        gemini_url=f"http://127.0.0.1:{gemini_port}" if gemini_port is not None else None,
+        gemini_webhook_secret=veo_secret,
+        worker_env=dict(worker_env or {}),
     )
     try:
         simulator.start()
+        if gemini_process is not None:
+            gemini_process.start()
         api.start()
         simulator.wait_http(f"{stack.simulator_url}/v1/videos", timeout=60)
+        if gemini_process is not None:
+            # Any answer below 500 will do: without the key the admin API says 401.
+            gemini_process.wait_http(f"{stack.gemini_url}/_sim/stats", timeout=60)
         api.wait_http(f"{stack.api_url}/healthz", timeout=60)
         for _ in range(workers):
             stack.start_worker()
@@ -269,16 +370,35 @@ def running_stack(
             worker.stop(grace=10)
         api.stop()
         simulator.stop()
+        if gemini_process is not None:
+            gemini_process.stop()
 
 
 @contextlib.contextmanager
-def full_stack(workdir: Path, *, workers: int = 0, env: dict[str, str] | None = None) -> Iterator[BenchStack]:
-    """Database + SeaweedFS + gateway, all private to this benchmark."""
+def full_stack(
+    workdir: Path,
+    *,
+    workers: int = 0,
+    env: dict[str, str] | None = None,
+    gemini: bool = False,
+    gemini_env: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
+) -> Iterator[BenchStack]:
+    """Database + SeaweedFS + gateway, all private to this benchmark (`gemini=True`: and the Gemini simulator)."""
     workdir.mkdir(parents=True, exist_ok=True)
     with (
         throwaway_database() as dsn,
         private_seaweedfs(workdir / "seaweedfs") as weed,
-        running_stack(dsn=dsn, s3=weed.settings, workdir=workdir, workers=workers, env=env) as stack,
+        running_stack(
+            dsn=dsn,
+            s3=weed.settings,
+            workdir=workdir,
+            workers=workers,
+            env=env,
+            gemini=gemini,
+            gemini_env=gemini_env,
+            worker_env=worker_env,
+        ) as stack,
     ):
         yield stack
 
