@@ -12,6 +12,7 @@ import uvicorn
 
 from app.core.config import get_settings
 from app.core.logging import configure_logging
+from app.core.server import uvicorn_options
 from app.limits.cli import keys_app
 from app.ops import cli as operator_commands
 
@@ -27,17 +28,8 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.api.host,
-        port=port or settings.api.port,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,
-        # Our own access line (app.core.access_log) leaves out query strings, where keys may hide.
-        access_log=False,
-        # Keep the logging configure_logging set up (JSON or console) for uvicorn's own lines too.
-        log_config=None,
-    )
+    # Bounded connections, keep-alive and head timeouts, and no trusted forwarded headers: app/core/server.py.
+    uvicorn.run(create_app(settings), **uvicorn_options(settings, host=host, port=port))
 
 
 class SimulatorKind(StrEnum):

@@ -23,6 +23,7 @@ from app import migrate
 from app.archive import queue
 from app.archive.storage import ArchiveStorage
 from app.archive.storage import make_client as make_s3_client
+from app.auth.deps import install as install_auth
 from app.callbacks.routes import admin_router as callbacks_admin_router
 from app.callbacks.routes import router as callbacks_router
 from app.console.routes import install as install_console
@@ -139,13 +140,20 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
             storage.close()
             await database.dispose()
 
+    # Swagger UI and ReDoc are pages that load their scripts and styles from a public CDN (jsDelivr): outside
+    # dev mode that is third-party code in our origin and a request to the internet per visit, so they are
+    # not served. `/openapi.json` stays in every mode: our own JSON (as `openapi.yaml`), read by tooling.
+    docs_pages = settings.is_dev
     app = FastAPI(
         title="Video Gateway",
         version="0.1.0",
         summary="OpenAI-compatible /v1/videos facade with signed webhooks and an S3 archive.",
         lifespan=lifespan,
+        docs_url="/docs" if docs_pages else None,
+        redoc_url="/redoc" if docs_pages else None,
     )
     install_error_handlers(app)
+    install_auth(app, settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
     app.include_router(videos_router)
     app.include_router(callbacks_router)

@@ -5,6 +5,10 @@ row lock on the job until commit) and writes nothing if the lease is gone. Netwo
 happens outside transactions. Failures are classified by what they prove: transient ones retry with
 jittered backoff that never runs past the job's deadline; a deadline that passes makes the asset `expired`
 with the reason; exhausted attempts make it `failed`.
+
+A download of an asset that is archived already (a replay) is a re-download: the asset stays `archived`, and
+its copy served, while the job is pending, running or retrying; a failure leaves the copy in place with a note
+in `error`; only a new copy, once whole in S3, replaces it (same key, one step).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ logger = logging.getLogger(__name__)
 STREAM_CHUNK = 1024 * 1024
 # Content answers that mean "gone" rather than "try again".
 GONE_STATUSES = (403, 404, 410)
+# The note on an archived asset whose re-download gave up (its `error`; the copy is still served).
+REDOWNLOAD_FAILED = "re-download failed, the archived copy is kept"
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,8 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
         await _expire(context, job, variant, "the download window closed before the download started")
         return
     async with _fenced(context, job) as session:
-        await ArchiveRepository.from_session(session).set_asset(
+        # An archived asset being downloaded again stays archived: its copy is served until the new one lands.
+        await ArchiveRepository.from_session(session).set_unless_archived(
             job.video_id, variant.value, state=AssetState.DOWNLOADING.value
         )
 
@@ -217,7 +224,7 @@ async def _derive(context: JobContext, job: ClaimedJob, variant: Variant, key: s
     async with context.database.sessionmaker() as session:
         mp4 = await archive_service.archived_asset(session, video_id=job.video_id, variant=Variant.VIDEO)
     if mp4 is None or mp4.s3_key is None:
-        # Queued only after the MP4 landed; a re-archive may have reset it since. Wait for it.
+        # Queued only after the MP4 landed; an audit repair may have taken it out of service since. Wait for it.
         await _retry(context, job, error="the MP4 it is made from is not archived (yet)", variant=variant)
         return None
     try:
@@ -290,31 +297,30 @@ async def _finish(context: JobContext, job: ClaimedJob, state: JobState, note: s
 
 
 async def _expire(context: JobContext, job: ClaimedJob, variant: Variant, reason: str) -> None:
+    if await _give_up(context, job, variant, JobState.EXPIRED, reason):
+        logger.warning("re-download of %s %s gave up; the archived copy stays: %s", job.video_id, variant.value, reason)
+        return
     # An asset lost for good: this is what the whole service exists to prevent, so say it loudly.
     logger.error("asset expired before it was archived: %s %s: %s", job.video_id, variant.value, reason)
-    await _give_up(context, job, variant, JobState.EXPIRED, reason)
 
 
-async def _give_up(context: JobContext, job: ClaimedJob, variant: Variant | None, state: JobState, reason: str) -> None:
+async def _give_up(context: JobContext, job: ClaimedJob, variant: Variant | None, state: JobState, reason: str) -> bool:
+    """End the job and settle its asset; True when the asset was archived and keeps its copy (a re-download)."""
     asset_state = AssetState.EXPIRED if state is JobState.EXPIRED else AssetState.FAILED
+    kept = False
     async with _fenced(context, job) as session:
         if variant is not None:
-            await ArchiveRepository.from_session(session).set_asset(
+            repository = ArchiveRepository.from_session(session)
+            kept = not await repository.set_unless_archived(
                 job.video_id, variant.value, state=asset_state.value, error=reason
             )
+            if kept:
+                await repository.note_on_archived(job.video_id, variant.value, f"{REDOWNLOAD_FAILED}: {reason}")
         await queue.finish(session, job, state=state, error=reason)
         if variant is None:
-            return
-        current = await ArchiveRepository.from_session(session).get_video(job.video_id)
-        if (
-            variant is Variant.VIDEO
-            and current is not None
-            and archive_service.derived_variants(current, context.settings)
-        ):
-            # The variants made from the MP4 settle as it did; that also reports the outcome, once.
-            await archive_service.schedule_downloads(session, video=current, settings=context.settings)
-        else:
-            await archive_service.after_asset_outcome(session, video_id=job.video_id, settings=context.settings)
+            return kept
+        await archive_service.settle_download_outcome(session, video_id=job.video_id, settings=context.settings)
+    return kept
 
 
 async def _retry(
@@ -357,7 +363,7 @@ async def _retry(
     )
     async with _fenced(context, job) as session:
         if variant is not None:
-            await ArchiveRepository.from_session(session).set_asset(
+            await ArchiveRepository.from_session(session).set_unless_archived(
                 job.video_id, variant.value, state=AssetState.PENDING.value, error=error
             )
         await queue.retry(session, job, delay_seconds=delay, error=error)

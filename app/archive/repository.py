@@ -1,4 +1,4 @@
-"""ORM queries of the archive: asset rows and the videos the worker and reconciler act on."""
+"""ORM queries of the archive: asset rows, the videos the worker and reconciler act on, and the audit's batches."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, select, text, update
+from sqlalchemy import and_, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,17 @@ class AssetView:
     @property
     def needs_download(self) -> bool:
         return self.state in (AssetState.PENDING.value, AssetState.DOWNLOADING.value)
+
+
+@dataclass(frozen=True)
+class AuditTarget:
+    """An archived asset as the audit read it: what its object in S3 must be."""
+
+    video_id: str
+    variant: str
+    s3_key: str
+    bytes: int | None
+    sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,90 @@ class ArchiveRepository:
             update(Asset)
             .where(Asset.video_id == video_id, Asset.variant == variant)
             .values(**values, updated_at=datetime.now().astimezone())
+        )
+
+    async def set_unless_archived(self, video_id: str, variant: str, **values: object) -> bool:
+        """What a download's progress or failure does to its asset, unless the asset is archived; False then.
+
+        An archived asset being downloaded again (a replay) stays archived, and served, until the new copy
+        lands: a re-download that is pending, retrying or failed never takes a good copy out of service.
+        """
+        result = await self.session.execute(
+            update(Asset)
+            .where(Asset.video_id == video_id, Asset.variant == variant, Asset.state != AssetState.ARCHIVED.value)
+            .values(**values, updated_at=datetime.now().astimezone())
+            .returning(Asset.id)
+        )
+        return result.first() is not None
+
+    async def note_on_archived(self, video_id: str, variant: str, note: str) -> None:
+        """Record why a re-download of an archived asset gave up; the archived copy stays as it was."""
+        await self.session.execute(
+            update(Asset)
+            .where(Asset.video_id == video_id, Asset.variant == variant, Asset.state == AssetState.ARCHIVED.value)
+            .values(error=note, updated_at=datetime.now().astimezone())
+        )
+
+    async def lock_asset(self, video_id: str, variant: str) -> Asset | None:
+        """The asset row, locked until the transaction ends (the audit re-reads what it is about to act on)."""
+        statement = (
+            select(Asset)
+            .where(Asset.video_id == video_id, Asset.variant == variant)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def claim_audit_batch(
+        self, *, checked_before: datetime | None, limit: int, claim: bool = True
+    ) -> list[AuditTarget]:
+        """Up to `limit` archived assets of live videos, least recently audited first, stamped audited now.
+
+        Locked with SKIP LOCKED and stamped in the same transaction, so workers auditing at once take disjoint
+        batches. `checked_before`: only assets not audited since (the worker's pace); None takes any (the
+        operator's `video-gateway audit`). `claim=False` only reads them (a dry run).
+        """
+        due = [
+            Asset.state == AssetState.ARCHIVED.value,
+            Asset.s3_key.is_not(None),
+            exists().where(and_(Video.id == Asset.video_id, Video.deleted_at.is_(None))),
+        ]
+        if checked_before is not None:
+            due.append(Asset.audited_at.is_(None) | (Asset.audited_at < checked_before))
+        statement = select(Asset).where(*due).order_by(Asset.audited_at.asc().nulls_first()).limit(limit)
+        if claim:
+            statement = statement.with_for_update(skip_locked=True, of=Asset)
+        assets = (await self.session.execute(statement)).scalars().all()
+        if assets and claim:
+            await self.session.execute(
+                update(Asset)
+                .where(Asset.id.in_([asset.id for asset in assets]))
+                # A check is not a change of the asset: updated_at (the console's timeline) stays.
+                .values(audited_at=func.now(), updated_at=Asset.updated_at)
+            )
+        return [_target(asset) for asset in assets]
+
+    async def archived_of_video(self, video_id: str, *, limit: int) -> list[AuditTarget]:
+        """The archived assets of one live video, for an audit of that video alone (nothing stamped)."""
+        statement = (
+            select(Asset)
+            .join(Video, Video.id == Asset.video_id)
+            .where(
+                Asset.video_id == video_id,
+                Asset.state == AssetState.ARCHIVED.value,
+                Asset.s3_key.is_not(None),
+                Video.deleted_at.is_(None),
+            )
+            .limit(limit)
+        )
+        return [_target(asset) for asset in (await self.session.execute(statement)).scalars().all()]
+
+    async def stamp_audited(self, video_id: str, variant: str, *, checked: bool) -> None:
+        """After a check: audited now, or (`checked=False`, S3 could not say) due again first thing."""
+        await self.session.execute(
+            update(Asset)
+            .where(Asset.video_id == video_id, Asset.variant == variant)
+            .values(audited_at=func.now() if checked else None, updated_at=Asset.updated_at)
         )
 
     async def get_video(self, video_id: str) -> Video | None:
@@ -183,3 +278,10 @@ class ArchiveRepository:
             .limit(limit)
         )
         return (await self.session.execute(statement)).scalars().all()
+
+
+def _target(asset: Asset) -> AuditTarget:
+    assert asset.s3_key is not None  # selected with s3_key IS NOT NULL
+    return AuditTarget(
+        video_id=asset.video_id, variant=asset.variant, s3_key=asset.s3_key, bytes=asset.bytes, sha256=asset.sha256
+    )

@@ -118,11 +118,21 @@ class StoredObject:
 class ObjectStream:
     """An open S3 object: read it with `async for chunk in stream.iter_chunks()`, then `await stream.aclose()`."""
 
-    def __init__(self, body: StreamingBody, *, content_length: int, content_type: str, etag: str | None) -> None:
+    def __init__(
+        self,
+        body: StreamingBody,
+        *,
+        content_length: int,
+        content_type: str,
+        etag: str | None,
+        content_range: str | None = None,
+    ) -> None:
         self._body = body
         self.content_length = content_length
         self.content_type = content_type
         self.etag = etag
+        # S3's `bytes first-last/size` for a ranged GET (`open_object(byte_range=...)`); None for the whole object.
+        self.content_range = content_range
 
     async def iter_chunks(self, chunk_size: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
         while True:
@@ -554,19 +564,49 @@ class ArchiveStorage:
 
     # -- read, delete ------------------------------------------------------------------------------------
 
-    async def open_object(self, key: str) -> ObjectStream:
+    async def open_object(self, key: str, *, byte_range: tuple[int, int] | None = None) -> ObjectStream:
+        """The object at `key`, or with `byte_range` (first, last: inclusive offsets within the object) only
+        those bytes, through a ranged GET (a player seeking in an archived MP4). Raises ObjectNotFound when
+        there is no object; a range the object cannot satisfy is S3's 416, a StorageError."""
+        request: GetObjectRequestTypeDef = {"Bucket": self._bucket, "Key": key}
+        if byte_range is not None:
+            request["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         try:
-            response = await self._call(self._client.get_object, Bucket=self._bucket, Key=key)
+            response = await self._call(self._client.get_object, **request)
         except StorageError as error:
             if error.not_found:
                 raise ObjectNotFound(f"no object at {key}", code=error.code, status=error.status) from error
             raise
-        return ObjectStream(
+        stream = ObjectStream(
             response["Body"],
             content_length=response["ContentLength"],
             content_type=response.get("ContentType", "application/octet-stream"),
             etag=_clean_etag(response.get("ETag")),
+            content_range=response.get("ContentRange") if byte_range is not None else None,
         )
+        if byte_range is not None and (
+            stream.content_range is None or stream.content_length > byte_range[1] - byte_range[0] + 1
+        ):
+            # A server that ignored Range answers with the whole object: never pass that off as the range.
+            await stream.aclose()
+            raise StorageError(f"S3 ignored Range bytes={byte_range[0]}-{byte_range[1]} of {key}")
+        return stream
+
+    async def read_digest(self, key: str) -> tuple[int, str]:
+        """Read the whole object at `key` and return its size and SHA-256 (hex), one chunk in memory at a time.
+
+        The audit's full check. Raises ObjectNotFound when there is no object, StorageError on any other failure.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        async with await self.open_object(key) as stream:
+            try:
+                async for chunk in stream.iter_chunks():
+                    digest.update(chunk)
+                    size += len(chunk)
+            except (ClientError, BotoCoreError) as error:
+                raise StorageError.from_botocore(error, f"GetObject {key}") from error
+        return size, digest.hexdigest()
 
     async def open_seekable(self, key: str) -> RangedObjectReader:
         """A seekable, read-only file over the object at `key`, for decoders (see RangedObjectReader).

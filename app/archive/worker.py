@@ -4,7 +4,8 @@ Any number of workers on any number of hosts share the queue. A claim is a short
 before any network I/O). While a job runs, a heartbeat renews its lease every `heartbeat_seconds`; if a
 renewal finds the lease gone, the job is cancelled (someone else owns it now). Maintenance on every
 worker puts lapsed leases back in the queue (or to `dead` at the last attempt) and expires queued jobs
-whose window closed; the reconciler finds what lost webhooks missed.
+whose window closed; the reconciler finds what lost webhooks missed; the integrity audit (app/archive/audit.py)
+checks a bounded batch of archived objects every `audit_interval_seconds`, in the background.
 
 Shutdown: the first stop request stops claiming and lets running jobs finish for `shutdown_grace_seconds`;
 what is still running then is cancelled and its lease released, so another worker takes it at once.
@@ -23,9 +24,9 @@ from typing import TypeVar
 
 import structlog
 
-from app.archive import queue, reconciler
+from app.archive import audit, queue, reconciler
 from app.archive import service as archive_service
-from app.archive.jobs import JobContext, run_job
+from app.archive.jobs import REDOWNLOAD_FAILED, JobContext, run_job
 from app.archive.queue import ClaimedJob, JobRef
 from app.archive.repository import ArchiveRepository
 from app.callbacks import delivery as callbacks_delivery
@@ -52,7 +53,9 @@ class Worker:
         self._next_maintenance = 0.0
         self._next_reconcile = 0.0
         self._next_janitor = 0.0
+        self._next_audit = 0.0
         self._callbacks: asyncio.Task[object] | None = None
+        self._audit: asyncio.Task[object] | None = None
         self._deliver_callbacks = True
 
     def request_stop(self) -> None:
@@ -77,7 +80,7 @@ class Worker:
     async def run_until_idle(self, *, within_seconds: float = 60.0, settle_seconds: float = 1.0) -> None:
         """Run jobs (no reconciler, no callback sending) until none is in flight and none is due within
         `settle_seconds` (tests drive those two themselves)."""
-        self._next_reconcile = self._next_janitor = float("inf")
+        self._next_reconcile = self._next_janitor = self._next_audit = float("inf")
         self._deliver_callbacks = False
         deadline = time.monotonic() + within_seconds
         while time.monotonic() < deadline:
@@ -108,6 +111,10 @@ class Worker:
         if now >= self._next_janitor:
             self._next_janitor = now + JANITOR_INTERVAL_SECONDS
             await self._guarded(reconciler.run_janitor(self._context), "janitor")
+        if self._settings.audit_batch_size and now >= self._next_audit and (self._audit is None or self._audit.done()):
+            self._next_audit = now + self._settings.audit_interval_seconds
+            # In the background too: a batch waits on S3 and upstream, and must not hold up claiming.
+            self._audit = asyncio.create_task(self._guarded(audit.run_batch(self._context), "audit"))
         if self._deliver_callbacks and (self._callbacks is None or self._callbacks.done()):
             # In the background: a slow receiver must not hold up claiming archive work.
             self._callbacks = asyncio.create_task(
@@ -208,7 +215,9 @@ class Worker:
             for ref in [*rescued, *expired]:
                 await self._record_on_asset(repository, ref)
             for video_id in {ref.video_id for ref in [*rescued, *expired] if ref.kind is JobKind.DOWNLOAD}:
-                await archive_service.after_asset_outcome(session, video_id=video_id, settings=self._context.settings)
+                await archive_service.settle_download_outcome(
+                    session, video_id=video_id, settings=self._context.settings
+                )
         for ref in rescued:
             logger.warning(
                 "job %s (%s %s): lease lapsed, now %s", ref.id, ref.kind.value, ref.video_id, ref.state.value
@@ -220,28 +229,37 @@ class Worker:
 
     @staticmethod
     async def _record_on_asset(repository: ArchiveRepository, ref: JobRef) -> None:
+        # An archived asset whose re-download this was keeps its state and its copy (app/archive/jobs.py).
         if ref.kind is not JobKind.DOWNLOAD or ref.variant is None:
             return
+        reason = None
         if ref.state is JobState.EXPIRED:
-            await repository.set_asset(
-                ref.video_id,
-                ref.variant,
-                state=AssetState.EXPIRED.value,
-                error="the download window closed before the job could run",
+            reason = "the download window closed before the job could run"
+            changed = await repository.set_unless_archived(
+                ref.video_id, ref.variant, state=AssetState.EXPIRED.value, error=reason
             )
         elif ref.state is JobState.QUEUED:
             # Back in the queue: nobody is downloading it until the next claim.
-            await repository.set_asset(ref.video_id, ref.variant, state=AssetState.PENDING.value)
+            changed = await repository.set_unless_archived(ref.video_id, ref.variant, state=AssetState.PENDING.value)
         elif ref.state is JobState.DEAD:
-            await repository.set_asset(
-                ref.video_id, ref.variant, state=AssetState.FAILED.value, error="attempts exhausted (worker lost)"
+            reason = "attempts exhausted (worker lost)"
+            changed = await repository.set_unless_archived(
+                ref.video_id, ref.variant, state=AssetState.FAILED.value, error=reason
             )
+        else:
+            return
+        if not changed and reason is not None:
+            await repository.note_on_archived(ref.video_id, ref.variant, f"{REDOWNLOAD_FAILED}: {reason}")
 
     async def _drain(self) -> None:
         if self._callbacks is not None:
             # A delivery cut short is retried by the next worker: its row is only marked once answered.
             self._callbacks.cancel()
             await asyncio.gather(self._callbacks, return_exceptions=True)
+        if self._audit is not None:
+            # A batch cut short changes nothing it had not committed; its objects are checked again in turn.
+            self._audit.cancel()
+            await asyncio.gather(self._audit, return_exceptions=True)
         if not self._running:
             return
         grace = self._settings.shutdown_grace_seconds
@@ -255,7 +273,7 @@ class Worker:
                 async with self._context.database.sessionmaker.begin() as session:
                     released = await queue.release(session, job)
                     if released and job.variant is not None:
-                        await ArchiveRepository.from_session(session).set_asset(
+                        await ArchiveRepository.from_session(session).set_unless_archived(
                             job.video_id, job.variant, state=AssetState.PENDING.value
                         )
                 logger.info("job %s: released at shutdown (%s)", job.id, "ok" if released else "lease already gone")

@@ -16,6 +16,8 @@ from app.core.errors import InvalidRequest, ResourceNotFound, Unauthenticated
 from app.models import ApiKey, Caller
 
 DEV_KEY_LABEL = "dev"
+# The one answer to every refused key (unknown, revoked, expired, dev-only), whether or not it was looked up.
+INCORRECT_KEY = "Incorrect API key provided."
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,10 @@ async def authenticate(session: AsyncSession, *, presented_key: str, dev_mode: b
     # compare_digest runs whether or not a row was found, against a dummy, so both paths cost the same.
     stored = found[0].digest if found else bytes(32)
     if not keys.matches(key_digest, stored) or found is None:
-        raise Unauthenticated("Incorrect API key provided.")
+        raise Unauthenticated(INCORRECT_KEY)
     api_key, caller = found
     if api_key.label == DEV_KEY_LABEL and not dev_mode:
-        raise Unauthenticated("Incorrect API key provided.")
+        raise Unauthenticated(INCORRECT_KEY)
     return Principal(caller=caller, api_key=api_key)
 
 

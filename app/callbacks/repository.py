@@ -101,6 +101,26 @@ class CallbackRepository:
         )
         return rows.scalars().all()
 
+    async def add_endpoint_within(
+        self, caller_id: uuid.UUID, *, endpoint_id: str, url: str, max_endpoints: int
+    ) -> CallbackEndpoint | None:
+        """Subscribe `url` unless the caller already has `max_endpoints` live ones; None when over.
+
+        The count and the insert are serialized per caller by a transaction-level advisory lock, so concurrent
+        subscriptions cannot together pass the cap. A URL already subscribed is returned, at the cap too.
+        """
+        lock_key = func.hashtextextended(f"callback-endpoints:{caller_id}", 0)
+        await self.session.execute(select(func.pg_advisory_xact_lock(lock_key)))
+        live = CallbackEndpoint.caller_id == caller_id, CallbackEndpoint.deleted_at.is_(None)
+        existing = await self.session.execute(select(CallbackEndpoint).where(*live, CallbackEndpoint.url == url))
+        if (endpoint := existing.scalar_one_or_none()) is not None:
+            return endpoint
+        count_live = select(func.count()).select_from(CallbackEndpoint).where(*live)
+        count = (await self.session.execute(count_live)).scalar_one()
+        if count >= max_endpoints:
+            return None
+        return await self.add_endpoint(caller_id, endpoint_id=endpoint_id, url=url)
+
     async def add_endpoint(self, caller_id: uuid.UUID, *, endpoint_id: str, url: str) -> CallbackEndpoint:
         """Subscribe `url` (once: subscribing it again returns the live endpoint)."""
         await self.session.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from app.auth import service as auth_service
 from app.auth.deps import AdminAuth, CurrentCaller
@@ -21,8 +21,13 @@ from app.callbacks.schemas import (
 )
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
+from app.core.json_body import JsonBodyRoute
 
-router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"])
+# Endpoint ids (`cbe_…`), delivery ids (`msg_…`) and video ids (`video_…`) all fit; a NUL or another control
+# character would reach Postgres (which refuses NUL in text with an error, a 500) and is a 400 instead.
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"], route_class=JsonBodyRoute)
 
 
 @router.get("/secret", response_model=SecretObject, summary="The caller's callback signing secret")
@@ -53,7 +58,9 @@ async def list_endpoints(session: SessionDep, caller: CurrentCaller) -> Endpoint
 
 
 @router.delete("/endpoints/{endpoint_id}", response_model=EndpointDeleted, summary="Remove a callback endpoint")
-async def delete_endpoint(endpoint_id: str, session: SessionDep, caller: CurrentCaller) -> EndpointDeleted:
+async def delete_endpoint(
+    endpoint_id: Annotated[str, Path(pattern=ID_PATTERN)], session: SessionDep, caller: CurrentCaller
+) -> EndpointDeleted:
     await callbacks_service.delete_endpoint(session, caller=caller, endpoint_id=endpoint_id)
     return EndpointDeleted(id=endpoint_id)
 
@@ -62,9 +69,9 @@ async def delete_endpoint(endpoint_id: str, session: SessionDep, caller: Current
 async def list_deliveries(
     session: SessionDep,
     caller: CurrentCaller,
-    after: Annotated[str | None, Query(max_length=200)] = None,
+    after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    video_id: Annotated[str | None, Query(max_length=64)] = None,
+    video_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> DeliveryList:
     records = await callbacks_service.list_deliveries(
         session, caller=caller, limit=limit + 1, after=after, video_id=video_id
@@ -78,7 +85,9 @@ async def list_deliveries(
     )
 
 
-admin_router = APIRouter(prefix="/v1/admin/callers", tags=["admin"], dependencies=[AdminAuth])
+admin_router = APIRouter(
+    prefix="/v1/admin/callers", tags=["admin"], dependencies=[AdminAuth], route_class=JsonBodyRoute
+)
 
 
 @admin_router.get(

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.callbacks import destinations
 from app.callbacks.repository import CallbackRepository
 from app.core.config import CallbackSettings
-from app.core.errors import InvalidRequest, ResourceNotFound
+from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
 from app.models import CallbackAttempt, CallbackDelivery, CallbackEndpoint, CallbackSecret, Caller, Video
+from app.upstream.ids import as_caller_text
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ async def _event_body(
         asset.variant: {"state": asset.state, "bytes": asset.bytes, "sha256": asset.sha256}
         for asset in await repository.assets_of(video.id)
     }
-    error = {"code": video.error_code, "message": video.error_message} if video.error_code else None
+    message = as_caller_text(video.error_message, upstream_id=video.upstream_id, video_id=video.id)
+    error = {"code": video.error_code, "message": message} if video.error_code else None
     return {
         "id": event_id,
         "object": "event",
@@ -130,12 +132,31 @@ async def rotate_secret(session: AsyncSession, *, caller: Caller, settings: Call
     return secret
 
 
+class TooManyEndpoints(GatewayError):
+    """The caller already has as many standing endpoints as allowed; removing one makes room."""
+
+    status_code = 409
+    type = "invalid_request_error"
+    code = "too_many_callback_endpoints"
+
+
 async def create_endpoint(
     session: AsyncSession, *, caller: Caller, url: str, settings: CallbackSettings
 ) -> CallbackEndpoint:
+    """Subscribe `url`; subscribing a URL again returns its endpoint. At most `max_endpoints_per_caller`."""
     validate_callback_url(url, settings, param="url")
     endpoint_id = "cbe_" + secrets.token_hex(12)
-    return await CallbackRepository.from_session(session).add_endpoint(caller.id, endpoint_id=endpoint_id, url=url)
+    limit = settings.max_endpoints_per_caller
+    endpoint = await CallbackRepository.from_session(session).add_endpoint_within(
+        caller.id, endpoint_id=endpoint_id, url=url, max_endpoints=limit
+    )
+    if endpoint is None:
+        raise TooManyEndpoints(
+            f"This caller already has {limit} callback endpoints, the most allowed; remove one "
+            "(DELETE /v1/callbacks/endpoints/{id}) before adding another.",
+            param="url",
+        )
+    return endpoint
 
 
 async def list_endpoints(session: AsyncSession, *, caller: Caller) -> Sequence[CallbackEndpoint]:

@@ -3,7 +3,8 @@
 Every route but the login form needs a valid session cookie; without one the answer is a 303 to
 `/console/login` (a GET remembers where it was going). Every POST also needs the session's CSRF token, on
 top of the cookie's `SameSite=Strict`. With no admin key configured the console does not exist (404), like
-the admin API. Routes parse, call `app.console.service`, render; none of them is in `openapi.yaml`.
+the admin API. Wrong keys at sign-in are throttled together with the admin API's (app/auth/throttle.py).
+Routes parse, call `app.console.service`, render; none of them is in `openapi.yaml`.
 
 Archived media is played from S3 through short-lived presigned URLs (the existing `VG_S3__PRESIGN_TTL_SECONDS`
 machinery) rather than proxied through the API: S3 already answers the Range requests a `<video>` element
@@ -26,6 +27,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app.archive.storage import ArchiveStorage
+from app.auth.deps import AdminThrottle, client_address
+from app.auth.errors import AdminKeyThrottled
 from app.console import service as console_service
 from app.console.session import COOKIE_NAME, COOKIE_PATH, ConsoleSession, SessionKeys, admin_key_matches
 from app.console.tap import DeliveryLog, WebhookTap
@@ -34,6 +37,7 @@ from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.errors import ResourceNotFound
 from app.core.timestamps import short_duration
+from app.upstream.router import UpstreamRouter
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +129,14 @@ def archive_storage(request: Request) -> ArchiveStorage:
 Storage = Annotated[ArchiveStorage, Depends(archive_storage)]
 
 
+def upstream_router(request: Request) -> UpstreamRouter:
+    upstreams: UpstreamRouter = request.app.state.upstreams
+    return upstreams
+
+
+Upstreams = Annotated[UpstreamRouter, Depends(upstream_router)]
+
+
 def delivery_log(request: Request) -> DeliveryLog:
     log: DeliveryLog = request.app.state.console_deliveries
     return log
@@ -197,14 +209,27 @@ async def login(
     request: Request,
     keys: Keys,
     settings: SettingsDep,
+    throttle: AdminThrottle,
     admin_key: Annotated[str, Form(max_length=1024)] = "",
     next: Annotated[str, Form(max_length=2048)] = HOME_PATH,
 ) -> Response:
     # A login form cannot carry a session's CSRF token (there is no session yet). Login CSRF would only sign
     # the victim in as the one operator identity there is, with a key the attacker would have to know.
+    # Wrong keys are throttled with the admin API's (the same secret): while locked out, nothing is compared.
+    address = client_address(request)
+    try:
+        throttle.check(address)
+    except AdminKeyThrottled as locked:
+        context = {"next": safe_next(next), "failed": False, "retry_after": locked.retry_after_seconds}
+        response = page(request, "login.html", context, session=None, status_code=429)
+        response.headers["retry-after"] = str(locked.retry_after_seconds)
+        return response
     if not admin_key_matches(settings, admin_key):
-        logger.warning("console: failed sign-in from %s", request.client.host if request.client else "?")
+        if admin_key:  # an empty form is not a guess
+            throttle.failed(address)
+        logger.warning("console: failed sign-in from %s", address)
         return page(request, "login.html", {"next": safe_next(next), "failed": True}, session=None, status_code=401)
+    throttle.succeeded(address)
     cookie, _ = keys.issue()
     response = see_other(safe_next(next))
     response.set_cookie(
@@ -281,10 +306,18 @@ async def video(
 
 
 @router.post("/videos/{video_id}/rearchive")
-async def rearchive(video_id: str, session: CheckedSession, db: SessionDep, settings: SettingsDep) -> Response:
-    queued = await console_service.rearchive(db, settings=settings, video_id=video_id)
-    logger.info("console: re-archive of %s queued %d download(s)", video_id, queued)
-    return see_other(f"/console/videos/{video_id}", notice="rearchived" if queued else "not_rearchived")
+async def rearchive(
+    video_id: str, session: CheckedSession, db: SessionDep, settings: SettingsDep, upstreams: Upstreams
+) -> Response:
+    outcome = await console_service.rearchive(db, settings=settings, upstreams=upstreams, video_id=video_id)
+    logger.info(
+        "console: re-archive of %s: %s, %d download(s) queued%s",
+        video_id,
+        outcome.result.value,
+        outcome.queued,
+        f" ({outcome.reason})" if outcome.reason else "",
+    )
+    return see_other(f"/console/videos/{video_id}", notice=console_service.REARCHIVE_NOTICES[outcome.result])
 
 
 @router.post("/callbacks/{delivery_id}/retry")

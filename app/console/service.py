@@ -2,8 +2,9 @@
 
 The definitions an operator already knows are reused, not re-derived: "at risk" is the ops CLI's
 (`archive.queue.at_risk`, a live download whose window closes within `VG_CONSOLE__AT_RISK_MINUTES`), usage and
-spend are `limits.service.usage`, re-archiving is `archive.service.replay` and a callback retry is
-`callbacks.service.retry_delivery`. Nothing here commits: the route's session does, after the page is built.
+spend are `limits.service.usage`, re-archiving is `archive.service.replay` (which asks upstream first and never
+takes an archived copy out of service) and a callback retry is `callbacks.service.retry_delivery`. Nothing here
+commits: the route's session does, after the page is built.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from app.core.errors import ResourceNotFound
 from app.limits import service as limits_service
 from app.limits.service import EffectiveLimits, PeriodSpend
 from app.models import AssetState, Variant, Video, VideoStatus, WebhookEvent
+from app.upstream.router import UpstreamRouter
 
 STATUSES: Final = tuple(status.value for status in VideoStatus)
 CHART_DAYS: Final = 14
@@ -95,6 +97,11 @@ class VideoRow:
     seconds_left: float | None  # until expires_at; negative once past
     at_risk: bool
     deleted: bool
+
+    @property
+    def lost(self) -> bool:
+        """An archived variant went missing from S3 and upstream no longer has it (the audit's verdict)."""
+        return AssetState.LOST.value in self.archive.values()
 
 
 @dataclass(frozen=True)
@@ -297,7 +304,7 @@ async def video_detail(
     for asset in assets:
         if asset.state == AssetState.ARCHIVED.value:
             timeline.append(TimelineEntry(asset.updated_at, "archived", f"{asset.variant} archived", asset.s3_key))
-        elif asset.state in (AssetState.FAILED.value, AssetState.EXPIRED.value):
+        elif asset.state in (AssetState.FAILED.value, AssetState.EXPIRED.value, AssetState.LOST.value):
             timeline.append(
                 TimelineEntry(asset.updated_at, "archived", f"{asset.variant} {asset.state}", asset.error, problem=True)
             )
@@ -351,11 +358,23 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def rearchive(session: AsyncSession, *, settings: Settings, video_id: str) -> int:
-    """Downloads queued again for the video (0: not completed, or already being archived)."""
+# The notice the video's page shows after a re-archive (its texts are in base.html).
+REARCHIVE_NOTICES: Final = {
+    archive_service.ReplayResult.QUEUED: "rearchived",
+    archive_service.ReplayResult.NOT_COMPLETED: "not_rearchived",
+    archive_service.ReplayResult.IN_FLIGHT: "not_rearchived",
+    archive_service.ReplayResult.UPSTREAM_GONE: "upstream_gone",
+    archive_service.ReplayResult.UPSTREAM_UNREACHABLE: "upstream_unreachable",
+}
+
+
+async def rearchive(
+    session: AsyncSession, *, settings: Settings, upstreams: UpstreamRouter, video_id: str
+) -> archive_service.ReplayOutcome:
+    """Download the video's variants again where upstream still has them; nothing archived is discarded."""
     if await ConsoleRepository.from_session(session).video(video_id) is None:
         raise ResourceNotFound(f"No video with id '{video_id}'.", param="video_id")
-    return await archive_service.replay(session, video_id=video_id, settings=settings)
+    return await archive_service.replay(session, video_id=video_id, settings=settings, upstreams=upstreams)
 
 
 async def retry_callback(session: AsyncSession, *, delivery_id: int) -> tuple[str, bool]:

@@ -8,6 +8,10 @@ every log line of the request (structlog contextvars), returned in the response'
 stored with what the request queues for the worker (`app.core.logging.stamp_transaction`).
 
 The latency histogram is labelled by route template (`/v1/videos/{video_id}`), never the raw path.
+
+It is also where an unexpected exception ends: logged once, with its traceback and the request id, and
+answered as OpenAI's 500 (`app.core.errors.unexpected_error_response`). It is not re-raised: Starlette's
+outermost middleware would log it again and hand it on to the server, which logs it a third time.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics
+from app.core.errors import log_unexpected, unexpected_error_response
 from app.core.logging import REQUEST_ID_HEADER, accept_request_id
 
 logger = logging.getLogger("app.access")
@@ -53,12 +58,14 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500
+        response_started = False
         incoming = [value for name, value in scope["headers"] if name == _HEADER_NAME]
         request_id = accept_request_id(incoming[0].decode("latin-1") if len(incoming) == 1 else None)
 
         async def record_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 headers = [(name, value) for name, value in message.get("headers", []) if name != _HEADER_NAME]
                 message = {**message, "headers": [*headers, (_HEADER_NAME, request_id.encode("latin-1"))]}
@@ -68,6 +75,13 @@ class AccessLog:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, record_status)
+            except Exception as exc:
+                if response_started:
+                    # Too late for a 500. Returning with the body unfinished makes the server close the
+                    # connection (the client sees it cut short) with a one-line note, not a second traceback.
+                    log_unexpected(exc, what="unhandled error after the response started")
+                else:
+                    await unexpected_error_response(exc)(scope, receive, record_status)
             finally:
                 seconds = time.perf_counter() - started
                 route = route_template(scope, self.routes)

@@ -28,6 +28,10 @@ NESTED_DELIMITER = "__"
 FILE_SUFFIX = "_FILE"
 # Upstream keys that only the simulator accepts: refused outside dev mode.
 PLACEHOLDER_KEYS = frozenset({"", "sim-key"})
+# The models of OpenAI's Videos API: what the default profile serves unless told otherwise.
+OPENAI_MODELS = ("sora-2", "sora-2-pro")
+# In the default profile's `models`: every model that no other profile lists (pass-through).
+ANY_MODEL = "*"
 
 
 def split_secrets(value: SecretStr | None) -> list[str]:
@@ -61,6 +65,24 @@ class ApiSettings(BaseModel):
     # A retrieve of a non-terminal video refreshes from upstream at most this often per video.
     refresh_min_interval_seconds: float = Field(default=2.0, ge=0)
     list_default_limit: int = Field(default=20, ge=1, le=100)
+    # The listener of `video-gateway serve` (app/core/server.py). Connections plus requests in progress past
+    # this many are answered 503 at once: memory and file descriptors stay bounded whoever connects.
+    limit_concurrency: int = Field(default=1000, ge=1)
+    # An idle kept-alive connection is closed after this long. An ingress must close its idle upstream
+    # connections sooner (or this must be raised above its idle timeout), or it may reuse one being closed.
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1)
+    # A request's head (request line and headers) must arrive whole within this long of the connection opening,
+    # or of the request's first byte on a kept-alive one; slower senders are cut off (uvicorn has no such
+    # timeout of its own). The body is not covered: large uploads on slow links stay possible.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A head larger than this is refused with 431 and the connection closed.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # An https `input_reference.image_url` is fetched by the gateway itself (app/upstream/image_url.py), through
+    # the callbacks' destination guard: public addresses are reached; private, loopback, link-local and the
+    # like only when listed here (exact host names or CIDRs); cloud metadata never.
+    image_url_allowed_destinations: list[str] = Field(default_factory=list)
+    # The whole fetch (resolve, connect, TLS, headers, body) must end within this long.
+    image_url_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 # What an upstream profile speaks: `openai` (OpenAI's `/v1/videos` contract: a proxy or compatible provider)
@@ -92,11 +114,17 @@ class UpstreamSettings(BaseModel):
     # How long the provider keeps a finished video when its answers do not say (Gemini: 2 days). Unset: the
     # kind's documented retention. The archive's download deadline is computed from it.
     retention_seconds: float | None = Field(default=None, gt=0)
+    # The models this profile renders. For the default profile (`VG_UPSTREAM__MODELS`): OpenAI's; a create for
+    # a model no profile lists is a 400 naming `model`, before it is charged (an unknown model would be charged
+    # the highest price) or sent. `["*"]` makes the default profile take every model no other profile lists
+    # (the pass-through of an upstream whose models the gateway cannot know).
+    models: list[str] = Field(default_factory=lambda: list(OPENAI_MODELS))
 
 
 class UpstreamProfile(UpstreamSettings):
     """A further upstream (provider or proxy) speaking the same contract, for the models it serves."""
 
+    # Exact names only: the wildcard `*` belongs to the default profile (`VG_UPSTREAM__MODELS`).
     models: list[str] = Field(default_factory=list)
     # False for providers that send no webhooks: the reconciler alone archives their videos.
     sends_webhooks: bool = True
@@ -105,6 +133,13 @@ class UpstreamProfile(UpstreamSettings):
 
     def webhook_secret_list(self) -> list[str]:
         return split_secrets(self.webhook_secrets)
+
+    @field_validator("models")
+    @classmethod
+    def _exact_model_names(cls, value: list[str]) -> list[str]:
+        if ANY_MODEL in value:
+            raise ValueError(f"{ANY_MODEL!r} is only for the default profile's models (VG_UPSTREAM__MODELS)")
+        return value
 
 
 class WebhookSettings(BaseModel):
@@ -146,6 +181,13 @@ class WorkerSettings(BaseModel):
     stale_upload_seconds: float = Field(default=6 * 3600.0, gt=0)
     # Prometheus metrics of the worker on http://0.0.0.0:<port>/metrics; 0 serves none.
     metrics_port: int = Field(default=9100, ge=0, le=65535)
+    # The integrity audit (app/archive/audit.py): every `audit_interval_seconds` a worker checks up to
+    # `audit_batch_size` archived objects in S3 (a HEAD each: present, with the recorded size), least recently
+    # checked first, each again after `audit_recheck_seconds`; 0 objects turns it off. Per worker: N workers
+    # check N batches per interval (a batch is claimed, so no object is checked twice).
+    audit_interval_seconds: float = Field(default=60.0, gt=0)
+    audit_batch_size: int = Field(default=20, ge=0)
+    audit_recheck_seconds: float = Field(default=24 * 3600.0, ge=0)
 
 
 class S3Settings(BaseModel):
@@ -226,6 +268,9 @@ class CallbackSettings(BaseModel):
     batch_size: int = Field(default=20, ge=1)
     # After a rotation the previous secret keeps signing (a second signature) for this long.
     secret_rotation_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # Standing endpoints (`POST /v1/callbacks/endpoints`) a caller may have at once: every event is sent to
+    # each of them, so an unbounded list would multiply the outbox and the sender's work per event.
+    max_endpoints_per_caller: int = Field(default=10, ge=1)
 
 
 class LimitSettings(BaseModel):
@@ -265,6 +310,39 @@ class ConsoleSettings(BaseModel):
     at_risk_minutes: int = Field(default=10, ge=1)
 
 
+class AuthSettings(BaseModel):
+    """What failed authentication may cost (owned by app/auth): the admin-key throttle and the bad-key cache.
+
+    Both live in the memory of each API process: with N replicas an attacker spread over them gets up to N
+    times the free failures, and a restart forgets everything (docs/runbooks.md).
+    """
+
+    # A refused API key's digest is remembered this long, so repeating it costs no query (0: no cache).
+    bad_key_cache_seconds: float = Field(default=30.0, ge=0)
+    bad_key_cache_entries: int = Field(default=10_000, ge=1)
+    # Wrong admin keys (console sign-in and `/v1/admin/*` share them) from one client address before the first
+    # lockout, and from all addresses together before everyone is locked out.
+    admin_free_failures_per_address: int = Field(default=10, ge=0)
+    admin_free_failures_global: int = Field(default=100, ge=0)
+    # Each failure past the free ones locks out for twice as long as the previous one, up to these caps; while
+    # locked out even the right key gets 429. The global cap is short: the global lockout also stops the operator.
+    admin_first_lockout_seconds: float = Field(default=1.0, gt=0)
+    admin_max_lockout_seconds_per_address: float = Field(default=900.0, gt=0)
+    admin_max_lockout_seconds_global: float = Field(default=60.0, gt=0)
+    # Failures are forgotten after this long without one (a right key also clears its address's failures).
+    admin_forget_failures_after_seconds: float = Field(default=3600.0, gt=0)
+    # Addresses remembered at most (the oldest are forgotten first), so a spread-out attack costs bounded memory.
+    admin_tracked_addresses: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _failures_outlive_lockouts(self) -> AuthSettings:
+        # Forgetting failures during a lockout would restart the doubling at every lockout.
+        longest = max(self.admin_max_lockout_seconds_per_address, self.admin_max_lockout_seconds_global)
+        if self.admin_forget_failures_after_seconds < longest:
+            raise ValueError("admin_forget_failures_after_seconds must be at least the longest lockout")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -297,6 +375,7 @@ class Settings(BaseSettings):
     # The operator's key for the admin API (callers, keys, limits, callback secrets); unset disables it.
     admin_api_key: SecretStr | None = None
     console: ConsoleSettings = ConsoleSettings()
+    auth: AuthSettings = AuthSettings()
 
     @property
     def is_dev(self) -> bool:
@@ -382,6 +461,7 @@ def get_settings() -> Settings:
 
 __all__ = [
     "ApiSettings",
+    "AuthSettings",
     "CallbackSettings",
     "ConsoleSettings",
     "DatabaseSettings",

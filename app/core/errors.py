@@ -126,8 +126,14 @@ def database_is_away(exc: Exception) -> bool:
     return False
 
 
+def log_unexpected(exc: BaseException, *, what: str = "unhandled error") -> None:
+    """The one log line of an unexpected exception, traceback included (the formatter redacts it)."""
+    logger.exception(what, exc_info=exc)
+
+
 def unexpected_error_response(exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error", exc_info=exc)
+    """Logs `exc` (once) and returns OpenAI's 500; what `AccessLog` sends for anything that escapes a route."""
+    log_unexpected(exc)
     return JSONResponse(
         error_body("The server had an error processing your request.", type="server_error"),
         status_code=500,
@@ -175,6 +181,9 @@ def install_error_handlers(app: FastAPI) -> None:
     for database_error in (DBAPIError, DisconnectionError, PoolTimeoutError):
         app.add_exception_handler(database_error, _database_error)
 
+    # A fallback only: in the gateway, `AccessLog` (app/core/access_log.py) answers unexpected exceptions
+    # before they reach Starlette's outermost middleware, which runs this handler and then re-raises to the
+    # server (so the same traceback would be logged twice).
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         return unexpected_error_response(exc)

@@ -127,6 +127,34 @@ def _redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
+# C0 controls (newline, carriage return, escape, NUL...), DEL, C1 controls and the Unicode line and paragraph
+# separators: what can end a line or drive a terminal. The console format writes values as they are.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Tracebacks are many lines by nature; only their newlines are kept.
+_CONTROL_BUT_NEWLINE: Final = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+MULTILINE_KEYS: Final = frozenset({"exception", "stack"})
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escape_control_characters(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor for the console format: control characters in string values become visible escapes.
+
+    A request path is percent-decoded before it is logged, so `%0A`, `%1B` and `%00` in a URL would otherwise
+    write a forged log line, a terminal escape sequence or a NUL. JSON lines need none of this (the encoder
+    escapes them). Non-string values are rendered with `repr`, which escapes already.
+    """
+    for key, value in list(event_dict.items()):
+        if isinstance(value, str) and not key.startswith("_"):
+            pattern = _CONTROL_BUT_NEWLINE if key in MULTILINE_KEYS else _CONTROL
+            event_dict[key] = pattern.sub(_escape, value)
+    return event_dict
+
+
 def drop_color_message(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Uvicorn attaches an ANSI-coloured copy of its message to its records; the line needs it once."""
     event_dict.pop("color_message", None)
@@ -158,13 +186,17 @@ def _shared_processors() -> list[Processor]:
 
 def build_formatter(log_format: str = "json") -> structlog.stdlib.ProcessorFormatter:
     """The formatter of every handler: structlog's chain over stdlib records (used by tests too)."""
-    renderer: Processor
+    renderers: list[Processor]
     if log_format == "console":
-        renderer = structlog.dev.ConsoleRenderer(
-            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
-        )
+        renderers = [
+            # Last before rendering: nothing after it can add a raw control character.
+            escape_control_characters,
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            ),
+        ]
     else:
-        renderer = structlog.processors.JSONRenderer(default=str)
+        renderers = [structlog.processors.JSONRenderer(default=str)]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
         processors=[
@@ -172,7 +204,7 @@ def build_formatter(log_format: str = "json") -> structlog.stdlib.ProcessorForma
             # Tracebacks become text before redaction, so a secret in an exception message is masked too.
             structlog.processors.format_exc_info,
             redact_secrets,
-            renderer,
+            *renderers,
         ],
     )
 

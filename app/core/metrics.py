@@ -86,6 +86,30 @@ ARCHIVED_BYTES: Final = Counter(
     namespace=NAMESPACE,
 )
 
+# The integrity audit (app/archive/audit.py).
+AUDIT_CHECKS: Final = Counter(
+    "archive_audit_checks",
+    "Archived objects checked by the integrity audit, by result: ok, missing, size_mismatch, checksum_mismatch, "
+    "or unreadable (S3 failed; checked again at the next batch).",
+    ["result"],
+    namespace=NAMESPACE,
+)
+
+AUDIT_REPAIRS: Final = Counter(
+    "archive_audit_repairs",
+    "Archived assets the audit found missing or bad and queued for a new download (upstream still had them, "
+    "or the MP4 they are made from is archived).",
+    ["variant"],
+    namespace=NAMESPACE,
+)
+
+ASSETS_LOST: Final = Counter(
+    "assets_lost",
+    "Archived assets found missing or bad in S3 that upstream no longer has: marked lost. Alert on any increase.",
+    ["variant"],
+    namespace=NAMESPACE,
+)
+
 # ----- outbound -----------------------------------------------------------------------------------
 
 UPSTREAM_ERRORS: Final = Counter(
@@ -135,6 +159,18 @@ def video_archived(*, seconds_since_completion: float) -> None:
     COMPLETION_TO_ARCHIVED_SECONDS.observe(max(seconds_since_completion, 0.0))
 
 
+def audit_check(*, result: str) -> None:
+    AUDIT_CHECKS.labels(result=result).inc()
+
+
+def audit_repair(*, variant: str) -> None:
+    AUDIT_REPAIRS.labels(variant=variant).inc()
+
+
+def asset_lost(*, variant: str) -> None:
+    ASSETS_LOST.labels(variant=variant).inc()
+
+
 def upstream_error(*, profile: str, status: str) -> None:
     UPSTREAM_ERRORS.labels(profile=profile, status=status).inc()
 
@@ -174,6 +210,9 @@ def exposition() -> tuple[bytes, str]:
 __all__ = [
     "UNMATCHED_ROUTE",
     "archived",
+    "asset_lost",
+    "audit_check",
+    "audit_repair",
     "callback_attempt",
     "exposition",
     "http_request",

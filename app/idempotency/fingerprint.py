@@ -19,6 +19,8 @@ from typing import Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from app.core import json_body
+
 MAX_KEY_CHARS = 255
 
 
@@ -81,8 +83,10 @@ def request_fingerprint(*, method: str, path: str, query_string: bytes, content_
 
 def _canonical_json(body: bytes) -> dict[str, str] | None:
     try:
-        value = json.loads(body)
-    except ValueError:
+        # The shared parser: a 10,000-deep body is a refusal here (hashed raw; the route answers 400), not a
+        # RecursionError escaping the middleware.
+        value = json_body.loads(body)
+    except json_body.JsonRefused:
         return None
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return {"json": hashlib.sha256(canonical.encode("utf-8")).hexdigest()}

@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.auth import service as auth_service
-from app.auth.deps import AdminAuth, CurrentCaller, CurrentKey
+from app.auth.deps import AdminAuth, BadKeys, CurrentCaller, CurrentKey
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.errors import InvalidRequest
+from app.core.json_body import JsonBodyRoute
 from app.limits import service as limits_service
 from app.limits.schemas import (
     CallerCreate,
@@ -32,7 +33,8 @@ from app.limits.schemas import (
 DEFAULT_USAGE_DAYS = 30
 MAX_USAGE_DAYS = 366
 
-router = APIRouter()
+# JSON bodies are read by the shared parser (app/core/json_body.py): duplicate keys and deep nesting are 400s.
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 @router.get("/v1/usage", response_model=UsageResponse, tags=["usage"], summary="The caller's renders, seconds and cost")
@@ -58,12 +60,13 @@ async def get_usage(
     return UsageResponse.from_report(report, key=key)
 
 
-admin = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuth])
+admin = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuth], route_class=JsonBodyRoute)
 
 
 @admin.post("/callers", status_code=201, response_model=CallerCreated, summary="Create a caller and its first key")
-async def create_caller(body: CallerCreate, session: SessionDep) -> CallerCreated:
+async def create_caller(body: CallerCreate, session: SessionDep, refused: BadKeys) -> CallerCreated:
     issued = await auth_service.create_caller(session, name=body.name, label=body.label, expires_at=body.expires_at)
+    refused.clear()  # a new key must not be refused from memory by this process (app/auth/bad_keys.py)
     return CallerCreated(
         caller=CallerObject.from_row(issued.caller),
         key=KeyCreated(**KeyObject.from_row(issued.api_key).model_dump(), key=issued.key),
@@ -76,7 +79,7 @@ async def list_callers(session: SessionDep) -> CallerList:
 
 
 @admin.post("/callers/{caller_id}/keys", status_code=201, response_model=KeyCreated, summary="Add a key (shown once)")
-async def create_key(caller_id: uuid.UUID, body: KeyCreate, session: SessionDep) -> KeyCreated:
+async def create_key(caller_id: uuid.UUID, body: KeyCreate, session: SessionDep, refused: BadKeys) -> KeyCreated:
     caller = await auth_service.get_caller(session, caller_id=caller_id)
     issued = await auth_service.add_key(
         session,
@@ -85,6 +88,7 @@ async def create_key(caller_id: uuid.UUID, body: KeyCreate, session: SessionDep)
         expires_at=body.expires_at,
         requests_per_minute=body.requests_per_minute,
     )
+    refused.clear()  # a new key must not be refused from memory by this process (app/auth/bad_keys.py)
     return KeyCreated(**KeyObject.from_row(issued.api_key).model_dump(), key=issued.key)
 
 

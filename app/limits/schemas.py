@@ -117,25 +117,29 @@ class UsageResponse(BaseModel):
 # ----- admin: callers and keys --------------------------------------------------------------------
 
 _STRICT = ConfigDict(extra="forbid")
+# What Postgres would refuse with an error (a 500) is refused here with a 400: the counters are INTEGER
+# columns, and text cannot hold a NUL (labels are printable, as the console shows them).
+MAX_INT4 = 2**31 - 1
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
 class CallerCreate(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    label: str = Field(default="", max_length=200, description="Label of the first key")
+    label: str = Field(default="", max_length=200, pattern=PRINTABLE, description="Label of the first key")
     expires_at: AwareDatetime | None = Field(default=None, description="Expiry of the first key")
 
 
 class KeyCreate(BaseModel):
     model_config = _STRICT
-    label: str = Field(default="", max_length=200)
+    label: str = Field(default="", max_length=200, pattern=PRINTABLE)
     expires_at: AwareDatetime | None = None
-    requests_per_minute: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT4)
 
 
 class KeyUpdate(BaseModel):
     model_config = _STRICT
-    requests_per_minute: int | None = Field(default=None, ge=1, description="null: the caller's limit")
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT4, description="null: the caller's limit")
 
 
 class CallerObject(BaseModel):
@@ -207,8 +211,8 @@ class LimitsUpdate(BaseModel):
     """Fields present are set; null clears an override (the default applies again); absent ones stay."""
 
     model_config = _STRICT
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    max_concurrent_renders: int | None = Field(default=None, ge=0)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT4)
+    max_concurrent_renders: int | None = Field(default=None, ge=0, le=MAX_INT4)
     budget_usd_per_period: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=4)
     budget_period: Literal["day", "month"] | None = None
 

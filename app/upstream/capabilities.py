@@ -34,7 +34,7 @@ class ModelCapabilities:
     seconds_by_size: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # OpenAI's contract wants the reference image at exactly the requested size; Veo takes any image.
     image_must_match_size: bool = True
-    # A remote `image_url` is forwarded as-is to OpenAI-contract upstreams; others need the bytes.
+    # Whether a link in `input_reference.image_url` is taken (the gateway fetches it and sends the bytes).
     accepts_image_url: bool = True
     remix: bool = True
 

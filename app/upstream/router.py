@@ -2,15 +2,18 @@
 
 The profile named "default" is `settings.upstream`; `settings.upstreams` adds more. Each profile's `kind`
 picks its adapter once, at start (`openai`: OpenAI's contract; `gemini`: Veo on the Gemini API). A model
-listed in a profile's `models` goes there; every other model goes to the default. A video remembers its
-profile, so everything after the create (polls, content, delete, remix, the worker) talks to the same one.
+listed in a named profile's `models` goes there; a model listed in the default's `models` (OpenAI's, unless
+configured) goes to the default; any other model is served by no profile and refused (`check_model`), unless
+the default's `models` is `["*"]`, which sends it to the default as before. A video remembers its profile, so
+everything after the create (polls, content, delete, remix, the worker) talks to the same one.
 """
 
 from __future__ import annotations
 
 import httpx
 
-from app.core.config import DEFAULT_PROFILE, Settings, UpstreamSettings
+from app.core.config import ANY_MODEL, DEFAULT_PROFILE, Settings, UpstreamSettings
+from app.core.errors import InvalidRequest
 from app.upstream.client import UpstreamClient
 from app.upstream.gemini import GeminiAdapter
 from app.upstream.provider import VideoProvider
@@ -40,12 +43,43 @@ class UpstreamRouter:
         for name, profile in settings.upstreams.items():
             self._adapters[name] = build_adapter(profile, profile=name, transport=transport, allow_http=allow_http)
             self._model_profiles.update({model: name for model in profile.models})
+        self._pass_through = ANY_MODEL in settings.upstream.models
+        # What a refusal lists: the default's models first (OpenAI's, as OpenAI's own refusal lists them).
+        default_models = [model for model in settings.upstream.models if model != ANY_MODEL]
+        self._served = list(dict.fromkeys([*default_models, *self._model_profiles]))
+        for model in default_models:
+            # A model listed by a named profile renders there, also when the default lists it too.
+            self._model_profiles.setdefault(model, DEFAULT_PROFILE)
 
     @property
     def profiles(self) -> list[str]:
         return list(self._adapters)
 
+    @property
+    def served_models(self) -> list[str]:
+        """The models some profile lists (with `["*"]` in the default, others are served too)."""
+        return list(self._served)
+
+    def serves(self, model: str) -> bool:
+        return self._pass_through or model in self._model_profiles
+
+    def check_model(self, model: str) -> None:
+        """A 400 naming `model` and listing the served models when no profile renders `model`.
+
+        Called before anything is charged or stored: an unknown model would otherwise reach the budget (which
+        charges it the highest price) and upstream (which refuses it after the row exists, or renders it).
+        """
+        if self.serves(model):
+            return
+        choices = ", ".join(f"'{served}'" for served in self._served)
+        raise InvalidRequest(
+            f"Invalid value: '{model[:100]}'. Supported values are: {choices}.",
+            param="model",
+            code="invalid_value",
+        )
+
     def profile_for_model(self, model: str) -> str:
+        """The profile that renders `model`; the default for a model no profile lists (see `check_model`)."""
         return self._model_profiles.get(model, DEFAULT_PROFILE)
 
     def adapter(self, profile: str) -> VideoProvider:

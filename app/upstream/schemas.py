@@ -52,5 +52,6 @@ class CreateVideoCommand:
     seconds: str
     size: str
     image: ImageInput | None = None
-    # A remote image URL is forwarded as-is (JSON form); the gateway itself never fetches it.
+    # An https link as the caller sent it; the video service fetches it (app/upstream/image_url.py) and sends
+    # the bytes as `image` before any adapter is called, so no upstream ever fetches a caller's URL.
     image_url: str | None = None

@@ -2,6 +2,10 @@
 
 Every rejection is a `GatewayError` in OpenAI's shape: 400 for bad values and unknown fields, 413 for an
 oversize image, 415 for a body or image type we do not take, 422 for an image that claims a type it is not.
+JSON bodies are read by `app.core.json_body` (no duplicate keys, bounded nesting); multipart text parts must
+be valid in the body's charset (UTF-8 unless declared); images are judged from their header before any pixel
+is decoded (`MAX_IMAGE_PIXELS`). An https `image_url` is only taken apart here: the video service fetches it
+through the destination guard (`app.upstream.image_url`).
 """
 
 from __future__ import annotations
@@ -9,16 +13,18 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
+import warnings
 from collections.abc import Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
+from app.core import json_body
 from app.core.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput, UnsupportedMediaType
 from app.upstream.schemas import CreateVideoCommand, ImageInput
 from app.videos.schemas import (
@@ -40,6 +46,12 @@ MAX_IMAGE_URL_CHARS = 20_971_520
 MAX_MODEL_CHARS = 100
 MAX_CHOICE_CHARS = 20
 READ_CHUNK = 64 * 1024
+# The largest image we take, in pixels, decided from the header before anything is decoded: far above any
+# size a model renders (1792x1024, 1920x1080), and below Pillow's own default (89.5 Mpx), so that Pillow's
+# check (a warning past its limit, DecompressionBombError past twice it) never is the one that decides.
+MAX_IMAGE_PIXELS = 8192 * 8192
+MULTIPART_MAX_FILES = 1
+MULTIPART_MAX_FIELDS = 16
 
 
 @dataclass(frozen=True)
@@ -77,13 +89,19 @@ def check_metadata(value: object) -> dict[str, str] | None:
             f"'metadata' has more than {MAX_METADATA_KEYS} keys.", param="metadata", code="invalid_value"
         )
     for key, item in value.items():
-        if not isinstance(key, str) or not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+        # Printable keys only: a NUL (or any control character) cannot be stored in Postgres' jsonb, and
+        # the key is echoed in `param` and messages.
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_METADATA_KEY_CHARS or not key.isprintable():
             raise InvalidRequest("Invalid 'metadata' key.", param="metadata", code="invalid_value")
         if not isinstance(item, str) or len(item) > MAX_METADATA_VALUE_CHARS:
             raise InvalidRequest(
                 f"'metadata.{key}' must be a string of at most {MAX_METADATA_VALUE_CHARS} characters.",
                 param=f"metadata.{key}",
                 code="invalid_value",
+            )
+        if "\x00" in item:
+            raise InvalidRequest(
+                f"'metadata.{key}' must not contain NUL characters.", param=f"metadata.{key}", code="invalid_value"
             )
     return dict(value)
 
@@ -143,12 +161,22 @@ def check_image(data: bytes, *, max_bytes: int) -> ImageInput:
     must equal the requested size depends on the model (`app.upstream.capabilities`)."""
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"'input_reference' is larger than {max_bytes} bytes.", param="input_reference")
+    too_many_pixels = PayloadTooLarge(
+        f"'input_reference' has more than {MAX_IMAGE_PIXELS} pixels.", param="input_reference", code="image_too_large"
+    )
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image_format = image.format or ""
-            width, height = image.size
-            if image_format in IMAGE_FORMATS:
-                image.verify()
+        # Pillow only warns past its limit; here that is a refusal like its error past twice the limit.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image_format = image.format or ""
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise too_many_pixels
+                if image_format in IMAGE_FORMATS:
+                    image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise too_many_pixels from None
     except UnidentifiedImageError as exc:
         raise UnsupportedMediaType(
             "Unsupported image type for 'input_reference'. Supported types: image/jpeg, image/png, image/webp.",
@@ -324,9 +352,33 @@ def _unsupported_body(kind: str) -> UnsupportedMediaType:
     )
 
 
+class _StrictTextParts(MultiPartParser):
+    """Starlette's multipart parser, except that a text part that does not decode in the body's charset
+    (UTF-8 unless the Content-Type names another) is refused: Starlette would fall back to Latin-1 and hand
+    on other characters than were sent. (`_current_part` and `_charset` are the parser's own state.)"""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            try:
+                part.data.decode(self._charset)
+            except UnicodeDecodeError:
+                name = part.field_name if part.field_name.isprintable() else None
+                raise InvalidRequest(
+                    f"Parameter '{name}' is not valid {self._charset} text." if name else "A part is not valid text.",
+                    param=name,
+                    code="invalid_encoding",
+                ) from None
+        super().on_part_end()
+
+
 async def _form(request: Request) -> FormData:
     try:
-        return await request.form(max_files=1, max_fields=16)
+        async with aclosing(request.stream()) as stream:
+            parser = _StrictTextParts(
+                request.headers, stream, max_files=MULTIPART_MAX_FILES, max_fields=MULTIPART_MAX_FIELDS
+            )
+            return await parser.parse()
     except MultiPartException as exc:
         raise InvalidRequest(f"Malformed multipart body: {exc.message}", code="invalid_multipart") from exc
     except (AssertionError, KeyError, ValueError) as exc:
@@ -335,14 +387,7 @@ async def _form(request: Request) -> FormData:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The JSON body must be an object.", code="invalid_json")
-    return payload
+    return json_body.parse_object(await request.body())
 
 
 async def _read_bounded(upload: UploadFile, limit: int) -> bytes:

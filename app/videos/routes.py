@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.auth.deps import CurrentCaller
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.models import Variant
-from app.videos import inputs
+from app.videos import inputs, ranges
 from app.videos.schemas import ArchivedVideoObject, AssetLinkList, VideoDeleted, VideoList, VideoObject
 from app.videos.service import VideoService
 
@@ -24,6 +24,12 @@ def get_video_service(request: Request) -> VideoService:
 
 
 VideoServiceDep = Annotated[VideoService, Depends(get_video_service)]
+
+# Our ids are `video_` and 32 hex digits. A value that could not be one (a NUL or another control character,
+# punctuation, 65 characters or more) is a 400 naming the parameter, before any lookup: Postgres refuses a NUL
+# in text with an error, which would be a 500.
+VIDEO_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+VideoId = Annotated[str, Path(pattern=VIDEO_ID_PATTERN, description="A video's id (`video_...`)")]
 
 
 async def create_request(request: Request, settings: SettingsDep) -> inputs.CreateRequest:
@@ -119,7 +125,7 @@ async def list_videos(
     session: SessionDep,
     service: VideoServiceDep,
     settings: SettingsDep,
-    after: Annotated[str | None, Query(max_length=200)] = None,
+    after: Annotated[str | None, Query(pattern=VIDEO_ID_PATTERN)] = None,
     limit: Annotated[int | None, Query(ge=0, le=100)] = None,
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
 ) -> VideoList:
@@ -136,7 +142,7 @@ async def list_videos(
 
 @router.get("/{video_id}", response_model=ArchivedVideoObject, summary="Retrieve a video, with its archive state")
 async def retrieve_video(
-    video_id: str, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
+    video_id: VideoId, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
 ) -> ArchivedVideoObject:
     video, assets = await service.retrieve(session, caller=caller, video_id=video_id)
     return ArchivedVideoObject.from_rows(video, assets)
@@ -144,28 +150,52 @@ async def retrieve_video(
 
 @router.delete("/{video_id}", response_model=VideoDeleted, summary="Delete a video")
 async def delete_video(
-    video_id: str, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
+    video_id: VideoId, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
 ) -> VideoDeleted:
     video = await service.delete(session, caller=caller, video_id=video_id)
     return VideoDeleted(id=video.id)
+
+
+CONTENT_TYPES: dict[str, Any] = {"video/mp4": {}, "image/webp": {}, "image/jpeg": {}}
 
 
 @router.get(
     "/{video_id}/content",
     response_class=StreamingResponse,
     summary="Download a video's MP4, thumbnail (WebP) or spritesheet (JPEG), streamed",
-    responses={200: {"content": {"video/mp4": {}, "image/webp": {}, "image/jpeg": {}}}},
+    responses={
+        200: {"content": CONTENT_TYPES},
+        206: {"description": "One byte range of the archived copy (`Range: bytes=...`)", "content": CONTENT_TYPES},
+        416: {"description": "The range starts past the end (`Content-Range: bytes */size`)"},
+    },
 )
 async def download_content(
-    video_id: str,
+    video_id: VideoId,
     caller: CurrentCaller,
     session: SessionDep,
     service: VideoServiceDep,
     variant: Annotated[Variant, Query()] = Variant.VIDEO,
+    range_header: Annotated[
+        str | None,
+        Header(alias="range", description="One byte range of the archived copy: `bytes=a-b`, `bytes=a-`, `bytes=-n`"),
+    ] = None,
+    if_range: Annotated[str | None, Header(alias="if-range", description="Any value: the whole copy is sent")] = None,
 ) -> StreamingResponse:
-    content = await service.open_content(session, caller=caller, video_id=video_id, variant=variant)
-    headers = {"content-length": content.content_length} if content.content_length else None
-    return StreamingResponse(content.iterate(), media_type=content.content_type, headers=headers)
+    byte_range = ranges.parse_range(range_header, if_range=if_range)
+    content = await service.open_content(
+        session, caller=caller, video_id=video_id, variant=variant, byte_range=byte_range
+    )
+    headers = {"accept-ranges": content.accept_ranges}
+    if content.content_length:
+        headers["content-length"] = content.content_length
+    if content.content_range:
+        headers["content-range"] = content.content_range
+    return StreamingResponse(
+        content.iterate(),
+        status_code=206 if content.content_range else 200,
+        media_type=content.content_type,
+        headers=headers,
+    )
 
 
 @router.get(
@@ -174,7 +204,7 @@ async def download_content(
     summary="Presigned S3 URLs of the archived variants (gateway extension)",
 )
 async def list_asset_links(
-    video_id: str, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
+    video_id: VideoId, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
 ) -> AssetLinkList:
     return AssetLinkList(data=await service.asset_links(session, caller=caller, video_id=video_id))
 
@@ -183,7 +213,7 @@ async def list_asset_links(
     "/{video_id}/remix", response_model=VideoObject, summary="Remix a completed video", openapi_extra=REMIX_BODY
 )
 async def remix_video(
-    video_id: str,
+    video_id: VideoId,
     caller: CurrentCaller,
     session: SessionDep,
     service: VideoServiceDep,

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from app.core.timestamps import unix_seconds, unix_seconds_or_none
 from app.models import Asset, Video
+from app.upstream.ids import as_caller_text
 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SECONDS = ("4", "8", "12")
@@ -43,7 +44,9 @@ class VideoObject(BaseModel):
     def from_row(cls, video: Video) -> VideoObject:
         error = None
         if video.error_code or video.error_message:
-            error = VideoErrorObject(code=video.error_code or "unknown", message=video.error_message or "")
+            # An upstream's reason may name its own id; the caller knows only ours.
+            message = as_caller_text(video.error_message, upstream_id=video.upstream_id, video_id=video.id)
+            error = VideoErrorObject(code=video.error_code or "unknown", message=message or "")
         return cls(
             id=video.id,
             model=video.model,
@@ -61,7 +64,7 @@ class VideoObject(BaseModel):
 
 
 class ArchiveEntry(BaseModel):
-    """One variant's copy in our archive: `pending`, `downloading`, `archived`, `failed` or `expired`."""
+    """One variant's copy in our archive: `pending`, `downloading`, `archived`, `failed`, `expired` or `lost`."""
 
     state: str
     bytes: int | None
@@ -79,7 +82,12 @@ class ArchivedVideoObject(VideoObject):
     @classmethod
     def from_rows(cls, video: Video, assets: list[Asset]) -> ArchivedVideoObject:
         archive = {
-            asset.variant: ArchiveEntry(state=asset.state, bytes=asset.bytes, sha256=asset.sha256, error=asset.error)
+            asset.variant: ArchiveEntry(
+                state=asset.state,
+                bytes=asset.bytes,
+                sha256=asset.sha256,
+                error=as_caller_text(asset.error, upstream_id=video.upstream_id, video_id=video.id),
+            )
             for asset in assets
         }
         return cls(**VideoObject.from_row(video).model_dump(), archive=archive, metadata=video.caller_metadata)

@@ -8,6 +8,7 @@ held open while upstream thinks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,16 +20,19 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import service as archive_service
-from app.archive.storage import ArchiveStorage
+from app.archive.storage import ArchiveStorage, ObjectNotFound, StorageError
 from app.callbacks import service as callbacks_service
 from app.core.config import Settings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
 from app.limits import service as limits_service
 from app.models import Asset, AssetState, Caller, Variant, Video, VideoStatus
 from app.upstream.client import render_may_have_started
+from app.upstream.ids import caller_facing
+from app.upstream.image_url import ImageFetcher
 from app.upstream.router import UpstreamRouter
 from app.upstream.schemas import UpstreamVideo
-from app.videos.inputs import CreateRequest, RemixCommand
+from app.videos.inputs import CreateRequest, RemixCommand, check_image
+from app.videos.ranges import RangeRequest, resolve
 from app.videos.refresh import RefreshGate
 from app.videos.repository import VideoRepository
 from app.videos.schemas import AssetLink
@@ -36,6 +40,13 @@ from app.videos.schemas import AssetLink
 logger = logging.getLogger(__name__)
 
 STREAM_CHUNK = 64 * 1024
+# The integrity audit's state for an archived copy found missing that upstream can no longer provide. Compared
+# as a string: the state arrives with the audit's own migration, and this check must not wait for it.
+LOST_ASSET_STATE = "lost"
+# An archived copy that S3 cannot find (an operator's or a repair's window): the caller may come back later.
+ASSET_UNAVAILABLE_RETRY_AFTER_SECONDS = 60
+# Archive keys already reported at ERROR by this process; later requests for them log at WARNING.
+MAX_REPORTED_KEYS = 1024
 
 
 def new_video_id() -> str:
@@ -47,14 +58,26 @@ def not_found(video_id: str) -> ResourceNotFound:
     return ResourceNotFound(f"No video found with id '{video_id}'.", param="video_id", code="not_found")
 
 
+class AssetUnavailable(GatewayError):
+    """The archived copy should be in S3 and is not (or S3 failed): nothing to serve now, perhaps later."""
+
+    status_code = 503
+    type = "server_error"
+    code = "asset_unavailable"
+
+
 @dataclass
 class ContentStream:
-    """An open upstream content response, handed to the route to stream; closes itself at the end."""
+    """An open content response (upstream's or the archive's), handed to the route to stream; closes itself
+    at the end. `content_range` is set for one byte range of an archived copy (a 206)."""
 
     content_type: str
     content_length: str | None
     _stack: AsyncExitStack
     _chunks: AsyncIterator[bytes]
+    content_range: str | None = None
+    # `bytes` for archived copies (ranges honoured), `none` for content streamed from upstream.
+    accept_ranges: str = "none"
 
     async def iterate(self) -> AsyncIterator[bytes]:
         try:
@@ -75,15 +98,26 @@ class VideoService:
         refresh_interval = settings.api.refresh_min_interval_seconds
         self._refresh_interval = timedelta(seconds=refresh_interval)
         self._gate = RefreshGate(min_interval=refresh_interval)
+        self.images = ImageFetcher(settings.api)
+        self._reported_missing: set[str] = set()
 
     async def create(self, session: AsyncSession, *, caller: Caller, request: CreateRequest) -> Video:
         command = request.command
+        # A model no profile serves, and what the model cannot render, are refused before anything is
+        # charged, stored or sent.
+        self._upstreams.check_model(command.model)
         profile = self._upstreams.profile_for_model(command.model)
         upstream = self._upstreams.adapter(profile)
-        # What the model cannot render is refused before anything is charged, stored or sent.
         upstream.check_create(command)
         if request.callback_url is not None:
             callbacks_service.validate_callback_url(request.callback_url, self._settings.callbacks)
+        if command.image_url is not None:
+            # Fetched here, through the destination guard, never by upstream (app/upstream/image_url.py); the
+            # bytes are then judged like an upload, size against the model included.
+            max_bytes = self._settings.api.max_image_bytes
+            image = check_image(await self.images.fetch(command.image_url, max_bytes=max_bytes), max_bytes=max_bytes)
+            command = dataclasses.replace(command, image=image, image_url=None)
+            upstream.check_create(command)
         await limits_service.admit_render(
             session, caller=caller, model=command.model, seconds=command.seconds, settings=self._settings.limits
         )
@@ -115,6 +149,12 @@ class VideoService:
                 code="invalid_video_state",
             )
         upstream_id = source.upstream_id
+        adapter = self._upstreams.adapter(source.upstream_profile)
+
+        async def remix_upstream() -> UpstreamVideo:
+            with caller_facing(upstream_id=upstream_id, video_id=source.id):
+                return await adapter.remix_video(upstream_id, prompt=command.prompt)
+
         video = Video(
             id=new_video_id(),
             caller_id=caller.id,
@@ -129,11 +169,7 @@ class VideoService:
             callback_url=source.callback_url,
             caller_metadata=source.caller_metadata,
         )
-        return await self._submit(
-            session,
-            video,
-            lambda: self._upstreams.adapter(source.upstream_profile).remix_video(upstream_id, prompt=command.prompt),
-        )
+        return await self._submit(session, video, remix_upstream)
 
     async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> tuple[Video, list[Asset]]:
         """The video, refreshed from upstream if due, with its archive state per variant."""
@@ -164,7 +200,7 @@ class VideoService:
         video = await self._owned(session, caller=caller, video_id=video_id)
         if video.upstream_id is not None:
             # Already gone upstream (expired or deleted there) is fine: ours goes too.
-            with contextlib.suppress(ResourceNotFound):
+            with contextlib.suppress(ResourceNotFound), caller_facing(upstream_id=video.upstream_id, video_id=video.id):
                 await self._upstreams.adapter(video.upstream_profile).delete_video(video.upstream_id)
         # The caller asked for it gone: the archived copies go too.
         await self._storage.delete_video(video.id)
@@ -173,13 +209,34 @@ class VideoService:
         return video
 
     async def open_content(
-        self, session: AsyncSession, *, caller: Caller, video_id: str, variant: Variant
+        self,
+        session: AsyncSession,
+        *,
+        caller: Caller,
+        video_id: str,
+        variant: Variant,
+        byte_range: RangeRequest | None = None,
     ) -> ContentStream:
+        """The variant's bytes: the archived copy when there is one (`byte_range` honoured), else upstream's
+        (whole: `byte_range` is ignored there)."""
         video = await self._owned(session, caller=caller, video_id=video_id)
         archived = await archive_service.archived_asset(session, video_id=video.id, variant=variant)
         if archived is not None and archived.s3_key is not None:
             # Our copy outlives upstream's one-hour window; serve it whenever we have it.
-            return await self._open_archived(archived.s3_key, variant)
+            try:
+                return await self._open_archived(archived, video_id=video.id, variant=variant, byte_range=byte_range)
+            except AssetUnavailable:
+                # The integrity audit looks at this copy first thing: repaired, or marked lost, within a tick.
+                await archive_service.request_audit(session, video_id=video.id, variant=variant)
+                await session.commit()
+                raise
+        if await self._asset_state(session, video_id=video.id, variant=variant) == LOST_ASSET_STATE:
+            raise ResourceNotFound(
+                f"The archived {variant.value} of video '{video.id}' was lost, and upstream no longer has it; "
+                "it cannot be served.",
+                param="video_id",
+                code="asset_lost",
+            )
         await self._refresh_if_due(session, video)
         if video.video_status is not VideoStatus.COMPLETED or video.upstream_id is None:
             raise ResourceNotFound(
@@ -190,9 +247,12 @@ class VideoService:
             )
         stack = AsyncExitStack()
         try:
-            response = await stack.enter_async_context(
-                self._upstreams.adapter(video.upstream_profile).stream_content(video.upstream_id, variant=variant.value)
-            )
+            with caller_facing(upstream_id=video.upstream_id, video_id=video.id):
+                response = await stack.enter_async_context(
+                    self._upstreams.adapter(video.upstream_profile).stream_content(
+                        video.upstream_id, variant=variant.value
+                    )
+                )
         except BaseException:
             await stack.aclose()
             raise
@@ -230,8 +290,20 @@ class VideoService:
 
     # ----- internals ----------------------------------------------------------------------------
 
-    async def _open_archived(self, key: str, variant: Variant) -> ContentStream:
-        stream = await self._storage.open_object(key)
+    async def _open_archived(
+        self, asset: Asset, *, video_id: str, variant: Variant, byte_range: RangeRequest | None
+    ) -> ContentStream:
+        key = str(asset.s3_key)
+        # The size on record decides what a range selects (and a 416) before S3 is asked; without one, whole.
+        span = resolve(byte_range, asset.bytes) if byte_range is not None and asset.bytes is not None else None
+        try:
+            stream = await self._storage.open_object(key, byte_range=span)
+        except ObjectNotFound:
+            self._report_missing(key, video_id=video_id, variant=variant)
+            raise self._unavailable(video_id, variant) from None
+        except StorageError as exc:
+            logger.warning("archived %s of %s not readable from S3: %s", variant.value, video_id, exc)
+            raise self._unavailable(video_id, variant) from None
         stack = AsyncExitStack()
         stack.push_async_callback(stream.aclose)
         return ContentStream(
@@ -239,7 +311,38 @@ class VideoService:
             content_length=str(stream.content_length),
             _stack=stack,
             _chunks=stream.iter_chunks(),
+            content_range=stream.content_range,
+            accept_ranges="bytes",
         )
+
+    def _report_missing(self, key: str, *, video_id: str, variant: Variant) -> None:
+        """ERROR once per copy and process (an operator must look); a player retrying only adds WARNINGs."""
+        if key in self._reported_missing:
+            logger.warning("archived %s of %s is still missing from S3 (%s)", variant.value, video_id, key)
+            return
+        if len(self._reported_missing) >= MAX_REPORTED_KEYS:
+            self._reported_missing.clear()
+        self._reported_missing.add(key)
+        logger.error(
+            "archived %s of %s is missing from S3 (%s): the asset row says archived; content answers 503",
+            variant.value,
+            video_id,
+            key,
+        )
+
+    @staticmethod
+    def _unavailable(video_id: str, variant: Variant) -> AssetUnavailable:
+        # Our own words: neither the S3 key nor S3's message is the caller's business.
+        return AssetUnavailable(
+            f"The archived {variant.value} of video '{video_id}' is temporarily unavailable; retry later.",
+            param="video_id",
+            headers={"Retry-After": str(ASSET_UNAVAILABLE_RETRY_AFTER_SECONDS)},
+        )
+
+    @staticmethod
+    async def _asset_state(session: AsyncSession, *, video_id: str, variant: Variant) -> str | None:
+        assets = await archive_service.assets_of(session, video_id=video_id)
+        return next((asset.state for asset in assets if asset.variant == variant.value), None)
 
     async def _owned(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
         video = await VideoRepository.from_session(session).get_owned(video_id, caller_id=caller.id)

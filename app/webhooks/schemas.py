@@ -12,13 +12,13 @@ One parser per provider kind, chosen once when the receiver is built (`EVENT_PAR
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import BaseModel
 
+from app.core import json_body
 from app.core.errors import WebhookMalformed
 from app.webhooks.verify import SignedDelivery
 
@@ -49,11 +49,11 @@ class WebhookAck(BaseModel):
 def _document(delivery: SignedDelivery) -> tuple[dict[str, Any], dict[str, Any]]:
     """The body as a JSON object and its `data` object, else `WebhookMalformed`."""
     try:
-        document: Any = json.loads(delivery.payload)
-    except (ValueError, RecursionError):
-        # ValueError covers JSONDecodeError and integers past the int-digit limit; a 64 KiB body of "["
-        # exhausts the parser's recursion.
-        raise WebhookMalformed("Webhook body is not valid JSON.") from None
+        # The shared parser (app/core/json_body.py): a 64 KiB body of "[" is refused by its depth bound, and a
+        # key given twice (which two readers could resolve differently) is refused too.
+        document: Any = json_body.loads(delivery.payload)
+    except json_body.JsonRefused as exc:
+        raise WebhookMalformed(f"Webhook body is not acceptable JSON: {exc}") from None
     if not isinstance(document, dict):
         raise WebhookMalformed("Webhook body is not a JSON object.")
     data = document.get("data")

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # How many unfinished videos one unnamed event re-reads at once; the reconciler polls the rest.
 HINT_BATCH: Final = 500
+HINT_SYNC_DELAY_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,11 @@ async def receive(
     if outcome is EventOutcome.ENQUEUED and video is not None:
         await archive_service.enqueue_sync(session, video=video, settings=worker)
     for unfinished in to_sync:
-        await archive_service.enqueue_sync(session, video=unfinished, settings=worker)
+        # Queued a moment ahead: the hints of a burst (one per finished render, each naming none) then land
+        # on the same queued job per video instead of each starting a re-read of every unfinished video.
+        await archive_service.enqueue_sync(
+            session, video=unfinished, settings=worker, delay_seconds=HINT_SYNC_DELAY_SECONDS
+        )
     logger.info(
         "webhook %s (event %s, %s, %s) recorded as %s",
         event.webhook_id,

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import Mode, Settings, UpstreamProfile
+from app.core.errors import InvalidRequest
 from app.upstream.router import UnknownProfile, UpstreamRouter
 
 
@@ -61,3 +62,43 @@ class TestKinds:
         settings = settings.model_copy(update={"webhooks": settings.webhooks.model_copy(update={"enabled": False})})
         with pytest.raises(ValueError, match="upstream profile 'veo': no webhook secret"):
             create_app(settings)
+
+
+class TestServedModels:
+    async def test_the_default_profile_serves_openais_models_and_refuses_others_listing_what_is_served(
+        self,
+    ) -> None:
+        router = UpstreamRouter(
+            settings_with(veo=UpstreamProfile(kind="gemini", base_url="https://g.example", models=["veo-3.1"]))
+        )
+        assert router.served_models == ["sora-2", "sora-2-pro", "veo-3.1"]
+        for model in ("sora-2", "sora-2-pro", "veo-3.1"):
+            router.check_model(model)
+        with pytest.raises(InvalidRequest) as refused:
+            router.check_model("sora-3")
+        assert refused.value.param == "model" and refused.value.code == "invalid_value"
+        assert refused.value.message == (
+            "Invalid value: 'sora-3'. Supported values are: 'sora-2', 'sora-2-pro', 'veo-3.1'."
+        )
+        await router.aclose()
+
+    async def test_a_model_listed_by_the_default_and_a_named_profile_renders_in_the_named_one(self) -> None:
+        router = UpstreamRouter(
+            settings_with(pro=UpstreamProfile(base_url="https://pro.example/v1", models=["sora-2-pro"]))
+        )
+        assert router.profile_for_model("sora-2-pro") == "pro"
+        assert router.served_models == ["sora-2", "sora-2-pro"]
+        await router.aclose()
+
+    async def test_a_star_passes_every_model_to_the_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("VG_MODE", "dev")
+        monkeypatch.setenv("VG_UPSTREAM__MODELS", '["*"]')
+        router = UpstreamRouter(Settings())
+        router.check_model("anything-else")
+        assert router.profile_for_model("anything-else") == "default"
+        assert router.served_models == []
+        await router.aclose()
+
+    def test_a_star_in_a_named_profile_is_refused_at_start(self) -> None:
+        with pytest.raises(ValidationError, match="only for the default profile"):
+            settings_with(pro=UpstreamProfile(base_url="https://pro.example/v1", models=["*"]))

@@ -42,15 +42,22 @@ GatewayFactory = Callable[..., AbstractAsyncContextManager[Gateway]]
 
 @pytest.fixture
 def limited_gateway(database_url: str, simulator_app: FastAPI) -> GatewayFactory:
-    """`async with limited_gateway(budget_usd_per_period=1.2, admin=True) as gateway:` (LimitSettings fields)."""
+    """`async with limited_gateway(budget_usd_per_period=1.2, admin=True) as gateway:` (LimitSettings fields;
+    `default_models` replaces the default profile's models)."""
 
     @asynccontextmanager
-    async def build(*, admin: bool = True, **limits: Any) -> AsyncIterator[Gateway]:
+    async def build(
+        *, admin: bool = True, default_models: list[str] | None = None, **limits: Any
+    ) -> AsyncIterator[Gateway]:
         base = make_settings(database_url)
+        upstream = base.upstream
+        if default_models is not None:
+            upstream = upstream.model_copy(update={"models": default_models})
         settings = base.model_copy(
             update={
                 "limits": base.limits.model_copy(update=limits),
                 "admin_api_key": SecretStr(ADMIN_KEY) if admin else None,
+                "upstream": upstream,
             }
         )
         upstream = CountingTransport(httpx.ASGITransport(app=simulator_app))

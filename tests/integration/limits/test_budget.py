@@ -65,8 +65,12 @@ class TestSpendBudget:
         self, limited_gateway: GatewayFactory, make_caller: MakeCaller
     ) -> None:
         caller = await make_caller()
+        # A served model without a price: the default profile passes every model through (`["*"]`).
         # $1.00 covers 4 s of sora-2 ($0.40) but not 4 s at the highest price ($1.20).
-        async with limited_gateway(budget_usd_per_period=1.0) as gateway, gateway.client(caller.key) as client:
+        async with (
+            limited_gateway(budget_usd_per_period=1.0, default_models=["*"]) as gateway,
+            gateway.client(caller.key) as client,
+        ):
             assert_error(await create_video(client, model="sora-9-unlisted", seconds="4"), 429, "insufficient_quota")
             assert gateway.creates == 0
             assert (await create_video(client, model="sora-2", seconds="4")).status_code == 200

@@ -1,5 +1,6 @@
 """The archive for a `kind: gemini` profile, in process: the Gemini API simulator as upstream, the worker
-archiving the MP4 (the only variant Google serves) and deriving the thumbnail and spritesheet from it.
+archiving the MP4 (the only variant Google serves) and deriving the thumbnail and spritesheet from it; a replay and the
+integrity audit keep that (the images are made again from our MP4, never asked of Google).
 
 Catalogue rows as for OpenAI's kind: the round trip and serving after upstream expiry (26), the reconciler
 with no webhook at all (Gemini sends none for failures), and a window that closed before the download (24).
@@ -21,9 +22,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from app.archive import reconciler
+from app.archive import audit, reconciler
 from app.archive import service as archive_service
-from app.archive.storage import ArchiveStorage
+from app.archive.storage import ArchiveStorage, make_client
 from app.core.config import CallbackSettings, S3Settings, SimulatorSettings, UpstreamProfile
 from app.core.db import Database
 from app.main import create_app
@@ -228,3 +229,41 @@ class TestArchive:
             )
         # Told once that the archive failed, not once per variant.
         assert list(events).count("video.archive_failed") == 1
+
+
+class TestReplayAndAudit:
+    async def test_a_replay_downloads_the_mp4_again_and_keeps_the_images_made_from_it(
+        self, gemini_stack: GeminiStack
+    ) -> None:
+        stack = gemini_stack
+        video_id = await stack.create()
+        await stack.wait_upstream_done(video_id)
+        await stack.enqueue_sync(video_id)
+        await stack.worker().run_until_idle()
+        before = {variant: (asset.state, asset.sha256) for variant, asset in (await stack.assets(video_id)).items()}
+        async with stack.database.sessionmaker.begin() as session:
+            outcome = await archive_service.replay(
+                session, video_id=video_id, settings=stack.settings, upstreams=stack.context.upstreams
+            )
+        assert (outcome.result, outcome.queued, outcome.served) == (archive_service.ReplayResult.QUEUED, 1, 3)
+        await stack.worker().run_until_idle()
+        assert {variant: (a.state, a.sha256) for variant, a in (await stack.assets(video_id)).items()} == before
+
+    async def test_the_audit_derives_a_missing_image_again_from_the_archived_mp4(
+        self, gemini_stack: GeminiStack
+    ) -> None:
+        stack = gemini_stack
+        video_id = await stack.create()
+        await stack.wait_upstream_done(video_id)
+        await stack.enqueue_sync(video_id)
+        await stack.worker().run_until_idle()
+        recorded = (await stack.assets(video_id))["thumbnail"].sha256
+        key = stack.storage.key_for(video_id, Variant.THUMBNAIL)
+        make_client(stack.settings.s3).delete_object(Bucket=stack.settings.s3.bucket, Key=key)
+        report = await audit.audit_once(stack.context, limit=10, video_id=video_id)
+        [finding] = report.findings
+        assert (finding.variant, finding.problem, finding.action) == ("thumbnail", "missing", "repair")
+        assert "made from the MP4" in finding.reason
+        await stack.worker().run_until_idle()
+        thumbnail = (await stack.assets(video_id))["thumbnail"]
+        assert (thumbnail.state, thumbnail.sha256) == ("archived", recorded)  # the same frame, encoded the same way

@@ -15,6 +15,54 @@ NOT_ALLOWED = "not in the operator's callback allow-list"
 ELSEWHERE = CallbackSettings(allowed_destinations=["93.184.216.0/24", "hooks.internal"])
 
 
+# The vectors are module constants so that other guards built on this one (image URLs) reuse them.
+# (url, the kind of address named in the refusal)
+ADDRESS_VECTORS: list[tuple[str, str]] = [
+    ("https://127.0.0.1", "loopback"),
+    ("https://127.0.0.1:443/hook", "loopback"),
+    ("https://[::1]:9876", "loopback (::1)"),
+    ("https://1:2@[::1]:9876", "credentials"),
+    ("https://user@hooks.internal/", "credentials"),
+    ("https://[::ffff:7f00:1]", "loopback"),
+    ("https://[::ffff:127.0.0.1]/", "loopback"),
+    ("https://10.1.2.3", "private (10.0.0.0/8)"),
+    ("https://172.16.0.1", "private (172.16.0.0/12)"),
+    ("https://172.31.255.254", "private (172.16.0.0/12)"),
+    ("https://192.168.1.1", "private (192.168.0.0/16)"),
+    ("https://169.254.1.1", "link-local (169.254.0.0/16)"),
+    ("https://100.64.0.1", "carrier-grade NAT"),
+    ("https://198.18.0.1", "benchmarking"),
+    ("https://198.19.255.1", "benchmarking"),
+    ("https://[fd00::1]", "unique-local"),
+    ("https://[fc00::1]", "unique-local"),
+    ("https://[fe80::1]", "link-local (fe80::/10)"),
+    ("https://[64:ff9b::a00:1]", "NAT64"),
+    ("https://[2002:a00:1::]", "6to4"),
+    ("https://8.8.8.8", "public"),
+]
+# IPs written in forms some resolvers read as another address.
+NON_CANONICAL: list[str] = [
+    "http://2130706433/",  # decimal 127.0.0.1
+    "http://0x7f000001/",  # hex
+    "http://0177.0.0.1/",  # octal first octet
+    "http://0x7f.0.0.1/",  # hex first octet
+    "http://127.1/",  # shortened
+    "http://10.0.0.011/",  # leading zero (octal to inet_aton)
+    "http://167772161/",  # decimal 10.0.0.1
+    "http://93.184.216.5./",  # trailing dot
+]
+# (url, a CIDR that contains it: metadata is refused even there)
+METADATA_VECTORS: list[tuple[str, str]] = [
+    ("http://169.254.169.254/latest/meta-data/", "169.254.0.0/16"),
+    ("http://169.254.170.2/v2/credentials", "169.254.0.0/16"),
+    ("http://[fd00:ec2::254]/latest/", "fd00::/8"),
+    ("http://100.100.100.200/latest/", "100.64.0.0/10"),
+    ("http://[::ffff:169.254.169.254]/", "0.0.0.0/0"),
+    ("http://[64:ff9b::a9fe:a9fe]/", "::/0"),
+    ("http://[2002:a9fe:a9fe::]/", "::/0"),
+]
+
+
 def refusal(url: str, settings: CallbackSettings = ELSEWHERE) -> str:
     with pytest.raises(DestinationRefused) as caught:
         destinations.check_url(url, settings)
@@ -36,32 +84,7 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 class TestSvixVectors:
-    @pytest.mark.parametrize(
-        ("url", "reason"),
-        [
-            ("https://127.0.0.1", "loopback"),
-            ("https://127.0.0.1:443/hook", "loopback"),
-            ("https://[::1]:9876", "loopback (::1)"),
-            ("https://1:2@[::1]:9876", "credentials"),
-            ("https://user@hooks.internal/", "credentials"),
-            ("https://[::ffff:7f00:1]", "loopback"),
-            ("https://[::ffff:127.0.0.1]/", "loopback"),
-            ("https://10.1.2.3", "private (10.0.0.0/8)"),
-            ("https://172.16.0.1", "private (172.16.0.0/12)"),
-            ("https://172.31.255.254", "private (172.16.0.0/12)"),
-            ("https://192.168.1.1", "private (192.168.0.0/16)"),
-            ("https://169.254.1.1", "link-local (169.254.0.0/16)"),
-            ("https://100.64.0.1", "carrier-grade NAT"),
-            ("https://198.18.0.1", "benchmarking"),
-            ("https://198.19.255.1", "benchmarking"),
-            ("https://[fd00::1]", "unique-local"),
-            ("https://[fc00::1]", "unique-local"),
-            ("https://[fe80::1]", "link-local (fe80::/10)"),
-            ("https://[64:ff9b::a00:1]", "NAT64"),
-            ("https://[2002:a00:1::]", "6to4"),
-            ("https://8.8.8.8", "public"),
-        ],
-    )
+    @pytest.mark.parametrize(("url", "reason"), ADDRESS_VECTORS)
     def test_address_outside_the_allow_list_is_refused_with_its_kind(self, url: str, reason: str) -> None:
         message = refusal(url)
         assert reason in message
@@ -87,19 +110,7 @@ class TestSvixVectors:
 
 
 class TestNonCanonicalIPs:
-    @pytest.mark.parametrize(
-        "url",
-        [
-            "http://2130706433/",  # decimal 127.0.0.1
-            "http://0x7f000001/",  # hex
-            "http://0177.0.0.1/",  # octal first octet
-            "http://0x7f.0.0.1/",  # hex first octet
-            "http://127.1/",  # shortened
-            "http://10.0.0.011/",  # leading zero (octal to inet_aton)
-            "http://167772161/",  # decimal 10.0.0.1
-            "http://93.184.216.5./",  # trailing dot
-        ],
-    )
+    @pytest.mark.parametrize("url", NON_CANONICAL)
     def test_is_refused_even_when_the_address_it_means_is_allowed(self, url: str) -> None:
         allowed = CallbackSettings(allowed_destinations=["0.0.0.0/0"])
         assert "non-canonical" in refusal(url, allowed)
@@ -150,18 +161,7 @@ class TestSchemesAndShapes:
 
 
 class TestMetadataIsAlwaysRefused:
-    @pytest.mark.parametrize(
-        ("url", "allowed"),
-        [
-            ("http://169.254.169.254/latest/meta-data/", "169.254.0.0/16"),
-            ("http://169.254.170.2/v2/credentials", "169.254.0.0/16"),
-            ("http://[fd00:ec2::254]/latest/", "fd00::/8"),
-            ("http://100.100.100.200/latest/", "100.64.0.0/10"),
-            ("http://[::ffff:169.254.169.254]/", "0.0.0.0/0"),
-            ("http://[64:ff9b::a9fe:a9fe]/", "::/0"),
-            ("http://[2002:a9fe:a9fe::]/", "::/0"),
-        ],
-    )
+    @pytest.mark.parametrize(("url", "allowed"), METADATA_VECTORS)
     def test_metadata_addresses_are_refused_inside_an_allowed_cidr(self, url: str, allowed: str) -> None:
         assert "cloud metadata" in refusal(url, CallbackSettings(allowed_destinations=[allowed]))
 
