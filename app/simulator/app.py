@@ -5,7 +5,7 @@ requires `Authorization: Bearer <api_key>`; `/_sim/files/...` instead takes the 
 content redirect carries (clients drop `Authorization` when a redirect changes host). Errors of any kind,
 including FastAPI's own validation and routing errors, are answered in OpenAI's error shape.
 
-Admin API (JSON):
+Admin API (JSON; all but the expiry are `app.simulator.admin`'s, shared with the Gemini simulator):
 - `GET /_sim/faults` → `Faults`; `PUT /_sim/faults` replaces all knobs (missing ones take their defaults);
   `PATCH /_sim/faults` changes only the given knobs.
 - `GET /_sim/config` → `RuntimeConfig` (`queue_seconds`, `render_seconds`, `ttl_seconds`, `webhook_url`,
@@ -34,15 +34,13 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app.core.config import SimulatorSettings
-from app.simulator import content
+from app.simulator import admin, content
 from app.simulator.errors import SimulatorError, invalid
-from app.simulator.faults import Faults, RuntimeConfig
 from app.simulator.runtime import Simulator
 from app.simulator.state import Order, list_envelope
 from app.simulator.validation import (
@@ -163,17 +161,6 @@ async def _fetch_image(url: str) -> bytes:
     return response.content
 
 
-def _merged(model: type[Faults] | type[RuntimeConfig], current: dict[str, Any], changes: Any) -> Any:
-    if not isinstance(changes, dict):
-        raise invalid("The JSON body must be an object.", code="invalid_type")
-    try:
-        return model.model_validate({**current, **changes})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        raise invalid(f"Invalid '{param}': {first['msg']}", param=param) from exc
-
-
 def _api_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(api_guard)])
 
@@ -241,51 +228,12 @@ def _serve(request: Request, simulator: Simulator, video_id: str, variant: str, 
 
 
 def _admin_router() -> APIRouter:
-    router = APIRouter(prefix="/_sim", dependencies=[Depends(admin_guard)])
-
-    @router.get("/faults")
-    async def get_faults(simulator: SimDep) -> dict[str, Any]:
-        return simulator.faults.model_dump()
-
-    @router.put("/faults")
-    async def replace_faults(simulator: SimDep, request: Request) -> dict[str, Any]:
-        simulator.faults = _merged(Faults, {}, await _json_body(request))
-        return simulator.faults.model_dump()
-
-    @router.patch("/faults")
-    async def update_faults(simulator: SimDep, request: Request) -> dict[str, Any]:
-        simulator.faults = _merged(Faults, simulator.faults.model_dump(), await _json_body(request))
-        return simulator.faults.model_dump()
-
-    @router.get("/config")
-    async def get_config(simulator: SimDep) -> dict[str, Any]:
-        return simulator.config.model_dump()
-
-    @router.patch("/config")
-    async def update_config(simulator: SimDep, request: Request) -> dict[str, Any]:
-        simulator.config = _merged(RuntimeConfig, simulator.config.model_dump(), await _json_body(request))
-        return simulator.config.model_dump()
-
-    @router.post("/reset")
-    async def reset(simulator: SimDep) -> dict[str, Any]:
-        await simulator.reset()
-        return {"reset": True}
-
-    @router.get("/stats")
-    async def stats(simulator: SimDep) -> dict[str, Any]:
-        return {**simulator.stats.as_json(), "renders_pending": simulator.renders_pending}
-
-    @router.get("/webhooks")
-    async def webhooks(simulator: SimDep) -> dict[str, Any]:
-        return {"object": "list", "data": [delivery.as_json() for delivery in simulator.sender.deliveries]}
-
-    @router.post("/finish-renders")
-    async def finish_renders(simulator: SimDep, request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        over = body.get("over_seconds", 0) if isinstance(body, dict) else None
-        if not isinstance(over, int | float) or isinstance(over, bool) or over < 0:
-            raise invalid("'over_seconds' must be a number >= 0.", param="over_seconds")
-        return {"released": simulator.finish_renders(float(over))}
+    router = admin.admin_router(
+        guard=admin_guard,
+        read_json=_json_body,
+        invalid=lambda message, param: invalid(message, param=param),
+        not_an_object=lambda: invalid("The JSON body must be an object.", code="invalid_type"),
+    )
 
     @router.post("/videos/{video_id}/expire")
     async def expire(video_id: str, simulator: SimDep) -> dict[str, Any]:
@@ -354,13 +302,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_simulator_app(settings: SimulatorSettings) -> FastAPI:
     """The simulator as an ASGI app; its background work runs in the lifespan (or see `simulator_running`)."""
     simulator = Simulator(settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with simulator.running():
-            yield
-
-    app = FastAPI(title="Video Gateway upstream simulator", lifespan=lifespan, openapi_url=None)
+    app = FastAPI(title="Video Gateway upstream simulator", lifespan=simulator.lifespan, openapi_url=None)
     app.state.simulator = simulator
     _install_error_handlers(app)
     app.include_router(_api_router(), prefix="/v1")

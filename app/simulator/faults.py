@@ -1,9 +1,9 @@
-"""Fault knobs of the upstream simulator, and the runtime-tunable part of its configuration.
+"""Fault knobs of the OpenAI simulator.
 
 `Faults` is one flat model with zero defaults: the simulator behaves like a healthy upstream until a test or
 a benchmark sets a knob through `PUT`/`PATCH /_sim/faults`. Knobs:
 
-Webhooks
+Webhooks (the first five are `app.simulator.sender.WebhookFaults`, shared with the Gemini simulator)
 - `webhook_drop_probability` (0..1): each webhook delivery is silently not sent with this probability.
 - `webhook_drop_next` (int): the next N deliveries are not sent (counted down; checked before probability).
 - `webhook_duplicate` (bool): every delivery is sent twice, with the same `webhook-id`, as a real retry
@@ -45,21 +45,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from app.simulator.sender import WebhookFaults
 
 RouteName = Literal["create_video", "list_videos", "retrieve_video", "delete_video", "download_content", "remix_video"]
 
 
-class Faults(BaseModel):
+class Faults(WebhookFaults):
     """Every fault knob; the defaults describe a healthy upstream (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    webhook_drop_probability: float = Field(default=0.0, ge=0.0, le=1.0)
-    webhook_drop_next: int = Field(default=0, ge=0)
-    webhook_duplicate: bool = False
-    webhook_duplicate_probability: float = Field(default=0.0, ge=0.0, le=1.0)
-    webhook_delay_seconds: float = Field(default=0.0, ge=0.0)
     webhook_reorder_batch: int = Field(default=0, ge=0)
     webhook_reorder_window_seconds: float = Field(default=2.0, ge=0.0)
 
@@ -91,19 +86,3 @@ class Faults(BaseModel):
             return False
         self.content_faults_remaining -= 1
         return True
-
-
-class RuntimeConfig(BaseModel):
-    """The settings a test may change on a running simulator (`GET`/`PATCH /_sim/config`).
-
-    Seeded from `SimulatorSettings`; a changed value applies to what happens next (a new ttl to videos
-    completing from now on, a new webhook_url to the next delivery attempt).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    queue_seconds: float = Field(ge=0)
-    render_seconds: float = Field(ge=0)
-    ttl_seconds: float = Field(ge=0)
-    webhook_url: str | None
-    blocked_words: list[str]

@@ -111,6 +111,9 @@ class VideoStore:
     def active(self) -> list[VideoRecord]:
         return [record for record in self._videos.values() if record.status in ("queued", "in_progress")]
 
+    def rendering(self) -> list[VideoRecord]:
+        return [record for record in self._videos.values() if record.status == "in_progress"]
+
     def page(self, *, after: str | None, limit: int, order: Order) -> tuple[list[VideoRecord], bool]:
         """One page of the list: the records after the `after` id in `order`, and whether more follow."""
         ordered = list(self._videos.values())

@@ -3,9 +3,10 @@
 It serves `models/{model}:predictLongRunning`, long-running-operation polls with their three endings
 (a video sample, an `error`, an RAI filter), key-protected file downloads that redirect to a token-authorised
 target, Standard Webhooks-signed `video.generated` events, and fault knobs under `/_sim`. Modules: `app`
-(routes and factory), `runtime` (lifecycle and renders), `state` (operations and their JSON), `validation`
-(create checks), `files` (download and redirect), `webhooks` (signed events), `faults` (knobs and runtime
-config), `errors` (Google's error envelope).
+(routes and factory), `runtime` (operations' lifecycle and endings), `state` (operations and their JSON),
+`validation` (create checks), `files` (download and redirect), `webhooks` (the event), `faults` (knobs and
+runtime config), `errors` (Google's error envelope). The machinery it shares with the OpenAI simulator is in
+`app.simulator` (`lifecycle`, `sender`, `admin`, `streaming`, `render`).
 """
 
 from app.simulator.gemini.app import create_gemini_simulator_app, gemini_simulator_running

@@ -11,7 +11,8 @@ There is no list or delete of videos in Google's API: any other method or path i
 File host (no key; the per-file token in the query authorises it, like a presigned storage URL):
 - `GET /download/{file_id}?token=...` → the MP4 (`video/mp4`, exact `Content-Length`, streamed).
 
-Admin API (JSON; the same key, as `x-goog-api-key`, `?key=` or `Authorization: Bearer KEY`):
+Admin API (JSON; the same key, as `x-goog-api-key`, `?key=` or `Authorization: Bearer KEY`; all but the expiry
+are `app.simulator.admin`'s, shared with the OpenAI simulator):
 - `GET /_sim/faults` → `GeminiFaults`; `PUT /_sim/faults` replaces all knobs (missing ones take their
   defaults); `PATCH /_sim/faults` changes only the given knobs.
 - `GET /_sim/config` → `GeminiConfig` (`queue_seconds`, `render_seconds`, `ttl_seconds`, `webhook_url`,
@@ -43,11 +44,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app.core.config import SimulatorSettings
+from app.simulator import admin
 from app.simulator.gemini import files
 from app.simulator.gemini.errors import (
     GoogleError,
@@ -58,7 +59,6 @@ from app.simulator.gemini.errors import (
     server_error,
     unauthenticated,
 )
-from app.simulator.gemini.faults import GeminiConfig, GeminiFaults
 from app.simulator.gemini.runtime import GeminiSimulator
 from app.simulator.gemini.validation import check_create, check_model
 
@@ -174,68 +174,18 @@ def _files_router() -> APIRouter:
     return router
 
 
-def _merged(model: type[GeminiFaults] | type[GeminiConfig], current: dict[str, Any], changes: Any) -> Any:
-    if not isinstance(changes, dict):
-        raise invalid_argument("The JSON body must be an object.")
-    try:
-        return model.model_validate({**current, **changes})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise invalid_argument(f"Invalid '{where}': {first['msg']}") from exc
-
-
 def _admin_router() -> APIRouter:
-    router = APIRouter(prefix="/_sim", dependencies=[Depends(admin_guard)])
-
-    @router.get("/faults")
-    async def get_faults(simulator: SimDep) -> dict[str, Any]:
-        return simulator.faults.model_dump()
-
-    @router.put("/faults")
-    async def replace_faults(simulator: SimDep, request: Request) -> dict[str, Any]:
-        simulator.faults = _merged(GeminiFaults, {}, await _json_body(request))
-        return simulator.faults.model_dump()
-
-    @router.patch("/faults")
-    async def update_faults(simulator: SimDep, request: Request) -> dict[str, Any]:
-        simulator.faults = _merged(GeminiFaults, simulator.faults.model_dump(), await _json_body(request))
-        return simulator.faults.model_dump()
-
-    @router.get("/config")
-    async def get_config(simulator: SimDep) -> dict[str, Any]:
-        return simulator.config.model_dump()
-
-    @router.patch("/config")
-    async def update_config(simulator: SimDep, request: Request) -> dict[str, Any]:
-        simulator.config = _merged(GeminiConfig, simulator.config.model_dump(), await _json_body(request))
-        return simulator.config.model_dump()
-
-    @router.post("/reset")
-    async def reset(simulator: SimDep) -> dict[str, Any]:
-        await simulator.reset()
-        return {"reset": True}
-
-    @router.get("/stats")
-    async def stats(simulator: SimDep) -> dict[str, Any]:
-        return {**simulator.stats.as_json(), "renders_pending": simulator.renders_pending}
-
-    @router.get("/webhooks")
-    async def webhooks(simulator: SimDep) -> dict[str, Any]:
-        return {"object": "list", "data": [delivery.as_json() for delivery in simulator.sender.deliveries]}
+    router = admin.admin_router(
+        guard=admin_guard,
+        read_json=_json_body,
+        invalid=lambda message, param: invalid_argument(message),
+        not_an_object=lambda: invalid_argument("The JSON body must be an object."),
+    )
 
     @router.post("/operations/{operation_id}/expire")
     async def expire(operation_id: str, simulator: SimDep) -> dict[str, Any]:
         operation = simulator.expire(operation_id)
         return {"name": operation.name, "file_id": operation.file_id, "expires_at": operation.expires_at}
-
-    @router.post("/finish-renders")
-    async def finish_renders(simulator: SimDep, request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        over = body.get("over_seconds", 0) if isinstance(body, dict) else None
-        if not isinstance(over, int | float) or isinstance(over, bool) or over < 0:
-            raise invalid_argument("'over_seconds' must be a number >= 0.")
-        return {"released": simulator.finish_renders(float(over))}
 
     return router
 
@@ -279,13 +229,7 @@ def create_gemini_simulator_app(settings: SimulatorSettings, *, public_base_url:
     passes `SimulatorSettings(ttl_seconds=172800)`; the settings' default (3600) is the OpenAI simulator's.
     """
     simulator = GeminiSimulator(settings, public_base_url=public_base_url)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with simulator.running():
-            yield
-
-    app = FastAPI(title="Video Gateway Gemini (Veo) simulator", lifespan=lifespan, openapi_url=None)
+    app = FastAPI(title="Video Gateway Gemini (Veo) simulator", lifespan=simulator.lifespan, openapi_url=None)
     app.state.simulator = simulator
     _install_error_handlers(app)
     app.include_router(_api_router(), prefix="/v1beta")

@@ -8,7 +8,7 @@ Endings (decided when an operation is created; counted down, checked in this ord
 - `ending_error_next` (int): the next N creates end with `error` (code 13, INTERNAL).
 - `ending_moderation_next` (int): the next N creates end RAI-filtered (no samples).
 
-Webhooks (the `video.generated` event)
+Webhooks (the `video.generated` event; these are `app.simulator.sender.WebhookFaults`, shared with OpenAI's)
 - `webhook_drop_probability` (0..1) and `webhook_drop_next` (int): deliveries silently not sent, the way a
   lost event would look to a receiver.
 - `webhook_duplicate` (bool) and `webhook_duplicate_probability` (0..1): a delivery is sent twice with the
@@ -40,26 +40,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from app.simulator.lifecycle import RuntimeConfig
+from app.simulator.sender import WebhookFaults
 
 RouteName = Literal["predict_long_running", "get_operation", "download_file"]
 Ending = Literal["sample", "error", "moderation"]
 
 
-class GeminiFaults(BaseModel):
+class GeminiFaults(WebhookFaults):
     """Every fault knob; the defaults describe a healthy upstream (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     ending_sample_next: int = Field(default=0, ge=0)
     ending_error_next: int = Field(default=0, ge=0)
     ending_moderation_next: int = Field(default=0, ge=0)
-
-    webhook_drop_probability: float = Field(default=0.0, ge=0.0, le=1.0)
-    webhook_drop_next: int = Field(default=0, ge=0)
-    webhook_duplicate: bool = False
-    webhook_duplicate_probability: float = Field(default=0.0, ge=0.0, le=1.0)
-    webhook_delay_seconds: float = Field(default=0.0, ge=0.0)
 
     rate_limit_next: int = Field(default=0, ge=0)
     server_error_next: int = Field(default=0, ge=0)
@@ -101,20 +96,8 @@ class GeminiFaults(BaseModel):
         return self.content_truncate_after_bytes
 
 
-class GeminiConfig(BaseModel):
-    """The settings a test may change on a running simulator (`GET`/`PATCH /_sim/config`).
+class GeminiConfig(RuntimeConfig):
+    """The shared runtime config (`GET`/`PATCH /_sim/config`) and the base of sample URIs, which has no setting."""
 
-    Seeded from `SimulatorSettings` (plus `public_base_url`, which has no setting); a changed value applies
-    to what happens next (a new ttl to operations completing from now on, a new webhook_url to the next
-    delivery attempt).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    queue_seconds: float = Field(ge=0)
-    render_seconds: float = Field(ge=0)
-    ttl_seconds: float = Field(ge=0)
-    webhook_url: str | None
-    blocked_words: list[str]
     # Scheme://host[:port] put in front of sample URIs; None uses the base URL of the request at hand.
     public_base_url: str | None = None

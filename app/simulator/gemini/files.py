@@ -2,30 +2,25 @@
 
 `GET /v1beta/files/{id}:download?alt=media` (API key required) answers a 302 to `/download/{id}?token=...`
 on the same server, a stand-in for the storage host Google redirects to; that target needs no key, the
-per-file token authorises it. The body is streamed in chunks (files read off the event loop, synthetic
-MP4s generated on the fly) with an exact `Content-Length`, and the download fault knobs (throttle,
-truncation) are applied here. A file is gone (404) once its operation's ttl has passed.
+per-file token authorises it. The body goes out through `app.simulator.streaming` (chunked, exact
+`Content-Length`), throttled and truncated as the download knobs say. A file is gone (404) once its
+operation's ttl has passed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
-from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, StreamingResponse
 
-from app.simulator.content import Asset
 from app.simulator.gemini.errors import not_found, permission_denied
 from app.simulator.gemini.faults import GeminiFaults
 from app.simulator.gemini.state import Operation
 from app.simulator.render import VIDEO_FILE
+from app.simulator.streaming import Asset, stream
 
 MEDIA_TYPE = "video/mp4"
-# How often a throttled stream sends; smaller pieces keep the rate smooth for slow-download tests.
-THROTTLE_TICKS_PER_SECOND = 20
 DOWNLOAD_ROUTE = "serve_download"
 
 
@@ -50,35 +45,14 @@ def check_token(operation: Operation, token: str) -> None:
 
 def locate(operation: Operation) -> Asset:
     if operation.synthetic_bytes is not None:
-        return Asset(MEDIA_TYPE, operation.synthetic_bytes, None, operation.synthetic_bytes)
+        return Asset.synthetic(MEDIA_TYPE, operation.synthetic_bytes)
     assert operation.directory is not None
-    path = operation.directory / VIDEO_FILE
     try:
-        size = path.stat().st_size
+        return Asset.on_disk(MEDIA_TYPE, operation.directory / VIDEO_FILE)
     except FileNotFoundError as exc:  # expired and removed between the lookup and now
         raise not_found(f"File {operation.file_id} not found.") from exc
-    return Asset(MEDIA_TYPE, size, path)
 
 
 def file_response(asset: Asset, faults: GeminiFaults) -> StreamingResponse:
     """The MP4, shaped by the download faults in force."""
-    body = _shaped(asset.chunks(), limit=faults.take_truncation(), bytes_per_second=faults.content_bytes_per_second)
-    return StreamingResponse(body, media_type=asset.media_type, headers={"content-length": str(asset.size)})
-
-
-async def _shaped(chunks: AsyncIterator[bytes], *, limit: int | None, bytes_per_second: int) -> AsyncIterator[bytes]:
-    """Stop after `limit` bytes (truncation) and pace the body at `bytes_per_second` (throttling)."""
-    sent = 0
-    async with contextlib.aclosing(chunks):  # type: ignore[type-var]  # async generators have aclose
-        async for chunk in chunks:
-            if limit is not None:
-                chunk = chunk[: limit - sent]
-            step = max(1, bytes_per_second // THROTTLE_TICKS_PER_SECOND) if bytes_per_second > 0 else len(chunk)
-            for start in range(0, len(chunk), max(1, step)):
-                piece = chunk[start : start + step]
-                if bytes_per_second > 0:
-                    await asyncio.sleep(len(piece) / bytes_per_second)
-                yield piece
-                sent += len(piece)
-            if limit is not None and sent >= limit:
-                return
+    return stream(asset, truncate_after=faults.take_truncation(), bytes_per_second=faults.content_bytes_per_second)

@@ -136,5 +136,8 @@ class OperationStore:
     def active(self) -> list[Operation]:
         return [operation for operation in self._operations.values() if operation.phase != "done"]
 
+    def rendering(self) -> list[Operation]:
+        return [operation for operation in self._operations.values() if operation.phase == "running"]
+
     def expired_with_files(self, now: float) -> list[Operation]:
         return [op for op in self._operations.values() if op.is_expired(now) and op.directory is not None]
