@@ -628,8 +628,14 @@ def _soak_section(soak: dict[str, Any]) -> list[str]:
         "",
         f"Results: `{soak['_file']}`. {soak['minutes']} minutes asked; renders created "
         f"{soak.get('videos_in_db', soak['renders_created'])} (at most {soak['renders_asked']} asked; creation "
-        f"paced by a bounded backlog); {soak['create_batch_errors']} create batches refused while faults were "
-        f"injected; drained in {soak['drain_seconds']:.0f} s. Outcome: "
+        f"paced by a bounded backlog); "
+        + (
+            f"{soak['create_retries']} create retries with the same Idempotency-Key, "
+            f"{soak['renders_outcome_unknown']} outcome unknown; Postgres: {soak.get('postgres', '?')}"
+            if "create_retries" in soak
+            else f"{soak['create_batch_errors']} create batches refused while faults were injected"
+        )
+        + f"; drained in {soak['drain_seconds']:.0f} s. Outcome: "
         + ("**every invariant held**." if soak["ok"] else "**an invariant failed** (see below)."),
         "",
         "| Fault | Count |",

@@ -14,8 +14,11 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import secrets
 import shutil
+import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -72,6 +75,140 @@ def throwaway_database(prefix: str = "vg_bench") -> Iterator[str]:
 
 def sqlalchemy_url(dsn: str) -> str:
     return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest installed PostgreSQL's bin directory holding `initdb` and `pg_ctl`, or None."""
+
+    def version(initdb: Path) -> int:
+        name = initdb.parent.parent.name
+        return int(name) if name.isdigit() else 0
+
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=version)
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb and (Path(initdb).parent / "pg_ctl").exists() else None
+
+
+@dataclass
+class PrivatePostgres:
+    """A Postgres cluster of its own (initdb, trust auth, fsync off) on a free port, in a temp directory.
+
+    Run as the `postgres` user when this process is root (initdb refuses root). `restart()` is a real
+    `pg_ctl restart -m fast`: every connection is cut and the server is away for a moment.
+    """
+
+    bin_dir: Path
+    directory: Path
+    port: int
+    as_user: list[str]
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        # Into a file, not a pipe: the server that `pg_ctl start|restart` leaves running inherits it.
+        with (self.directory / "pg_ctl.log").open("ab") as log:
+            code = subprocess.run(
+                [*self.as_user, *args], stdout=log, stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True
+            ).returncode
+        if code != 0:
+            raise RuntimeError(f"{Path(args[0]).name} {args[-1]} failed ({code}):\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        try:
+            lines = []
+            for name in ("pg_ctl.log", "postgres.log"):
+                lines += (self.directory / name).read_text(errors="replace").splitlines()[-10:]
+            return "\n".join(lines)
+        except OSError:
+            return ""
+
+    def init(self) -> None:
+        self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.directory / "postgres.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def restart(self) -> None:
+        log = str(self.directory / "postgres.log")
+        self._run(
+            str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", log, "-m", "fast", "-w", "-t", "60", "restart"
+        )
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_postgres(prefix: str = "vg_bench") -> Iterator[tuple[str, PrivatePostgres]]:
+    """A private cluster with one migrated database; yields (its asyncpg DSN, the cluster). The cluster is
+    stopped and its directory removed on the way out, also on Ctrl-C or a failure. Raises RuntimeError when
+    no `initdb` is installed."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("no initdb/pg_ctl found (looked in /usr/lib/postgresql/*/bin and PATH)")
+    directory = Path(tempfile.mkdtemp(prefix="vg-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(directory, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    server = PrivatePostgres(bin_dir, directory, free_port(), as_user)
+    try:
+        server.init()
+        server.start()
+        name = f"{prefix}_{secrets.token_hex(5)}"
+
+        async def create() -> None:
+            connection = await asyncpg.connect(server.admin_dsn)
+            try:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await connection.close()
+
+        asyncio.run(create())
+        dsn = server.admin_dsn.rsplit("/", 1)[0] + "/" + name
+        migrate.upgrade(sqlalchemy_url(dsn))
+        yield dsn, server
+    finally:
+        server.stop()
 
 
 @dataclass

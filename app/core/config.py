@@ -119,6 +119,10 @@ class UpstreamSettings(BaseModel):
     # the highest price) or sent. `["*"]` makes the default profile take every model no other profile lists
     # (the pass-through of an upstream whose models the gateway cannot know).
     models: list[str] = Field(default_factory=lambda: list(OPENAI_MODELS))
+    # A pooled connection idle this long is not reused. Below the server's own keep-alive timeout (uvicorn's
+    # is 5 s), so we never send a paid create down a connection the server is closing: that ends as a
+    # ReadError after the request may have left, which the gateway must answer 502 and never repeat.
+    keepalive_expiry_seconds: float = Field(default=2.0, ge=0)
 
 
 class UpstreamProfile(UpstreamSettings):

@@ -208,6 +208,7 @@ class UpstreamClient:
             base_url=self._base_url,
             headers=dict(auth_headers),
             timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
+            limits=httpx.Limits(keepalive_expiry=settings.keepalive_expiry_seconds),
             follow_redirects=False,
             transport=transport,
         )

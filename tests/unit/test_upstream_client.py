@@ -286,3 +286,13 @@ class TestCircuitBreakerAndThrottle:
                 await client.retrieve_video("video_x")
         await client.aclose()
         assert len(seen) == 3
+
+
+class TestPooledConnections:
+    async def test_idle_connections_expire_before_the_servers_keep_alive_timeout(self) -> None:
+        # uvicorn closes idle connections after 5 s; a paid create sent down one it is closing ends as a
+        # ReadError after the request may have left (a 502 the gateway must never repeat).
+        client = UpstreamClient(UpstreamSettings(base_url="http://upstream.test/v1"))
+        pool = client._http._transport._pool  # type: ignore[attr-defined]
+        assert pool._keepalive_expiry == 2.0 < 5.0
+        await client.aclose()
