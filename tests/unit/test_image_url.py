@@ -8,14 +8,13 @@ records every request it is given.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from app.callbacks import destinations
-from app.callbacks.destinations import DestinationRefused, IPAddress
+from app.callbacks.destinations import DestinationRefused
 from app.core.config import ApiSettings, CallbackSettings
 from app.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from app.upstream.image_url import ImageFetcher, image_url_policy
@@ -35,19 +34,6 @@ def refusal(url: str, settings: ApiSettings = NOTHING_LISTED) -> str:
     with pytest.raises(DestinationRefused) as caught:
         destinations.check_with(url, image_url_policy(settings))
     return str(caught.value)
-
-
-@pytest.fixture
-def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    answers: dict[str, list[str]] = {}
-
-    def resolve(host: str) -> list[IPAddress]:
-        if host not in answers:
-            raise OSError("name not known")
-        return [ipaddress.ip_address(address) for address in answers[host]]
-
-    monkeypatch.setattr(destinations, "resolve", resolve)
-    return answers
 
 
 class TestGuard:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 
 from app.callbacks import destinations
-from app.callbacks.destinations import DestinationRefused, IPAddress
+from app.callbacks.destinations import DestinationRefused
 from app.core.config import CallbackSettings
 
 NOT_ALLOWED = "not in the operator's callback allow-list"
@@ -67,20 +65,6 @@ def refusal(url: str, settings: CallbackSettings = ELSEWHERE) -> str:
     with pytest.raises(DestinationRefused) as caught:
         destinations.check_url(url, settings)
     return str(caught.value)
-
-
-@pytest.fixture
-def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Host name -> the addresses the (patched) resolver answers; unknown names fail like NXDOMAIN."""
-    answers: dict[str, list[str]] = {}
-
-    def resolve(host: str) -> list[IPAddress]:
-        if host not in answers:
-            raise OSError("name not known")
-        return [ipaddress.ip_address(address) for address in answers[host]]
-
-    monkeypatch.setattr(destinations, "resolve", resolve)
-    return answers
 
 
 class TestSvixVectors:
