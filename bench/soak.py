@@ -100,6 +100,7 @@ SOAK_ENV = {
     "VG_WORKER__RECONCILE_INTERVAL_SECONDS": "5",
     # Uploads here take seconds; anything open for a minute was left by a killed worker.
     "VG_WORKER__STALE_UPLOAD_SECONDS": "60",
+    "VG_WORKER__JANITOR_INTERVAL_SECONDS": "15",
     "VG_WORKER__SHUTDOWN_GRACE_SECONDS": "5",
     "VG_SIMULATOR__QUEUE_SECONDS": "0.2",
     "VG_SIMULATOR__RENDER_SECONDS": "1",
@@ -683,7 +684,8 @@ def main(*, minutes: float, renders: int, out: str | None) -> int:
     started_at = datetime.now(UTC)
     callback_log = workdir / "callbacks.jsonl"
     callback_port = free_port()
-    grace = max(90.0, minutes * 60 * 0.25)
+    # At least a cut-off create's settling time plus a stale upload's age, with a janitor pass after them.
+    grace = max(180.0, minutes * 60 * 0.25)
     result: dict[str, Any] = {
         "command": "python -m bench " + shlex.join(sys.argv[1:]),
         "started_at": started_at.isoformat(timespec="seconds"),

@@ -4,8 +4,9 @@ Each run (in every worker, every `reconcile_interval_seconds`) queues a `sync` f
 videos that were not refreshed recently and for videos that orphan webhook events (deliveries that beat
 our create row) now match, and `download`s for completed videos with an asset still pending and no live
 job. Videos whose create was cut off before upstream answered (no upstream id after
-`unsubmitted_after_seconds`) are settled as failed `upstream_submission_unknown`, so they stop holding the
-caller's concurrency slot and the caller hears of them. Queue uniqueness makes concurrent reconcilers on
+`unsubmitted_after_seconds`) are looked for in upstream's list and adopted when exactly one render matches,
+else settled as failed `upstream_submission_unknown`, so they stop holding the caller's concurrency slot and
+the caller hears of them (app/archive/submissions.py). Queue uniqueness makes concurrent reconcilers on
 several workers harmless.
 `run_janitor` aborts S3 multipart uploads abandoned by killed workers.
 """
@@ -18,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from app.archive.repository import ArchiveRepository
-from app.archive.service import enqueue_sync, schedule_downloads, settle_unknown_submission
+from app.archive.service import enqueue_sync, schedule_downloads
+from app.archive.submissions import resolve_cut_off_creates
 
 if TYPE_CHECKING:
     from app.archive.jobs import JobContext
@@ -33,13 +35,14 @@ class ReconcileReport:
     syncs_queued: int
     downloads_queued: int
     submissions_settled: int = 0
+    submissions_adopted: int = 0
 
 
 async def reconcile_once(context: JobContext, *, since: datetime | None = None) -> ReconcileReport:
     """One pass; `since` widens (or narrows) the window of videos looked at (operators' `reconcile --since`)."""
     settings = context.settings.worker
     now = datetime.now(UTC)
-    syncs = downloads = settled = 0
+    syncs = downloads = 0
     async with context.database.sessionmaker.begin() as session:
         repository = ArchiveRepository.from_session(session)
         stale = await repository.videos_to_reconcile(
@@ -56,14 +59,22 @@ async def reconcile_once(context: JobContext, *, since: datetime | None = None) 
         unsubmitted = await repository.unsubmitted_videos(
             created_before=now - timedelta(seconds=settings.unsubmitted_after_seconds), limit=BATCH
         )
-        for video in unsubmitted:
-            await settle_unknown_submission(session, video=video, settings=context.settings)
-            settled += 1
+        cut_off = await resolve_cut_off_creates(
+            session, videos=unsubmitted, upstreams=context.upstreams, settings=context.settings
+        )
     if syncs or downloads:
         logger.info("reconciled: %d sync(s) and %d download(s) queued", syncs, downloads)
-    if settled:
-        logger.warning("reconciled: %d create(s) cut off before upstream answered, failed as unknown", settled)
-    return ReconcileReport(syncs_queued=syncs, downloads_queued=downloads, submissions_settled=settled)
+    if cut_off.settled:
+        logger.warning(
+            "reconciled: %d create(s) cut off before upstream answered and not found upstream, failed as unknown",
+            cut_off.settled,
+        )
+    return ReconcileReport(
+        syncs_queued=syncs,
+        downloads_queued=downloads,
+        submissions_settled=cut_off.settled,
+        submissions_adopted=cut_off.adopted,
+    )
 
 
 async def run_janitor(context: JobContext) -> int:

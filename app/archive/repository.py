@@ -203,6 +203,15 @@ class ArchiveRepository:
         )
         return (await self.session.execute(statement)).scalars().all()
 
+    async def claimed_upstream_ids(self, *, profile: str, upstream_ids: Sequence[str]) -> set[str]:
+        """Which of these upstream renders already belong to a video of ours (deleted ones included)."""
+        if not upstream_ids:
+            return set()
+        statement = select(Video.upstream_id).where(
+            Video.upstream_profile == profile, Video.upstream_id.in_(list(upstream_ids))
+        )
+        return {upstream_id for upstream_id in (await self.session.execute(statement)).scalars() if upstream_id}
+
     async def videos_to_reconcile(
         self, *, stale_before: datetime, created_after: datetime, limit: int
     ) -> Sequence[Video]:

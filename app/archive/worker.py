@@ -36,7 +36,6 @@ from app.models import AssetState, JobKind, JobState
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-JANITOR_INTERVAL_SECONDS = 600.0
 
 
 def default_worker_id() -> str:
@@ -109,7 +108,7 @@ class Worker:
             self._next_reconcile = now + self._settings.reconcile_interval_seconds
             await self._guarded(reconciler.reconcile_once(self._context), "reconcile")
         if now >= self._next_janitor:
-            self._next_janitor = now + JANITOR_INTERVAL_SECONDS
+            self._next_janitor = now + self._settings.janitor_interval_seconds
             await self._guarded(reconciler.run_janitor(self._context), "janitor")
         if self._settings.audit_batch_size and now >= self._next_audit and (self._audit is None or self._audit.done()):
             self._next_audit = now + self._settings.audit_interval_seconds

@@ -181,8 +181,10 @@ class WorkerSettings(BaseModel):
     # died before upstream answered): the reconciler fails it as upstream_submission_unknown, which frees the
     # caller's concurrency slot and sends its callback. Keep it well above the upstream timeout.
     unsubmitted_after_seconds: float = Field(default=900.0, gt=0)
-    # Incomplete multipart uploads older than this are aborted by the janitor.
+    # Incomplete multipart uploads older than this are aborted by the janitor, which runs in every worker
+    # every `janitor_interval_seconds` (and once when it starts).
     stale_upload_seconds: float = Field(default=6 * 3600.0, gt=0)
+    janitor_interval_seconds: float = Field(default=600.0, gt=0)
     # Prometheus metrics of the worker on http://0.0.0.0:<port>/metrics; 0 serves none.
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     # The integrity audit (app/archive/audit.py): every `audit_interval_seconds` a worker checks up to

@@ -48,6 +48,9 @@ MAX_REDIRECTS = 3
 # The longest an upstream 429 may pause our calls to it.
 MAX_THROTTLE_SECONDS = 60.0
 NO_RETRY_HEADERS = {"x-should-retry": "false"}
+# How far back `recent_videos` pages: at most 20 pages of 100 renders.
+RECENT_PAGES = 20
+RECENT_PAGE_SIZE = 100
 
 # OpenAI's contract: what every `kind: openai` model is checked against before the call.
 OPENAI_CAPABILITIES = ModelCapabilities(
@@ -260,6 +263,23 @@ class UpstreamClient:
 
     async def delete_video(self, upstream_id: str) -> None:
         await self.send("DELETE", f"videos/{upstream_id}", kind=CallKind.READ)
+
+    async def recent_videos(self, *, created_since: int) -> list[UpstreamVideo] | None:
+        # Newest first, page by page, until a page reaches back past `created_since` (bounded: a cut-off create
+        # is looked for minutes after it, not days).
+        found: list[UpstreamVideo] = []
+        after: str | None = None
+        for _ in range(RECENT_PAGES):
+            params: dict[str, str | int] = {"order": "desc", "limit": RECENT_PAGE_SIZE}
+            if after is not None:
+                params["after"] = after
+            page = (await self.send("GET", "videos", kind=CallKind.READ, params=params)).json()
+            videos = [UpstreamVideo.model_validate(item) for item in page.get("data", [])]
+            found.extend(video for video in videos if video.created_at >= created_since)
+            if not videos or not page.get("has_more") or videos[-1].created_at < created_since:
+                break
+            after = videos[-1].id
+        return found
 
     @asynccontextmanager
     async def stream_content(self, upstream_id: str, *, variant: str) -> AsyncIterator[httpx.Response]:

@@ -167,6 +167,11 @@ class GeminiAdapter:
         # The Gemini API has no video delete; its files go after two days. Ours go with the video.
         return None
 
+    async def recent_videos(self, *, created_since: int) -> list[UpstreamVideo] | None:
+        # Veo's operations cannot be listed through the Gemini API: a create cut off before its operation name
+        # came back cannot be found again, and is settled as `upstream_submission_unknown`.
+        return None
+
     @asynccontextmanager
     async def stream_content(self, upstream_id: str, *, variant: str) -> AsyncIterator[httpx.Response]:
         if variant not in self.served_variants:

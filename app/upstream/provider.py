@@ -38,6 +38,11 @@ class VideoProvider(Protocol):
 
     async def delete_video(self, upstream_id: str) -> None: ...
 
+    async def recent_videos(self, *, created_since: int) -> list[UpstreamVideo] | None:
+        """Upstream's renders created at or after `created_since` (Unix seconds), a bounded number; None when
+        the provider cannot list its renders. The reconciler matches creates cut off before upstream answered
+        against these (app/archive/submissions.py)."""
+
     def stream_content(self, upstream_id: str, *, variant: str) -> AbstractAsyncContextManager[httpx.Response]:
         """The open response of one served variant, body not yet read."""
         ...

@@ -152,6 +152,26 @@ class TestReads:
         assert caught.value.status_code == 502
         assert "up-secret" not in caught.value.message
 
+    async def test_recent_videos_pages_back_until_a_page_reaches_past_the_start(self) -> None:
+        def page(ids_and_times: list[tuple[str, int]], has_more: bool) -> Callable[..., httpx.Response]:
+            data = [{**VIDEO, "id": video_id, "created_at": at} for video_id, at in ids_and_times]
+            return answer(200, {"object": "list", "data": data, "has_more": has_more})
+
+        transport, seen = scripted(
+            page([("video_c", 1_000), ("video_b", 990)], True),
+            page([("video_a", 980), ("video_old", 900)], True),
+            page([("video_older", 800)], False),
+        )
+        client = client_with(transport)
+        found = await client.recent_videos(created_since=950)
+        await client.aclose()
+        assert [video.id for video in found or []] == ["video_c", "video_b", "video_a"]
+        # The second page reached back past 950: no third request.
+        assert [dict(request.url.params) for request in seen] == [
+            {"order": "desc", "limit": "100"},
+            {"order": "desc", "limit": "100", "after": "video_b"},
+        ]
+
 
 class TestWireFormat:
     async def test_create_sends_multipart_with_the_image_part_and_the_bearer_key(self) -> None:

@@ -148,12 +148,14 @@ class TestHappyPath:
         stack = archive_stack
         cut_off, recent = await create_video(stack), await create_video(stack)
         limit = stack.settings.worker.unsubmitted_after_seconds
-        # What a crash between the intent's commit and upstream's answer leaves: queued, no upstream id.
+        # What a crash between the intent's commit and upstream's answer leaves: queued, no upstream id. The
+        # prompt is one upstream never saw, so its list holds no match (the create never reached it).
         async with stack.database.sessionmaker.begin() as session:
             for video_id, age in ((cut_off, limit + 60), (recent, limit - 60)):
                 video = await session.get(Video, video_id)
                 assert video is not None
                 video.upstream_id, video.status, video.progress = None, "queued", 0
+                video.prompt = f"never reached upstream {video_id}"
                 video.callback_url = "https://hooks.example.com/videos"
                 video.created_at = datetime.now(UTC) - timedelta(seconds=age)
         report = await reconciler.reconcile_once(stack.context)
@@ -172,6 +174,67 @@ class TestHappyPath:
         body = (await stack.api.get(f"/v1/videos/{cut_off}")).json()
         assert body["status"] == "failed" and body["error"]["code"] == "upstream_submission_unknown"
         assert (await reconciler.reconcile_once(stack.context)).submissions_settled == 0
+
+    async def cut_off(self, stack: ArchiveStack, *video_ids: str) -> None:
+        """Make these videos look as a SIGKILLed API leaves them: no upstream id, queued, old enough to settle."""
+        age = stack.settings.worker.unsubmitted_after_seconds + 60
+        async with stack.database.sessionmaker.begin() as session:
+            for video_id in video_ids:
+                video = await session.get(Video, video_id)
+                assert video is not None
+                video.upstream_id, video.status, video.progress = None, "queued", 0
+                video.callback_url = "https://hooks.example.com/videos"
+                video.created_at = datetime.now(UTC) - timedelta(seconds=age)
+
+    async def test_a_cut_off_create_that_upstream_rendered_is_found_and_archived(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        stack = archive_stack
+        video_id = await create_video(stack, prompt=f"cut off {time.time_ns()}")
+        upstream_id = await stack.upstream_id(video_id)
+        await wait_upstream_completed(stack, video_id)
+        await self.cut_off(stack, video_id)
+
+        report = await reconciler.reconcile_once(stack.context)
+        assert (report.submissions_adopted, report.submissions_settled) == (1, 0)
+        async with stack.database.sessionmaker() as session:
+            video = await session.get(Video, video_id)
+            assert video is not None
+            assert (video.upstream_id, video.status, video.error_code) == (upstream_id, "completed", None)
+            deliveries = (
+                (await session.execute(select(CallbackDelivery).where(CallbackDelivery.video_id == video_id)))
+                .scalars()
+                .all()
+            )
+        assert "video.failed" not in [delivery.event_type for delivery in deliveries]
+        await stack.worker().run_until_idle()
+        assert {asset.state for asset in (await assets(stack, video_id)).values()} == {"archived"}
+        assert (await reconciler.reconcile_once(stack.context)).submissions_adopted == 0
+
+    async def test_a_render_another_video_owns_is_never_adopted(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        prompt = f"same prompt {time.time_ns()}"
+        owner, cut_off = await create_video(stack, prompt=prompt), await create_video(stack, prompt=prompt)
+        owner_upstream, cut_off_upstream = await stack.upstream_id(owner), await stack.upstream_id(cut_off)
+        await self.cut_off(stack, cut_off)
+
+        # Two renders upstream match the prompt, but one is the owner's: the other can only be ours.
+        report = await reconciler.reconcile_once(stack.context)
+        assert report.submissions_adopted == 1
+        assert await stack.upstream_id(cut_off) == cut_off_upstream != owner_upstream
+        assert await stack.upstream_id(owner) == owner_upstream
+
+    async def test_identical_cut_off_creates_are_settled_not_guessed(self, archive_stack: ArchiveStack) -> None:
+        stack = archive_stack
+        prompt = f"twins {time.time_ns()}"
+        first, second = await create_video(stack, prompt=prompt), await create_video(stack, prompt=prompt)
+        await self.cut_off(stack, first, second)
+
+        report = await reconciler.reconcile_once(stack.context)
+        assert (report.submissions_adopted, report.submissions_settled) == (0, 2)
+        for video_id in (first, second):
+            body = (await stack.api.get(f"/v1/videos/{video_id}")).json()
+            assert body["status"] == "failed" and body["error"]["code"] == "upstream_submission_unknown"
 
     async def test_an_orphan_webhook_is_matched_once_the_video_is_ours(self, archive_stack: ArchiveStack) -> None:
         stack = archive_stack

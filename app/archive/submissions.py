@@ -1,0 +1,118 @@
+"""Creates cut off before upstream answered: found again in upstream's list of renders, or settled as unknown.
+
+The API commits a video's row before it calls upstream, so a process killed during that call leaves a row
+without an upstream id while upstream may well be rendering (and billing) it. Neither OpenAI's contract nor
+the providers take a client reference or an idempotency key on create, so the only way back is upstream's
+list: a render of the same model, prompt, seconds and size (and remix source), created within the window
+the call could have reached upstream, and linked to no other video of ours. Exactly one such render, wanted
+by no other cut-off row, is adopted (the row gets its upstream id and state, and from there on is a video
+like any other); none, or more than one, and the row is failed `upstream_submission_unknown` as before,
+because handing a caller someone else's identical render is worse than telling them the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.archive.repository import ArchiveRepository
+from app.archive.service import record_upstream_state, settle_unknown_submission
+from app.core.config import Settings
+from app.core.errors import GatewayError
+from app.models import Video
+from app.upstream.router import UnknownProfile, UpstreamRouter
+from app.upstream.schemas import UpstreamVideo
+
+logger = logging.getLogger(__name__)
+
+# Upstream's clock against ours: a render may carry a `created_at` this much before or after our row's.
+CLOCK_SKEW_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class SubmissionOutcome:
+    adopted: int = 0
+    settled: int = 0
+
+
+def _match_key(video: Video, source_upstream_id: str | None) -> tuple[str, str, str, str, str | None]:
+    return (video.model, video.prompt, video.seconds, video.size, source_upstream_id)
+
+
+def _upstream_key(render: UpstreamVideo) -> tuple[str, str, str, str, str | None]:
+    return (render.model, render.prompt or "", render.seconds, render.size, render.remixed_from_video_id)
+
+
+async def resolve_cut_off_creates(
+    session: AsyncSession,
+    *,
+    videos: Sequence[Video],
+    upstreams: UpstreamRouter,
+    settings: Settings,
+) -> SubmissionOutcome:
+    """Adopt each cut-off create upstream has exactly one unclaimed match for; settle the others as unknown."""
+    repository = ArchiveRepository.from_session(session)
+    adopted = settled = 0
+    by_profile: dict[str, list[Video]] = {}
+    for video in videos:
+        by_profile.setdefault(video.upstream_profile, []).append(video)
+    for profile, rows in by_profile.items():
+        matches = await _matches(repository, rows, upstreams=upstreams, settings=settings)
+        for video in rows:
+            render = matches.get(video.id)
+            if render is None:
+                await settle_unknown_submission(session, video=video, settings=settings)
+                settled += 1
+                continue
+            video.upstream_id = render.id
+            await record_upstream_state(session, video=video, upstream=render, settings=settings)
+            adopted += 1
+            logger.warning(
+                "create of %s was cut off before upstream answered; found upstream as %s (%s) and adopted",
+                video.id,
+                render.id,
+                profile,
+            )
+    return SubmissionOutcome(adopted=adopted, settled=settled)
+
+
+async def _matches(
+    repository: ArchiveRepository, rows: list[Video], *, upstreams: UpstreamRouter, settings: Settings
+) -> dict[str, UpstreamVideo]:
+    """Our video id → the one upstream render it can only be; rows with no unambiguous match are left out."""
+    profile = rows[0].upstream_profile
+    since = int(min(video.created_at for video in rows).timestamp()) - CLOCK_SKEW_SECONDS
+    try:
+        recent = await upstreams.adapter(profile).recent_videos(created_since=since)
+    except (GatewayError, UnknownProfile) as exc:
+        # Not knowing is not a match: the rows are settled as unknown, as they were before adoption existed.
+        logger.warning("could not list upstream %s to find cut-off creates: %s", profile, exc)
+        return {}
+    if not recent:
+        return {}
+    claimed = await repository.claimed_upstream_ids(profile=profile, upstream_ids=[render.id for render in recent])
+    unclaimed = [render for render in recent if render.id not in claimed]
+    # A create still in flight after `unsubmitted_after_seconds` is not a thing (it is set far above the
+    # upstream timeout), so upstream cannot have started the render later than that.
+    reach = timedelta(seconds=settings.worker.unsubmitted_after_seconds + CLOCK_SKEW_SECONDS)
+    candidates: dict[str, list[UpstreamVideo]] = {}
+    for video in rows:
+        source_upstream_id = None
+        if video.remixed_from is not None:
+            source = await repository.get_video(video.remixed_from)
+            source_upstream_id = source.upstream_id if source is not None else None
+        key = _match_key(video, source_upstream_id)
+        earliest = video.created_at.timestamp() - CLOCK_SKEW_SECONDS
+        latest = (video.created_at + reach).timestamp()
+        candidates[video.id] = [
+            render for render in unclaimed if _upstream_key(render) == key and earliest <= render.created_at <= latest
+        ]
+    wanted = Counter(render.id for found in candidates.values() for render in found)
+    return {
+        video_id: found[0] for video_id, found in candidates.items() if len(found) == 1 and wanted[found[0].id] == 1
+    }
