@@ -20,7 +20,7 @@ run: $(INSTALLED)
 
 ## Lint, type-check and run the whole suite against the local Postgres and a private SeaweedFS.
 test: $(INSTALLED) browser wrk lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 ## The console's browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
 browser:

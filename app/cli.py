@@ -35,6 +35,9 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 class SimulatorKind(StrEnum):
     openai = "openai"
     gemini = "gemini"
+    seedance = "seedance"
+    fal = "fal"
+    replicate = "replicate"
 
 
 @cli.command()
@@ -43,17 +46,19 @@ def simulator(
     port: int | None = None,
     kind: Annotated[
         SimulatorKind,
-        typer.Option(help="openai: the /v1/videos contract; gemini: Veo on the Gemini API (/v1beta)."),
+        typer.Option(
+            help="openai: the /v1/videos contract; gemini: Veo on the Gemini API (/v1beta); seedance: BytePlus "
+            "ModelArk tasks; fal: fal's queue API; replicate: Replicate predictions."
+        ),
     ] = SimulatorKind.openai,
 ) -> None:
-    """Run an upstream simulator with real files and signed webhooks: /v1/videos, or Veo on the Gemini API."""
-    from app.simulator import create_gemini_simulator_app, create_simulator_app
+    """Run an upstream simulator with real files and webhooks: /v1/videos or one live provider's API."""
+    from app.simulator import simulator_app
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    factory = create_gemini_simulator_app if kind is SimulatorKind.gemini else create_simulator_app
     uvicorn.run(
-        factory(settings.simulator),
+        simulator_app(kind.value, settings.simulator),
         host=host or settings.simulator.host,
         port=port or settings.simulator.port,
         log_level=settings.log_level.lower(),

@@ -39,6 +39,7 @@ from app.models import JobState
 from app.upstream.router import UpstreamRouter
 from app.videos.routes import router as videos_router
 from app.videos.service import VideoService
+from app.webhooks.kinds import check_profile_secrets
 from app.webhooks.routes import build_router as build_webhook_router
 from app.webhooks.verify import check_secrets
 
@@ -167,7 +168,7 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     for name, profile in settings.upstreams.items():
         if profile.sends_webhooks:
             try:
-                check_secrets(profile.webhook_secret_list())
+                check_profile_secrets(profile.kind, profile.webhook_secret_list())
             except ValueError as exc:
                 raise ValueError(f"upstream profile {name!r}: {exc}") from None
             app.include_router(
@@ -177,6 +178,7 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
                     verify_with=profile.webhook_secret_list(),
                     path=f"/webhooks/{name}",
                     kind=profile.kind,
+                    upstream=profile,
                 )
             )
 

@@ -14,6 +14,10 @@ Faults while renders are created (catalogue rows 59-62 in spirit, at this machin
 - SeaweedFS is stopped and started again once, about a third of the way in;
 - the simulator drops 20 % of webhooks and sends another 20 % twice (the reconciler must find the lost ones).
 
+Providers are mixed: one render in five goes to a live provider's simulator (Seedance, fal and Replicate in
+turn, each behind its own profile and kind, each with its own webhook scheme), the others to the OpenAI
+contract's simulator. The live kinds serve only the MP4: the archive derives their thumbnail and spritesheet.
+
 Every create carries an `Idempotency-Key`. A create cut off (connection refused or reset, 503, 409 "still in
 progress") is retried with the same key and body, on the other API when the first is down; a create still
 unresolved after a while (its API died holding the claim) is asked again at the end, and if the gateway says
@@ -25,13 +29,15 @@ deadline (`--minutes`, 20), whichever comes first; every tenth batch has an MP4 
 multipart uploads are cut off by the kills too. Then the faults stop and the stack drains for a bounded
 grace. Invariants checked at the end, each from an independent source where there is one:
 every video terminal; no asset lost (each completed video has its three assets archived); every archived
-asset's SHA-256 equals that of the bytes the simulator serves (hashed here) and of the S3 object (hashed
+asset's SHA-256 equals that of the bytes the simulator serves (hashed here; for a live kind the MP4, found
+through the provider's own API, while the derived images have no upstream copy) and of the S3 object (hashed
 here); the integrity audit (`video-gateway audit`: every archived object HEADed, present with the recorded
 size; none marked `lost`); no incomplete multipart upload left (ListMultipartUploads, after the janitor); no
 callback missing (the local receiver got a terminal event for every video); every create the gateway
-acknowledged is in its database; no render the simulator made is missing from the gateway (the simulator's
-ids against the gateway's upstream ids); no 5xx answered outside a fault window (an API down, Postgres
-restarted or its connections terminated, and 15 s after). Exit code 1 when any invariant fails.
+acknowledged is in its database; no render a simulator made is missing from the gateway (the OpenAI
+simulator's ids against the gateway's upstream ids; for each live kind, the renders its simulator counts
+against the gateway's videos with an upstream id on that profile); no 5xx answered outside a fault window
+(an API down, Postgres restarted or its connections terminated, and 15 s after). Exit code 1 when any invariant fails.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from app.archive.storage import make_client
 from app.dev.processes import ManagedProcess, free_port, gateway_command
 from bench import report
 from bench.stack import (
+    LIVE_RENDERS,
     SIMULATOR_KEY,
     BenchStack,
     MiB,
@@ -333,6 +340,18 @@ async def _create_batch(urls: list[str], renders: list[Render], log: CreateLog, 
         )
 
 
+LIVE_KINDS = tuple(LIVE_RENDERS)
+LIVE_SHARE = 5  # one render in five goes to a live provider
+
+
+def render_target(index: int) -> dict[str, str]:
+    """Model, seconds and size of the `index`th render: every fifth to a live kind in turn, else OpenAI's."""
+    if index % LIVE_SHARE != LIVE_SHARE - 1:
+        return {"seconds": "4", "size": "720x1280"}
+    render = LIVE_RENDERS[LIVE_KINDS[(index // LIVE_SHARE) % len(LIVE_KINDS)]]
+    return {"model": render.model, "seconds": render.seconds, "size": render.size}
+
+
 def create_until(
     stack: BenchStack, urls: list[str], *, deadline: float, renders: int, callback_url: str
 ) -> tuple[CreateLog, list[str]]:
@@ -356,8 +375,7 @@ def create_until(
                 idempotency_key=str(uuid.uuid4()),
                 body={
                     "prompt": f"soak {batches} #{number} {uuid.uuid4().hex[:12]}",
-                    "seconds": "4",
-                    "size": "720x1280",
+                    **render_target(len(log.renders) + number),
                     "callback_url": callback_url,
                 },
             )
@@ -413,6 +431,16 @@ async def _resolve(urls: list[str], keys: list[str], log: CreateLog) -> Counter[
                 render.outcome = "unknown"
                 how["outcome unknown (not in the gateway)"] += 1
     return how
+
+
+def live_made(stack: BenchStack) -> dict[str, int]:
+    """How many renders each live kind's simulator made (its own count of accepted creates)."""
+    created_keys = {"seedance": "tasks_created", "fal": "requests_created", "replicate": "predictions_created"}
+    made: dict[str, int] = {}
+    for kind in stack.live_urls:
+        with stack.live_sim(kind) as client:
+            made[kind] = int(client.get("/_sim/stats").raise_for_status().json()[created_keys[kind]])
+    return made
 
 
 def simulator_ids(stack: BenchStack) -> set[str]:
@@ -482,29 +510,46 @@ async def _digests(stack: BenchStack, assets: list[asyncpg.Record]) -> tuple[int
             nonlocal sim_bad, s3_bad
             async with semaphore:
                 hasher = hashlib.sha256()
-                async with client.stream(
-                    "GET", f"/v1/videos/{asset['upstream_id']}/content", params={"variant": asset["variant"]}
-                ) as response:
+                kind = asset["upstream_profile"]
+                if kind in LIVE_RENDERS and asset["variant"] != "video":
+                    await compare_with_s3(asset)  # derived by the archive: upstream has no copy to compare
+                    return
+                if kind in LIVE_RENDERS:
+                    file_url = await asyncio.to_thread(stack.live_file_url, kind, asset["upstream_id"])
+                    request = client.build_request("GET", file_url or f"{stack.live_urls[kind]}/missing")
+                else:
+                    request = client.build_request(
+                        "GET", f"/v1/videos/{asset['upstream_id']}/content", params={"variant": asset["variant"]}
+                    )
+                response = await client.send(request, stream=True)
+                try:
                     if response.status_code != 200:
                         sim_bad += 1
                         problems.append(f"{asset['s3_key']}: simulator {response.status_code}")
                         return
                     async for chunk in response.aiter_bytes(256 * 1024):
                         hasher.update(chunk)
+                finally:
+                    await response.aclose()
                 if hasher.hexdigest() != asset["sha256"]:
                     sim_bad += 1
                     problems.append(f"{asset['s3_key']}: simulator sha256 differs")
 
-                def s3_sha() -> str:
-                    body = s3.get_object(Bucket=stack.s3.bucket, Key=asset["s3_key"])["Body"]
-                    object_hasher = hashlib.sha256()
-                    for chunk in iter(lambda: body.read(256 * 1024), b""):
-                        object_hasher.update(chunk)
-                    return object_hasher.hexdigest()
+                await compare_with_s3(asset)
 
-                if await asyncio.to_thread(s3_sha) != asset["sha256"]:
-                    s3_bad += 1
-                    problems.append(f"{asset['s3_key']}: S3 object sha256 differs")
+        async def compare_with_s3(asset: asyncpg.Record) -> None:
+            nonlocal s3_bad
+
+            def s3_sha() -> str:
+                body = s3.get_object(Bucket=stack.s3.bucket, Key=asset["s3_key"])["Body"]
+                object_hasher = hashlib.sha256()
+                for chunk in iter(lambda: body.read(256 * 1024), b""):
+                    object_hasher.update(chunk)
+                return object_hasher.hexdigest()
+
+            if await asyncio.to_thread(s3_sha) != asset["sha256"]:
+                s3_bad += 1
+                problems.append(f"{asset['s3_key']}: S3 object sha256 differs")
 
         try:
             await asyncio.gather(*(check(asset) for asset in assets))
@@ -562,12 +607,13 @@ def integrity_audit(stack: BenchStack, archived: list[asyncpg.Record]) -> dict[s
 def check_invariants(
     stack: BenchStack, callback_log: Path, log: CreateLog, resolved: Counter[str], faults: Faults
 ) -> dict[str, dict[str, Any]]:
-    videos = rows(stack.dsn, "SELECT id, upstream_id, status, error_code, callback_url FROM videos")
+    videos = rows(stack.dsn, "SELECT id, upstream_id, upstream_profile, status, error_code, callback_url FROM videos")
     statuses = Counter(video["status"] for video in videos)
     unfinished = [video["id"] for video in videos if video["status"] not in ("completed", "failed")]
     assets = rows(
         stack.dsn,
-        "SELECT a.video_id, a.variant, a.state, a.s3_key, a.sha256, a.bytes, v.upstream_id FROM assets a "
+        "SELECT a.video_id, a.variant, a.state, a.s3_key, a.sha256, a.bytes, v.upstream_id, v.upstream_profile "
+        "FROM assets a "
         "JOIN videos v ON v.id = a.video_id WHERE v.status = 'completed'",
     )
     completed = [video["id"] for video in videos if video["status"] == "completed"]
@@ -581,9 +627,19 @@ def check_invariants(
     gateway_ids = {video["id"] for video in videos}
     acknowledged = [render.video_id for render in log.renders if render.video_id is not None]
     not_in_gateway = [video_id for video_id in acknowledged if video_id not in gateway_ids]
-    upstream_ids = {video["upstream_id"] for video in videos if video["upstream_id"]}
+    upstream_ids = {
+        video["upstream_id"] for video in videos if video["upstream_id"] and video["upstream_profile"] == "default"
+    }
     made = simulator_ids(stack)
     missing_upstream = sorted(made - upstream_ids)
+    # The live kinds: each simulator's own count of renders against the gateway's videos it knows there.
+    live_known = Counter(
+        video["upstream_profile"]
+        for video in videos
+        if video["upstream_id"] and video["upstream_profile"] in LIVE_RENDERS
+    )
+    live_counts = {kind: (count, live_known[kind]) for kind, count in live_made(stack).items()}
+    live_missing = {kind: made_there - known for kind, (made_there, known) in live_counts.items() if made_there > known}
     outcomes = Counter(render.outcome for render in log.renders)
     stray = [(status, code) for at, status, code in log.server_errors if not faults.in_window(at)]
     received: dict[str, set[str]] = {}
@@ -617,10 +673,13 @@ def check_invariants(
             f"{dict(resolved) or 'none'}; {len(acknowledged)} ids known to the client, {len(not_in_gateway)} "
             "not in the gateway's database",
         },
-        "no render the simulator made is missing from the gateway": {
-            "ok": not missing_upstream,
-            "detail": f"{len(made)} renders made by the simulator, {len(upstream_ids)} upstream ids in the gateway, "
-            f"{len(missing_upstream)} missing" + (f": {missing_upstream[:3]}" if missing_upstream else ""),
+        "no render a simulator made is missing from the gateway": {
+            "ok": not missing_upstream and not live_missing,
+            "detail": f"{len(made)} renders made by the OpenAI simulator, {len(upstream_ids)} of its ids in the "
+            f"gateway, {len(missing_upstream)} missing"
+            + (f": {missing_upstream[:3]}" if missing_upstream else "")
+            + "; live kinds (made / known): "
+            + (", ".join(f"{kind} {there}/{known}" for kind, (there, known) in live_counts.items()) or "none"),
         },
         "no 5xx outside a fault window": {
             "ok": not stray,
@@ -719,7 +778,9 @@ def main(*, minutes: float, renders: int, out: str | None) -> int:
         with (
             soak_database(result) as (dsn, postgres),
             private_seaweedfs(workdir / "seaweedfs") as weed,
-            running_stack(dsn=dsn, s3=weed.settings, workdir=workdir, workers=WORKERS, env=SOAK_ENV) as stack,
+            running_stack(
+                dsn=dsn, s3=weed.settings, workdir=workdir, workers=WORKERS, env=SOAK_ENV, live=LIVE_KINDS
+            ) as stack,
             second_api(stack) as apis,
         ):
             stack.sim_faults(webhook_drop_probability=0.2, webhook_duplicate_probability=0.2)

@@ -3,7 +3,9 @@
 A `BenchStack` is a throwaway Postgres database (created, migrated, dropped), a private SeaweedFS on free
 ports, the upstream simulator, the API and any number of workers, started with the same supervisor code as
 `make run` and the e2e tests (`app.dev.processes`). With `gemini=True` the Gemini API simulator (Veo) runs
-beside the OpenAI one, behind an upstream profile `veo` of kind `gemini` (`VEO_MODEL` renders there).
+beside the OpenAI one, behind an upstream profile `veo` of kind `gemini` (`VEO_MODEL` renders there); with
+`live=("seedance", "fal", "replicate")` those providers' simulators run too, each behind a profile named
+after its kind (`LIVE_RENDERS` says which model, seconds and size render there).
 Everything is stopped, and the database dropped, on the way out, also on Ctrl-C or a failure: each child
 runs in its own process group.
 """
@@ -46,6 +48,25 @@ MiB = 1024 * 1024
 VEO_PROFILE = "veo"
 VEO_MODEL = "veo-3.1-fast-generate-preview"
 GEMINI_RETENTION_SECONDS = 2 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class LiveRender:
+    """What a live kind's profile renders in the benchmarks: its simulator's API prefix, the model, a
+    `seconds` and `size` the model takes, and how its simulator wants the key."""
+
+    api_prefix: str
+    model: str
+    seconds: str
+    size: str
+    auth_scheme: str = "Bearer"
+
+
+LIVE_RENDERS: dict[str, LiveRender] = {
+    "seedance": LiveRender("/api/v3", "seedance-1-0-pro-250528", "2", "864x480"),
+    "fal": LiveRender("", "fal-ai/wan/v2.2-a14b/text-to-video", "5", "832x480", auth_scheme="Key"),
+    "replicate": LiveRender("", "wan-video/wan-2.2-t2v-fast", "5", "832x480"),
+}
 
 
 def new_webhook_secret() -> str:
@@ -294,6 +315,8 @@ class BenchStack:
     gemini_webhook_secret: str | None = None
     # Extra environment of every worker started (e.g. a log level), over `env`.
     worker_env: dict[str, str] = field(default_factory=dict)
+    # Set with `live=...`: each live kind's simulator URL (its profile is named after the kind).
+    live_urls: dict[str, str] = field(default_factory=dict)
     _worker_count: int = 0
 
     def start_worker(self, **env: str) -> ManagedProcess:
@@ -338,6 +361,31 @@ class BenchStack:
         with self.sim() as client:
             data: list[dict[str, Any]] = client.get("/_sim/webhooks").raise_for_status().json()["data"]
             return data
+
+    def live_sim(self, kind: str) -> httpx.Client:
+        """A client of one live kind's simulator (its provider routes and `/_sim`), with the key its way."""
+        render = LIVE_RENDERS[kind]
+        return httpx.Client(
+            base_url=self.live_urls[kind],
+            headers={"authorization": f"{render.auth_scheme} {SIMULATOR_KEY}"},
+            timeout=120,
+        )
+
+    def live_file_url(self, kind: str, upstream_id: str) -> str | None:
+        """Where the live kind's simulator serves the MP4 of a render, read from its own API as the provider
+        documents it (the task's `content.video_url`, the prediction's `output`, the request's `video.url`)."""
+        prefix = LIVE_RENDERS[kind].api_prefix
+        with self.live_sim(kind) as client:
+            if kind == "seedance":
+                task = client.get(f"{prefix}/contents/generations/tasks/{upstream_id}").json()
+                url = (task.get("content") or {}).get("video_url")
+            elif kind == "replicate":
+                output = client.get(f"/v1/predictions/{upstream_id}").json().get("output")
+                url = output[0] if isinstance(output, list) and output else output
+            else:
+                app, _, request_id = upstream_id.rpartition(":")
+                url = (client.get(f"/{app}/requests/{request_id}").json().get("video") or {}).get("url")
+        return url if isinstance(url, str) else None
 
     def gemini_sim(self) -> httpx.Client:
         """A client of the Gemini simulator (its `/_sim` admin API and its `/v1beta` routes), with the key."""
@@ -403,6 +451,28 @@ def veo_upstreams(*, gemini_port: int, webhook_secret: str) -> str:
     return json.dumps({VEO_PROFILE: profile})
 
 
+def live_upstreams(ports: dict[str, int], *, api_port: int, webhook_secret: str) -> dict[str, dict[str, Any]]:
+    """The profiles of the live kinds, one per kind and named after it, each aimed at its simulator."""
+    profiles: dict[str, dict[str, Any]] = {}
+    for kind, port in ports.items():
+        render = LIVE_RENDERS[kind]
+        profile: dict[str, Any] = {
+            "kind": kind,
+            "base_url": f"http://127.0.0.1:{port}{render.api_prefix}",
+            "api_key": SIMULATOR_KEY,
+            "models": [render.model],
+            "webhook_url": f"http://127.0.0.1:{api_port}/webhooks/{kind}",
+            # The simulators serve their files from their own address (the providers' CDNs in production).
+            "content_redirect_hosts": ["127.0.0.1"],
+        }
+        if kind == "replicate":
+            profile["webhook_secrets"] = webhook_secret
+        if kind == "fal":
+            profile["webhook_jwks_url"] = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+        profiles[kind] = profile
+    return profiles
+
+
 def gemini_simulator_env(
     env: dict[str, str], *, api_port: int, data_dir: Path, webhook_secret: str, overrides: dict[str, str] | None
 ) -> dict[str, str]:
@@ -433,11 +503,13 @@ def running_stack(
     gemini: bool = False,
     gemini_env: dict[str, str] | None = None,
     worker_env: dict[str, str] | None = None,
+    live: tuple[str, ...] = (),
 ) -> Iterator[BenchStack]:
     """Simulator + API (+ `workers`) on free ports; stops all of them on the way out.
 
     `gemini=True` also runs the Gemini simulator (`video-gateway simulator --kind gemini`), with `gemini_env`
-    over its environment, and gives the gateway the `veo` profile aimed at it.
+    over its environment, and gives the gateway the `veo` profile aimed at it; `live` runs those kinds'
+    simulators, each behind a profile named after its kind.
     """
     simulator_port, api_port = free_port(), free_port()
     secret = new_webhook_secret()
@@ -470,6 +542,22 @@ def running_stack(
             ),
             logs / "gemini-simulator.log",
         )
+    live_ports = {kind: free_port() for kind in live}
+    if live_ports:
+        upstreams = json.loads(full_env.get("VG_UPSTREAMS", "{}"))
+        upstreams.update(live_upstreams(live_ports, api_port=api_port, webhook_secret=secret))
+        full_env["VG_UPSTREAMS"] = json.dumps(upstreams)
+    # Real MP4s (the gateway derives the images from them), each webhook to the create's own URL.
+    live_env = {name: value for name, value in full_env.items() if name != "VG_SIMULATOR__SYNTHETIC_ASSET_BYTES"}
+    live_processes = [
+        ManagedProcess(
+            f"{kind}-simulator",
+            gateway_command("simulator", "--kind", kind, "--port", str(port)),
+            {**live_env, "VG_SIMULATOR__DATA_DIR": str(workdir / f"{kind}-sim-data"), "VG_SIMULATOR__WEBHOOK_URL": ""},
+            logs / f"{kind}-simulator.log",
+        )
+        for kind, port in live_ports.items()
+    ]
     simulator = ManagedProcess(
         "simulator", gateway_command("simulator", "--port", str(simulator_port)), full_env, logs / "simulator.log"
     )
@@ -488,16 +576,21 @@ def running_stack(
         gemini_url=f"http://127.0.0.1:{gemini_port}" if gemini_port is not None else None,
         gemini_webhook_secret=veo_secret,
         worker_env=dict(worker_env or {}),
+        live_urls={kind: f"http://127.0.0.1:{port}" for kind, port in live_ports.items()},
     )
     try:
         simulator.start()
         if gemini_process is not None:
             gemini_process.start()
+        for process in live_processes:
+            process.start()
         api.start()
         simulator.wait_http(f"{stack.simulator_url}/v1/videos", timeout=60)
         if gemini_process is not None:
             # Any answer below 500 will do: without the key the admin API says 401.
             gemini_process.wait_http(f"{stack.gemini_url}/_sim/stats", timeout=60)
+        for process, url in zip(live_processes, stack.live_urls.values(), strict=True):
+            process.wait_http(f"{url}/_sim/stats", timeout=60)
         api.wait_http(f"{stack.api_url}/healthz", timeout=60)
         for _ in range(workers):
             stack.start_worker()
@@ -509,6 +602,8 @@ def running_stack(
         simulator.stop()
         if gemini_process is not None:
             gemini_process.stop()
+        for process in live_processes:
+            process.stop()
 
 
 @contextlib.contextmanager

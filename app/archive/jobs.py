@@ -1,4 +1,5 @@
-"""What one archive job does: `sync` re-reads a video upstream, `download` streams one asset to S3.
+"""What one archive job does: `sync` re-reads a video upstream, `download` streams one asset to S3, `submit`
+sends a create that waited for its profile's capacity (admission control: the policy is app/archive/admission.py).
 
 Every write a job makes is fenced by its lease: each transaction first renews the lease (`heartbeat`, a
 row lock on the job until commit) and writes nothing if the lease is gone. Network I/O (upstream, S3)
@@ -13,6 +14,7 @@ in `error`; only a new copy, once whole in S3, replaces it (same key, one step).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.archive import queue
+from app.archive import admission, queue
 from app.archive import service as archive_service
 from app.archive.derive import DerivationFailed, derive_image
 from app.archive.queue import ClaimedJob
@@ -32,11 +34,12 @@ from app.archive.storage import ArchiveStorage, AssetRejected, IncompleteAsset, 
 from app.core import metrics
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.errors import GatewayError, ResourceNotFound, UpstreamError
+from app.core.errors import GatewayError, RateLimited, ResourceNotFound, UpstreamError
 from app.core.logging import stamp_transaction
 from app.models import AssetState, JobKind, JobState, Variant, Video, VideoStatus
-from app.upstream.client import UpstreamRejected
+from app.upstream.client import UpstreamRejected, render_may_have_started
 from app.upstream.router import UpstreamRouter
+from app.upstream.schemas import UpstreamVideo
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ async def run_job(context: JobContext, job: ClaimedJob) -> None:
     try:
         if job.kind is JobKind.SYNC:
             await run_sync(context, job)
+        elif job.kind is JobKind.SUBMIT:
+            await run_submit(context, job)
         else:
             await run_download(context, job)
     except LeaseLost:
@@ -127,6 +132,173 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
             # Trust the GET over the event: not finished yet; the reconciler keeps polling it.
             note = f"upstream still says {current.status}"
         await queue.finish(session, job, state=JobState.SUCCEEDED, error=note)
+
+
+# ----- submit (admission control) -----------------------------------------------------------------
+
+
+async def run_submit(context: JobContext, job: ClaimedJob) -> None:
+    """Send a waiting create upstream once it is first in its profile's line and the profile has room.
+
+    The gate (first in line, renders in flight, creates within the rate window) is judged under the profile's
+    advisory lock, and `submitted_at` committed, before the paid call: a crash past that point leaves a row
+    nothing sends again. No room: the job is handed back, its attempt not counted.
+    """
+    video = await _load_video(context, job.video_id)
+    if (note := admission.not_to_submit(video)) is not None:
+        await _finish(context, job, JobState.SUCCEEDED, f"nothing to submit: {note}")
+        return
+    assert video is not None
+    try:
+        limits = admission.ProfileLimits.of(context.settings.upstream_profile(video.upstream_profile))
+    except KeyError:
+        await _fail_unsent(
+            context,
+            job,
+            code="upstream_profile_unknown",
+            message="The upstream this video was accepted for is no longer configured; it was never sent.",
+        )
+        return
+
+    async with _fenced(context, job) as session:
+        repository = ArchiveRepository.from_session(session)
+        await repository.lock_admission(video.upstream_profile, scope="gate")
+        current = await repository.lock_video(job.video_id)
+        if (note := admission.not_to_submit(current)) is not None:
+            await queue.finish(session, job, state=JobState.SUCCEEDED, error=f"nothing to submit: {note}")
+            await _wake_next(session, video.upstream_profile)
+            return
+        assert current is not None
+        # Limits removed from the configuration since it was accepted: no gate, it goes now.
+        if limits is not None:
+            wait = admission.verdict(await _capacity(repository, current, limits), limits)
+            if wait is not None:
+                await queue.defer(session, job, delay_seconds=wait.seconds, reason=wait.reason)
+                return
+        await repository.mark_submitted(current.id, submitted=True)
+        # The next in line may be able to go too (another slot of the window, another render): let it look now.
+        await _wake_next(session, current.upstream_profile)
+        command = admission.command_for(current, await repository.video_input(current.id))
+
+    try:
+        upstream = await context.upstreams.adapter(video.upstream_profile).create_video(command)
+    except GatewayError as exc:
+        await _submission_failed(context, job, exc)
+        return
+    await _submission_succeeded(context, job, video.upstream_profile, upstream)
+
+
+async def _capacity(repository: ArchiveRepository, video: Video, limits: admission.ProfileLimits) -> admission.Capacity:
+    profile = video.upstream_profile
+    ahead = await repository.waiting_count(profile, before_seq=video.seq)
+    if ahead:
+        return admission.Capacity(ahead=ahead, in_flight=0, recent_ages=())
+    in_flight = await repository.in_flight(profile) if limits.max_concurrent is not None else 0
+    ages: list[float] = []
+    if limits.max_rpm is not None:
+        ages = await repository.recent_submission_ages(
+            profile, within_seconds=limits.counted_window_seconds, limit=limits.max_rpm
+        )
+    return admission.Capacity(ahead=0, in_flight=in_flight, recent_ages=ages)
+
+
+async def _wake_next(session: AsyncSession, profile: str) -> None:
+    if (next_id := await ArchiveRepository.from_session(session).oldest_waiting(profile)) is not None:
+        await queue.wake_submit(session, video_id=next_id)
+
+
+async def _submission_succeeded(context: JobContext, job: ClaimedJob, profile: str, upstream: UpstreamVideo) -> None:
+    """Record the render upstream started; if the caller deleted the video meanwhile, delete it upstream too."""
+    try:
+        async with _fenced(context, job) as session:
+            await stamp_transaction(session)  # the downloads this may queue keep the id of the create's request
+            deleted = await _record_submission(context, session, job.video_id, upstream)
+            await queue.finish(session, job, state=JobState.SUCCEEDED)
+    except LeaseLost:
+        # The render exists and only this process knows its id; no other job can have sent this video (its
+        # `submitted_at` stops them), so recording the id is safe without the lease, and saves the reconciler a
+        # search of upstream's list.
+        async with context.database.sessionmaker.begin() as session:
+            deleted = await _record_submission(context, session, job.video_id, upstream)
+        logger.warning("job %s: lease lost after upstream accepted the create; its id is recorded anyway", job.id)
+    if deleted:
+        with contextlib.suppress(GatewayError):
+            await context.upstreams.adapter(profile).delete_video(upstream.id)
+
+
+async def _record_submission(
+    context: JobContext, session: AsyncSession, video_id: str, upstream: UpstreamVideo
+) -> bool:
+    """Fold upstream's answer into the video; True when the caller deleted the video while it was being sent."""
+    repository = ArchiveRepository.from_session(session)
+    current = await repository.lock_video(video_id)
+    if current is None or current.upstream_id is not None:
+        return False
+    current.upstream_id = upstream.id
+    await archive_service.record_upstream_state(session, video=current, upstream=upstream, settings=context.settings)
+    await repository.drop_video_input(video_id)
+    logger.info("submitted %s upstream as %s (%s)", video_id, upstream.id, current.upstream_profile)
+    return current.deleted_at is not None
+
+
+async def _submission_failed(context: JobContext, job: ClaimedJob, exc: GatewayError) -> None:
+    """Settle a create upstream did not accept, by what its failure proves."""
+    if render_may_have_started(exc):
+        # Sent, answer lost: it may be rendering (and billed). Never sent again; failed as unknown and told,
+        # exactly as the direct path does.
+        async with _fenced(context, job) as session:
+            repository = ArchiveRepository.from_session(session)
+            current = await repository.lock_video(job.video_id)
+            if current is not None and current.upstream_id is None and not current.video_status.is_terminal:
+                await archive_service.settle_unknown_submission(
+                    session, video=current, settings=context.settings, message=exc.message
+                )
+                await repository.drop_video_input(job.video_id)
+            await queue.finish(session, job, state=JobState.FAILED, error=f"submission outcome unknown: {exc.message}")
+        return
+    if isinstance(exc, RateLimited | UpstreamError):
+        # Refused before anything started (a 429 despite our limits, e.g. an account shared with others; the
+        # circuit open; upstream unreachable): the video waits again, first in line, and is tried again later.
+        await _submission_refused(context, job, exc)
+        return
+    # A definitive answer (4xx): upstream will not render this request, as the direct path would have said.
+    await _fail_unsent(context, job, code=exc.code or "upstream_rejected", message=exc.message)
+
+
+async def _submission_refused(context: JobContext, job: ClaimedJob, exc: GatewayError) -> None:
+    settings = context.settings.worker
+    if job.last_attempt:
+        await _fail_unsent(
+            context,
+            job,
+            code=exc.code or "upstream_unavailable",
+            message=f"Upstream refused this video {job.attempts} times without starting it: {exc.message}",
+        )
+        return
+    base = settings.retry_base_seconds
+    if exc.code == "upstream_auth_failed":
+        # Our upstream key was refused: as for any job, the longest backoff, and loudly.
+        logger.critical("upstream rejected the gateway's credentials; submit job %s waits", job.id)
+        base = settings.retry_max_seconds
+    delay = backoff_seconds(job.attempts, base=base, cap=settings.retry_max_seconds)
+    if (asked := exc.headers.get("retry-after")) is not None and asked.isdigit():
+        delay = max(delay, float(asked))  # the provider's own word on when to come back
+    logger.warning("job %s: upstream refused the create of %s, retry in %.1fs: %s", job.id, job.video_id, delay, exc)
+    async with _fenced(context, job) as session:
+        await ArchiveRepository.from_session(session).mark_submitted(job.video_id, submitted=False)
+        await queue.retry(session, job, delay_seconds=delay, error=f"upstream refused the create: {exc.message}")
+
+
+async def _fail_unsent(context: JobContext, job: ClaimedJob, *, code: str, message: str) -> None:
+    """The video will not render: failed, its caller told; the next in line may go."""
+    async with _fenced(context, job) as session:
+        repository = ArchiveRepository.from_session(session)
+        current = await repository.lock_video(job.video_id)
+        if current is not None and current.upstream_id is None and not current.video_status.is_terminal:
+            await admission.fail_unsent(session, video=current, code=code, message=message, settings=context.settings)
+        await queue.finish(session, job, state=JobState.FAILED, error=f"{code}: {message}")
+        if current is not None:
+            await _wake_next(session, current.upstream_profile)
 
 
 # ----- download -----------------------------------------------------------------------------------

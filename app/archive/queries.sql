@@ -52,6 +52,23 @@ SET state = 'queued', run_after = now() + make_interval(secs => :delay_seconds),
 WHERE id = :id AND lease_token = :lease_token AND state = 'running'
 RETURNING id;
 
+-- name: defer
+-- Hand a job we hold back to run after :delay_seconds WITHOUT spending an attempt: it found no capacity for its
+-- create (admission control, app/archive/admission.py) and changed nothing. Fenced by the lease token.
+UPDATE archive_jobs
+SET state = 'queued', attempts = greatest(attempts - 1, 0), run_after = now() + make_interval(secs => :delay_seconds),
+    last_error = :reason, lease_token = NULL, lease_until = NULL, updated_at = now()
+WHERE id = :id AND lease_token = :lease_token AND state = 'running'
+RETURNING id;
+
+-- name: wake_submit
+-- Run the queued `submit` job of this video now: it has just become first in its profile's line (the video
+-- ahead of it was sent or left the line), so it need not sit out the wait it was deferred with.
+UPDATE archive_jobs
+SET run_after = now(), updated_at = now()
+WHERE kind = 'submit' AND video_id = :video_id AND state = 'queued' AND run_after > now()
+RETURNING id;
+
 -- name: release
 -- Graceful shutdown: hand a job back at once, not counting the interrupted attempt.
 UPDATE archive_jobs

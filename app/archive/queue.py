@@ -124,6 +124,18 @@ async def retry(session: AsyncSession, job: ClaimedJob, *, delay_seconds: float,
     )
 
 
+async def defer(session: AsyncSession, job: ClaimedJob, *, delay_seconds: float, reason: str) -> bool:
+    """Run the job again after `delay_seconds`, the attempt it just made not counted (it found no capacity)."""
+    return bool(
+        await _run(session, "defer", id=job.id, lease_token=job.lease_token, delay_seconds=delay_seconds, reason=reason)
+    )
+
+
+async def wake_submit(session: AsyncSession, *, video_id: str) -> bool:
+    """Bring the video's queued `submit` job forward to now; False when it has none waiting for later."""
+    return bool(await _run(session, "wake_submit", video_id=video_id))
+
+
 async def release(session: AsyncSession, job: ClaimedJob) -> bool:
     return bool(await _run(session, "release", id=job.id, lease_token=job.lease_token))
 

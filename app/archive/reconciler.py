@@ -6,8 +6,10 @@ our create row) now match, and `download`s for completed videos with an asset st
 job. Videos whose create was cut off before upstream answered (no upstream id after
 `unsubmitted_after_seconds`) are looked for in upstream's list and adopted when exactly one render matches,
 else settled as failed `upstream_submission_unknown`, so they stop holding the caller's concurrency slot and
-the caller hears of them (app/archive/submissions.py). Queue uniqueness makes concurrent reconcilers on
-several workers harmless.
+the caller hears of them (app/archive/submissions.py). Videos waiting for their profile's capacity
+(admission control, app/archive/admission.py) were never sent, so they are none of these; one whose `submit`
+job was lost (a worker killed on the job's last attempt) gets a new one. Queue uniqueness makes concurrent
+reconcilers on several workers harmless.
 `run_janitor` aborts S3 multipart uploads abandoned by killed workers.
 """
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from app.archive.admission import enqueue_submit
 from app.archive.repository import ArchiveRepository
 from app.archive.service import enqueue_sync, schedule_downloads
 from app.archive.submissions import resolve_cut_off_creates
@@ -36,13 +39,14 @@ class ReconcileReport:
     downloads_queued: int
     submissions_settled: int = 0
     submissions_adopted: int = 0
+    submits_queued: int = 0
 
 
 async def reconcile_once(context: JobContext, *, since: datetime | None = None) -> ReconcileReport:
     """One pass; `since` widens (or narrows) the window of videos looked at (operators' `reconcile --since`)."""
     settings = context.settings.worker
     now = datetime.now(UTC)
-    syncs = downloads = 0
+    syncs = downloads = submits = 0
     async with context.database.sessionmaker.begin() as session:
         repository = ArchiveRepository.from_session(session)
         stale = await repository.videos_to_reconcile(
@@ -56,14 +60,18 @@ async def reconcile_once(context: JobContext, *, since: datetime | None = None) 
             syncs += await enqueue_sync(session, video=video, settings=settings) is not None
         for video in await repository.completed_videos_missing_assets(limit=BATCH):
             downloads += await schedule_downloads(session, video=video, settings=context.settings)
+        for video in await repository.waiting_without_submit_job(limit=BATCH):
+            submits += await enqueue_submit(session, video_id=video.id, settings=settings) is not None
         unsubmitted = await repository.unsubmitted_videos(
-            created_before=now - timedelta(seconds=settings.unsubmitted_after_seconds), limit=BATCH
+            submitted_before=now - timedelta(seconds=settings.unsubmitted_after_seconds), limit=BATCH
         )
         cut_off = await resolve_cut_off_creates(
             session, videos=unsubmitted, upstreams=context.upstreams, settings=context.settings
         )
     if syncs or downloads:
         logger.info("reconciled: %d sync(s) and %d download(s) queued", syncs, downloads)
+    if submits:
+        logger.warning("reconciled: %d waiting create(s) had lost their submit job; queued again", submits)
     if cut_off.settled:
         logger.warning(
             "reconciled: %d create(s) cut off before upstream answered and not found upstream, failed as unknown",
@@ -74,6 +82,7 @@ async def reconcile_once(context: JobContext, *, since: datetime | None = None) 
         downloads_queued=downloads,
         submissions_settled=cut_off.settled,
         submissions_adopted=cut_off.adopted,
+        submits_queued=submits,
     )
 
 

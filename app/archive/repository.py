@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy import and_, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,9 +20,11 @@ from app.models import (
     JobKind,
     Variant,
     Video,
+    VideoInput,
     VideoStatus,
     WebhookEvent,
 )
+from app.models.video import IN_FLIGHT, WAITING
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,10 @@ class ArchiveRepository:
     async def get_video(self, video_id: str) -> Video | None:
         return await self.session.get(Video, video_id, populate_existing=True)
 
-    async def unsubmitted_videos(self, *, created_before: datetime, limit: int) -> Sequence[Video]:
-        """Queued videos that never got an upstream id: their create was cut off before upstream answered.
+    async def unsubmitted_videos(self, *, submitted_before: datetime, limit: int) -> Sequence[Video]:
+        """Queued videos sent upstream before `submitted_before` that never got an upstream id: their create was
+        cut off before upstream answered. Videos still waiting to be sent (admission control: `submitted_at`
+        NULL) are not among them: nothing was sent, so there is nothing to find or settle.
 
         Locked with SKIP LOCKED, so concurrent reconcilers on several workers never settle the same row twice.
         `unsubmitted_after_seconds` is far above the upstream timeout, so no live create still owns these rows.
@@ -195,12 +199,101 @@ class ArchiveRepository:
                 Video.status == VideoStatus.QUEUED.value,
                 Video.upstream_id.is_(None),
                 Video.deleted_at.is_(None),
-                Video.created_at < created_before,
+                Video.submitted_at < submitted_before,
             )
-            .order_by(Video.created_at)
+            .order_by(Video.submitted_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        return (await self.session.execute(statement)).scalars().all()
+
+    # ----- admission control (app/archive/admission.py) -------------------------------------------
+
+    async def lock_admission(self, profile: str, *, scope: str) -> None:
+        """Serialize, until this transaction ends, one kind of admission decision for a profile.
+
+        `gate`: which waiting create goes upstream next (the worker's submit jobs); `backlog`: whether one more
+        create may join the line (the API). Advisory locks, so no row a poll or a webhook needs is held.
+        """
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"admission-{scope}:{profile}"}
+        )
+
+    async def lock_video(self, video_id: str) -> Video | None:
+        """The video row, fresh and locked until the transaction ends (its delete takes the same lock)."""
+        statement = (
+            select(Video).where(Video.id == video_id).with_for_update().execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def waiting_count(self, profile: str, *, before_seq: int | None = None) -> int:
+        """The profile's videos waiting to be sent (all, or those that arrived before `before_seq`)."""
+        statement = select(func.count()).select_from(Video).where(Video.upstream_profile == profile, text(WAITING))
+        if before_seq is not None:
+            statement = statement.where(Video.seq < before_seq)
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def oldest_waiting(self, profile: str) -> str | None:
+        """The id of the profile's video first in line, if any waits."""
+        statement = (
+            select(Video.id).where(Video.upstream_profile == profile, text(WAITING)).order_by(Video.seq).limit(1)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def in_flight(self, profile: str) -> int:
+        """The profile's renders sent (or being sent) and not finished, deleted ones aside."""
+        statement = (
+            select(func.count())
+            .select_from(Video)
+            .where(Video.upstream_profile == profile, text(IN_FLIGHT), Video.deleted_at.is_(None))
+        )
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def recent_submission_ages(self, profile: str, *, within_seconds: float, limit: int) -> list[float]:
+        """Seconds since each of the profile's latest `limit` submissions within the window, newest first.
+
+        The database's clock_timestamp(), not now(): now() is when this transaction began, which may be long
+        before it got the admission lock.
+        """
+        age = func.extract("epoch", func.clock_timestamp() - Video.submitted_at)
+        statement = (
+            select(age)
+            .where(
+                Video.upstream_profile == profile,
+                Video.submitted_at > func.clock_timestamp() - func.make_interval(0, 0, 0, 0, 0, 0, within_seconds),
+            )
+            .order_by(Video.submitted_at.desc())
+            .limit(limit)
+        )
+        return [float(value) for value in (await self.session.execute(statement)).scalars()]
+
+    async def mark_submitted(self, video_id: str, *, submitted: bool) -> None:
+        """Stamp the video as sent upstream now (database clock), or clear that stamp after a refusal that
+        certainly started nothing (the video waits again, first in line)."""
+        value = func.clock_timestamp() if submitted else None
+        await self.session.execute(
+            update(Video)
+            .where(Video.id == video_id, Video.upstream_id.is_(None))
+            .values(submitted_at=value)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def video_input(self, video_id: str) -> VideoInput | None:
+        return await self.session.get(VideoInput, video_id)
+
+    async def drop_video_input(self, video_id: str) -> None:
+        await self.session.execute(delete(VideoInput).where(VideoInput.video_id == video_id))
+
+    async def waiting_without_submit_job(self, *, limit: int) -> Sequence[Video]:
+        """Waiting videos with no live `submit` job (a job lost to a dead worker on its last attempt)."""
+        live_submit = exists().where(
+            and_(
+                ArchiveJob.video_id == Video.id,
+                ArchiveJob.kind == JobKind.SUBMIT.value,
+                ArchiveJob.state.in_(ACTIVE_STATES),
+            )
+        )
+        statement = select(Video).where(text(WAITING), ~live_submit).order_by(Video.seq).limit(limit)
         return (await self.session.execute(statement)).scalars().all()
 
     async def claimed_upstream_ids(self, *, profile: str, upstream_ids: Sequence[str]) -> set[str]:

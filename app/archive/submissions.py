@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +46,12 @@ def _match_key(video: Video, source_upstream_id: str | None) -> tuple[str, str, 
 
 def _upstream_key(render: UpstreamVideo) -> tuple[str, str, str, str, str | None]:
     return (render.model, render.prompt or "", render.seconds, render.size, render.remixed_from_video_id)
+
+
+def _sent_at(video: Video) -> datetime:
+    """When the create was sent: a video that waited for capacity (admission control) was sent after it was
+    created, possibly long after."""
+    return video.submitted_at or video.created_at
 
 
 async def resolve_cut_off_creates(
@@ -86,7 +92,7 @@ async def _matches(
 ) -> dict[str, UpstreamVideo]:
     """Our video id → the one upstream render it can only be; rows with no unambiguous match are left out."""
     profile = rows[0].upstream_profile
-    since = int(min(video.created_at for video in rows).timestamp()) - CLOCK_SKEW_SECONDS
+    since = int(min(_sent_at(video) for video in rows).timestamp()) - CLOCK_SKEW_SECONDS
     try:
         recent = await upstreams.adapter(profile).recent_videos(created_since=since)
     except (GatewayError, UnknownProfile) as exc:
@@ -107,8 +113,8 @@ async def _matches(
             source = await repository.get_video(video.remixed_from)
             source_upstream_id = source.upstream_id if source is not None else None
         key = _match_key(video, source_upstream_id)
-        earliest = video.created_at.timestamp() - CLOCK_SKEW_SECONDS
-        latest = (video.created_at + reach).timestamp()
+        earliest = _sent_at(video).timestamp() - CLOCK_SKEW_SECONDS
+        latest = (_sent_at(video) + reach).timestamp()
         candidates[video.id] = [
             render for render in unclaimed if _upstream_key(render) == key and earliest <= render.created_at <= latest
         ]

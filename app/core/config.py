@@ -87,7 +87,7 @@ class ApiSettings(BaseModel):
 
 # What an upstream profile speaks: `openai` (OpenAI's `/v1/videos` contract: a proxy or compatible provider)
 # or a live provider's own API through its adapter (app/upstream). Chosen once per profile, at start.
-ProviderKind = Literal["openai", "gemini"]
+ProviderKind = Literal["openai", "gemini", "seedance", "fal", "replicate"]
 
 
 class UpstreamSettings(BaseModel):
@@ -123,6 +123,29 @@ class UpstreamSettings(BaseModel):
     # is 5 s), so we never send a paid create down a connection the server is closing: that ends as a
     # ReadError after the request may have left, which the gateway must answer 502 and never repeat.
     keepalive_expiry_seconds: float = Field(default=2.0, ge=0)
+    # Our receiver's public URL for this profile (`https://…/webhooks/{profile name}`), sent with each create
+    # to providers that take a webhook per request (fal's `fal_webhook`, Replicate's `webhook`, Seedance's
+    # `callback_url`). Unset: none is asked for, and the reconciler's polls alone finish the renders.
+    webhook_url: str | None = None
+    # fal signs its webhooks with Ed25519 keys published here (JWKS); fetched when first needed, cached, and
+    # fetched again at most once per unknown key id (never per delivery).
+    webhook_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    # Admission control (app/archive/admission.py), on when `max_rpm` or `max_concurrent` is set: creates beyond
+    # the provider's limits are accepted as `queued` and submitted by the worker as capacity frees, in arrival
+    # order; none of them meets a provider 429. `max_rpm`: creates sent per `rate_window_seconds`;
+    # `max_concurrent`: renders in flight (sent and not finished). Unset both: every create goes upstream at once.
+    max_rpm: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    # Creates waiting for submission at most; beyond it a create is refused 429 with a Retry-After.
+    max_backlog: int = Field(default=1000, ge=1)
+    # The window `max_rpm` counts in: a minute, as providers count. Shorter only to run a minute's behaviour in
+    # seconds (tests, benchmarks).
+    rate_window_seconds: float = Field(default=60.0, gt=0)
+
+    @property
+    def admission_controlled(self) -> bool:
+        """Whether creates on this profile wait for capacity (see `max_rpm`, `max_concurrent`)."""
+        return self.max_rpm is not None or self.max_concurrent is not None
 
 
 class UpstreamProfile(UpstreamSettings):
@@ -238,6 +261,12 @@ class SimulatorSettings(BaseModel):
     # When set, every asset is a synthetic file of this many bytes (valid MP4 header, no encoder time).
     synthetic_asset_bytes: int | None = Field(default=None, ge=0)
     max_parallel_renders: int = Field(default=2, ge=1)
+    # A provider's limits (`/_sim/config` changes them at runtime): creates and remixes per
+    # `rate_limit_window_seconds`, and videos queued or rendering at once. Past either: 429 in OpenAI's shape,
+    # counted as `rate_limited` in `/_sim/stats`. None: no limit.
+    rate_limit_rpm: int | None = Field(default=None, ge=1)
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    max_concurrent_renders: int | None = Field(default=None, ge=1)
 
     @field_validator("webhook_url", mode="before")
     @classmethod

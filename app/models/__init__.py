@@ -16,6 +16,7 @@ from app.models.console import CONSOLE_INDEXES as CONSOLE_INDEXES
 from app.models.idempotency import IdempotencyRecord
 from app.models.limits import KeyRequestWindow as KeyRequestWindow
 from app.models.video import Video, VideoStatus
+from app.models.video_input import VideoInput
 from app.models.webhook_event import EventOutcome, WebhookEvent
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "JobState",
     "Variant",
     "Video",
+    "VideoInput",
     "VideoStatus",
     "WebhookEvent",
 ]

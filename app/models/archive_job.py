@@ -15,6 +15,7 @@ from app.core.db import Base
 class JobKind(StrEnum):
     SYNC = "sync"  # re-read the video upstream; on completion enqueue its downloads, on failure record why
     DOWNLOAD = "download"  # stream one variant to S3
+    SUBMIT = "submit"  # send a waiting create upstream once its profile has capacity (app/archive/admission.py)
 
 
 class JobState(StrEnum):
@@ -36,7 +37,7 @@ REQUEST_ID_DEFAULT = text("nullif(current_setting('vg.request_id', true), '')")
 class ArchiveJob(Base):
     __tablename__ = "archive_jobs"
     __table_args__ = (
-        CheckConstraint("kind IN ('sync', 'download')", name="kind_known"),
+        CheckConstraint("kind IN ('sync', 'download', 'submit')", name="kind_known"),
         CheckConstraint("state IN ('queued', 'running', 'succeeded', 'failed', 'expired', 'dead')", name="state_known"),
         CheckConstraint("(kind = 'download') = (variant IS NOT NULL)", name="variant_for_downloads"),
         # One live job per (kind, video, variant): enqueueing twice, even concurrently, makes one row.

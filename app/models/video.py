@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -36,6 +37,13 @@ class VideoStatus(StrEnum):
         return self in (VideoStatus.COMPLETED, VideoStatus.FAILED)
 
 
+# Accepted, not yet sent upstream: waiting for its profile's capacity (admission control). The partial indexes'
+# predicates, repeated by the queries that use them (app/archive/repository.py) so the planner picks them.
+WAITING = "submitted_at IS NULL AND upstream_id IS NULL AND status = 'queued' AND deleted_at IS NULL"
+# Sent upstream (or being sent) and not finished: what a profile's `max_concurrent` counts (deleted ones aside).
+IN_FLIGHT = "submitted_at IS NOT NULL AND status IN ('queued', 'in_progress')"
+
+
 class Video(Base):
     __tablename__ = "videos"
     __table_args__ = (
@@ -48,6 +56,11 @@ class Video(Base):
         UniqueConstraint("upstream_profile", "upstream_id"),
         # A caller's list, newest or oldest first.
         Index("ix_videos_caller_id_seq", "caller_id", "seq"),
+        # Admission control (app/archive/admission.py): a profile's videos waiting for capacity, in arrival order;
+        # its renders in flight; and its submissions in the rate window.
+        Index("ix_videos_waiting", "upstream_profile", "seq", postgresql_where=text(WAITING)),
+        Index("ix_videos_in_flight", "upstream_profile", postgresql_where=text(IN_FLIGHT)),
+        Index("ix_videos_upstream_profile_submitted_at", "upstream_profile", "submitted_at"),
     )
 
     # Our own id (`video_<hex>`); callers never see the upstream id, so a second upstream can be added
@@ -58,6 +71,10 @@ class Video(Base):
     caller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("callers.id"))
     # NULL while the create is in flight upstream: the row is written before the paid call is made.
     upstream_id: Mapped[str | None] = mapped_column(String(200))
+    # When the paid create (or remix) call started: with the row on the direct path; when the worker's `submit`
+    # job sends it under admission control, NULL until then (the video is waiting). A row with this set and no
+    # upstream id is a call whose answer we never got (app/archive/submissions.py); never sent a second time.
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     model: Mapped[str] = mapped_column(String(100))
     size: Mapped[str] = mapped_column(String(20))
     seconds: Mapped[str] = mapped_column(String(10))

@@ -8,10 +8,13 @@ including FastAPI's own validation and routing errors, are answered in OpenAI's 
 Admin API (JSON; all but the expiry are `app.simulator.admin`'s, shared with the Gemini simulator):
 - `GET /_sim/faults` → `Faults`; `PUT /_sim/faults` replaces all knobs (missing ones take their defaults);
   `PATCH /_sim/faults` changes only the given knobs.
-- `GET /_sim/config` → `RuntimeConfig` (`queue_seconds`, `render_seconds`, `ttl_seconds`, `webhook_url`,
-  `blocked_words`); `PATCH /_sim/config` changes the given fields.
+- `GET /_sim/config` → `OpenAIConfig` (`queue_seconds`, `render_seconds`, `ttl_seconds`, `webhook_url`,
+  `blocked_words`, and the account's limits `rate_limit_rpm`, `rate_limit_window_seconds`,
+  `max_concurrent_renders`); `PATCH /_sim/config` changes the given fields.
 - `POST /_sim/reset` forgets videos, deliveries, stats and faults, and restores the settings' config.
-- `GET /_sim/stats` → `{create_requests, videos_created, renders_completed, requests: {route: count}}`.
+- `GET /_sim/stats` → `{create_requests, videos_created, renders_completed, rate_limited, requests: {route:
+  count}}`; `rate_limited` counts the 429s the limits answered (a create or remix past `rate_limit_rpm` within
+  `rate_limit_window_seconds`, or past `max_concurrent_renders` videos queued or rendering).
 - `GET /_sim/webhooks` → `{"object": "list", "data": [delivery...]}`, each delivery `{webhook_id, event_id,
   type, video_id, status, attempts: [{number, at, status_code, error}], body}`.
 - `POST /_sim/videos/{id}/expire` makes a completed video's content expire now; returns the `Video`.
@@ -41,6 +44,7 @@ from starlette.responses import Response
 from app.core.config import SimulatorSettings
 from app.simulator import admin, content
 from app.simulator.errors import SimulatorError, invalid
+from app.simulator.faults import Faults
 from app.simulator.runtime import Simulator
 from app.simulator.state import Order, list_envelope
 from app.simulator.validation import (
@@ -53,6 +57,8 @@ from app.simulator.validation import (
 )
 
 IMAGE_FETCH_TIMEOUT_SECONDS = 10.0
+# The calls that start a paid render: what the account's rate limit counts.
+PAID_ROUTES = frozenset({"create_video", "remix_video"})
 SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 
 
@@ -80,7 +86,7 @@ def _check_bearer(request: Request, simulator: Simulator) -> None:
 
 
 async def api_guard(request: Request, simulator: SimDep) -> None:
-    """Auth, lazy start, request counting and the 429/5xx bursts, before any `/v1` route runs."""
+    """Auth, lazy start, request counting, the 429/5xx bursts and the rate limit, before any `/v1` route runs."""
     _check_bearer(request, simulator)
     await simulator.ensure_started()
     route_name: str = getattr(request.scope.get("route"), "name", "")
@@ -88,8 +94,14 @@ async def api_guard(request: Request, simulator: SimDep) -> None:
     if route_name == "create_video":
         simulator.stats.create_requests += 1
     faults = simulator.faults
-    if not faults.burst_applies_to(route_name):
-        return
+    if faults.burst_applies_to(route_name):
+        _fault_bursts(faults)
+    if route_name in PAID_ROUTES:
+        simulator.admit_paid_request(time.time())
+
+
+def _fault_bursts(faults: Faults) -> None:
+    """The 429s and 5xx a test asked for (`rate_limit_next`, `server_error_next`), counted down."""
     if faults.rate_limit_next > 0:
         faults.rate_limit_next -= 1
         raise SimulatorError(

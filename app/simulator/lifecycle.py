@@ -82,6 +82,8 @@ class Stats:
         self.create_requests = 0
         self.created = 0
         self.renders_completed = 0
+        # Requests answered 429 because a provider limit of the simulator was reached (not the fault bursts).
+        self.rate_limited = 0
         self.requests: Counter[str] = Counter()
 
     def as_json(self) -> dict[str, Any]:
@@ -89,6 +91,7 @@ class Stats:
             "create_requests": self.create_requests,
             self.created_key: self.created,
             "renders_completed": self.renders_completed,
+            "rate_limited": self.rate_limited,
             "requests": dict(self.requests),
         }
 

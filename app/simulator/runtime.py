@@ -4,25 +4,38 @@
 tick, render pool and reset are `app.simulator.lifecycle.SimulatorRuntime`'s; this module decides what
 OpenAI's contract does with a video: it waits `queue_seconds`, is `in_progress` for `render_seconds` (longer
 if drawing its files takes longer), then is `completed` with its files, or `failed` (a blocked word in the
-prompt, or a render that broke), and each ending fires its `video.completed`/`video.failed` webhook.
+prompt, or a render that broke), and each ending fires its `video.completed`/`video.failed` webhook. Like a
+provider account, it may cap creates and remixes per window (`rate_limit_rpm`) and videos queued or rendering
+at once (`max_concurrent_renders`), answering 429 past either.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
+
+from pydantic import Field
 
 from app.core.config import SimulatorSettings
 from app.simulator.delivery import WebhookSender
 from app.simulator.errors import SimulatorError
 from app.simulator.faults import Faults
-from app.simulator.lifecycle import SimulatorRuntime
+from app.simulator.lifecycle import RuntimeConfig, SimulatorRuntime
 from app.simulator.render import RenderJob
-from app.simulator.state import VideoRecord, VideoStore, new_video_id
+from app.simulator.state import ArrivalWindow, VideoRecord, VideoStore, new_video_id
 from app.simulator.validation import CreateParams, size_dimensions
 
 MODERATION_ERROR = {"code": "moderation_blocked", "message": "Your request was blocked by our moderation system."}
 RENDER_ERROR = {"code": "internal_error", "message": "Video generation failed. Please try again."}
+
+
+class OpenAIConfig(RuntimeConfig):
+    """The shared runtime config (`GET`/`PATCH /_sim/config`) and the account's limits (None: no limit)."""
+
+    rate_limit_rpm: int | None = Field(default=None, ge=1)
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    max_concurrent_renders: int | None = Field(default=None, ge=1)
 
 
 class Simulator(SimulatorRuntime):
@@ -30,6 +43,7 @@ class Simulator(SimulatorRuntime):
     store: VideoStore
     faults: Faults
     sender: WebhookSender
+    config: OpenAIConfig
 
     def __init__(self, settings: SimulatorSettings) -> None:
         super().__init__(
@@ -38,6 +52,51 @@ class Simulator(SimulatorRuntime):
             faults=Faults(),
             sender=WebhookSender(settings, url=lambda: self.config.webhook_url, faults=lambda: self.faults),
             created_key="videos_created",
+        )
+        self.arrivals = ArrivalWindow()
+
+    def _initial_config(self) -> OpenAIConfig:
+        return OpenAIConfig.from_settings(
+            self.settings,
+            rate_limit_rpm=self.settings.rate_limit_rpm,
+            rate_limit_window_seconds=self.settings.rate_limit_window_seconds,
+            max_concurrent_renders=self.settings.max_concurrent_renders,
+        )
+
+    async def reset(self) -> None:
+        await super().reset()
+        self.arrivals.clear()
+
+    # --- the account's limits -------------------------------------------------------------------------
+
+    def admit_paid_request(self, now: float) -> None:
+        """Count a create or remix against `rate_limit_rpm`, or refuse it with 429 (not counted then)."""
+        limit = self.config.rate_limit_rpm
+        if limit is None:
+            return
+        window = self.config.rate_limit_window_seconds
+        wait = self.arrivals.admit(now, limit=limit, window_seconds=window)
+        if wait is None:
+            return
+        seconds = max(1, math.ceil(wait))
+        self._rate_limited(
+            f"Rate limit reached for video generations on requests per {window:g}s: Limit {limit}, Used {limit}, "
+            f"Requested 1. Please try again in {wait:.3f}s.",
+            retry_after=seconds,
+        )
+
+    def _check_concurrency(self) -> None:
+        limit = self.config.max_concurrent_renders
+        if limit is not None and len(self.store.active()) >= limit:
+            self._rate_limited(
+                f"Too many concurrent video generations: Limit {limit}. Please wait for one to finish.",
+                retry_after=1,
+            )
+
+    def _rate_limited(self, message: str, *, retry_after: int) -> None:
+        self.stats.rate_limited += 1
+        raise SimulatorError(
+            429, message, type="requests", code="rate_limit_exceeded", headers={"retry-after": str(retry_after)}
         )
 
     # --- API operations -------------------------------------------------------------------------------
@@ -49,6 +108,8 @@ class Simulator(SimulatorRuntime):
         reference_image: bytes | None = None,
         remixed_from: str | None = None,
     ) -> VideoRecord:
+        # Checked here, where the video is added with no await in between, so concurrent creates cannot all pass.
+        self._check_concurrency()
         synthetic = self.faults.synthetic_asset_bytes
         if synthetic is None:
             synthetic = self.settings.synthetic_asset_bytes

@@ -1,4 +1,5 @@
-"""The simulator's in-memory video store: records, their JSON form, and list paging.
+"""The simulator's in-memory video store: records, their JSON form, and list paging; and the arrival window its
+requests-per-minute limit counts in.
 
 A `VideoRecord` holds what upstream would persist for one job; `as_video()` renders the 13-field `Video`
 object with every key present (null where unset). Progress is derived from timestamps at read time, so a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -137,3 +139,23 @@ def list_envelope(records: list[VideoRecord], has_more: bool, now: float) -> dic
         "last_id": records[-1].id if records else None,
         "has_more": has_more,
     }
+
+
+class ArrivalWindow:
+    """When the requests a rate limit counts arrived, within a sliding window (a provider's RPM)."""
+
+    def __init__(self) -> None:
+        self._arrivals: deque[float] = deque()
+
+    def admit(self, now: float, *, limit: int, window_seconds: float) -> float | None:
+        """Count one arrival at `now` and return None; or, with `limit` arrivals in the window already, count
+        nothing and return the seconds until the oldest leaves it."""
+        while self._arrivals and self._arrivals[0] <= now - window_seconds:
+            self._arrivals.popleft()
+        if len(self._arrivals) >= limit:
+            return self._arrivals[0] + window_seconds - now
+        self._arrivals.append(now)
+        return None
+
+    def clear(self) -> None:
+        self._arrivals.clear()

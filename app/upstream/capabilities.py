@@ -16,7 +16,13 @@ from app.upstream.schemas import CreateVideoCommand
 ALL_VARIANTS = frozenset({"video", "thumbnail", "spritesheet"})
 # The variants each kind's provider serves itself; the archive derives the others from the archived MP4.
 # Read by the adapters and, through `served_variants`, by the archive (which knows a profile's kind only).
-SERVED_VARIANTS: Mapping[str, frozenset[str]] = {"openai": ALL_VARIANTS, "gemini": frozenset({"video"})}
+SERVED_VARIANTS: Mapping[str, frozenset[str]] = {
+    "openai": ALL_VARIANTS,
+    "gemini": frozenset({"video"}),
+    "seedance": frozenset({"video"}),
+    "fal": frozenset({"video"}),
+    "replicate": frozenset({"video"}),
+}
 
 
 def served_variants(kind: str) -> frozenset[str]:

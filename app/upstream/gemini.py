@@ -137,7 +137,10 @@ class GeminiAdapter:
         response = await self._http.send(
             "POST", f"models/{command.model}:predictLongRunning", kind=CallKind.PAID, json=body
         )
-        name = _payload(response).get("name")
+        try:
+            name = _payload(response).get("name")
+        except UpstreamError:
+            name = None  # not JSON: the render may still have started, so the same answer as a nameless one
         if not isinstance(name, str) or not OPERATION_NAME.fullmatch(name):
             # The render may have started: without its name we cannot follow it. Never re-sent.
             raise UpstreamError(

@@ -26,8 +26,21 @@ class UnknownProfile(KeyError):
 def build_adapter(
     settings: UpstreamSettings, *, profile: str, transport: httpx.AsyncBaseTransport | None, allow_http: bool
 ) -> VideoProvider:
+    # The live providers' adapters are imported only when a profile uses them.
     if settings.kind == "gemini":
         return GeminiAdapter(settings, profile=profile, transport=transport, allow_http_redirects=allow_http)
+    if settings.kind == "seedance":
+        from app.upstream.seedance import SeedanceAdapter
+
+        return SeedanceAdapter(settings, profile=profile, transport=transport, allow_http_redirects=allow_http)
+    if settings.kind == "fal":
+        from app.upstream.fal import FalAdapter
+
+        return FalAdapter(settings, profile=profile, transport=transport, allow_http_redirects=allow_http)
+    if settings.kind == "replicate":
+        from app.upstream.replicate import ReplicateAdapter
+
+        return ReplicateAdapter(settings, profile=profile, transport=transport, allow_http_redirects=allow_http)
     return UpstreamClient(settings, transport=transport, allow_http_redirects=allow_http, profile=profile)
 
 

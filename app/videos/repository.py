@@ -10,7 +10,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Video
+from app.models import Video, VideoInput
+from app.upstream.schemas import ImageInput
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,27 @@ class VideoRepository:
         self.session.add(video)
         await self.session.flush()
         return video
+
+    async def add_input(self, video_id: str, image: ImageInput) -> None:
+        """Keep a waiting create's input image until the worker sends it (admission control)."""
+        self.session.add(
+            VideoInput(
+                video_id=video_id,
+                image=image.data,
+                content_type=image.content_type,
+                filename=image.filename,
+                width=image.width,
+                height=image.height,
+            )
+        )
+        await self.session.flush()
+
+    async def lock(self, video_id: str) -> Video:
+        """The video row re-read and locked until the transaction ends."""
+        statement = (
+            select(Video).where(Video.id == video_id).with_for_update().execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalar_one()
 
     async def remove(self, video: Video) -> None:
         await self.session.delete(video)

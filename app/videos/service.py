@@ -2,7 +2,9 @@
 
 A paid call (create, remix) is made only after the video row is committed, so a crash between the call and
 our bookkeeping leaves a row to reconcile rather than a render nobody knows about; and no transaction is
-held open while upstream thinks.
+held open while upstream thinks. A create on a profile with provider limits (admission control,
+app/archive/admission.py) makes no call here: it is accepted as `queued` and the worker sends it when there
+is room.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.archive import admission
 from app.archive import service as archive_service
 from app.archive.storage import ArchiveStorage, ObjectNotFound, StorageError
 from app.callbacks import service as callbacks_service
@@ -30,7 +33,7 @@ from app.upstream.client import render_may_have_started
 from app.upstream.ids import caller_facing
 from app.upstream.image_url import ImageFetcher
 from app.upstream.router import UpstreamRouter
-from app.upstream.schemas import UpstreamVideo
+from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
 from app.videos.inputs import CreateRequest, RemixCommand, check_image
 from app.videos.ranges import RangeRequest, resolve
 from app.videos.refresh import RefreshGate
@@ -134,6 +137,9 @@ class VideoService:
             progress=0,
         )
         video.upstream_profile = profile
+        limits = admission.ProfileLimits.of(self._settings.upstream_profile(profile))
+        if limits is not None:
+            return await self._accept_waiting(session, video, command, limits)
         return await self._submit(session, video, lambda: upstream.create_video(command))
 
     async def remix(self, session: AsyncSession, *, caller: Caller, video_id: str, command: RemixCommand) -> Video:
@@ -198,6 +204,16 @@ class VideoService:
 
     async def delete(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
         video = await self._owned(session, caller=caller, video_id=video_id)
+        if video.upstream_id is None:
+            # Maybe waiting to be sent (admission control), or being sent: decided under the row lock the worker's
+            # submit takes too, so it is either never sent, or sent and then deleted upstream by the worker.
+            video = await VideoRepository.from_session(session).lock(video.id)
+            if admission.is_waiting(video):
+                # Never sent, so nothing upstream or archived to delete (and the lock is not held across S3).
+                await admission.cancel_waiting(session, video=video)
+                video.deleted_at = datetime.now(UTC)
+                await session.flush()
+                return video
         if video.upstream_id is not None:
             # Already gone upstream (expired or deleted there) is fine: ours goes too.
             with contextlib.suppress(ResourceNotFound), caller_facing(upstream_id=video.upstream_id, video_id=video.id):
@@ -350,6 +366,20 @@ class VideoService:
             raise not_found(video_id)
         return video
 
+    async def _accept_waiting(
+        self, session: AsyncSession, video: Video, command: CreateVideoCommand, limits: admission.ProfileLimits
+    ) -> Video:
+        """Admission control: the video, its image and its `submit` job commit together, or (line full, 429)
+        nothing does; the worker sends it upstream when its profile has room."""
+        await admission.check_backlog(session, profile=video.upstream_profile, limits=limits, model=video.model)
+        repository = VideoRepository.from_session(session)
+        await repository.add(video)
+        if command.image is not None:
+            await repository.add_input(video.id, command.image)
+        await admission.enqueue_submit(session, video_id=video.id, settings=self._worker_settings)
+        await session.commit()
+        return video
+
     async def _submit(
         self,
         session: AsyncSession,
@@ -357,6 +387,8 @@ class VideoService:
         call: Callable[[], Awaitable[UpstreamVideo]],
     ) -> Video:
         repository = VideoRepository.from_session(session)
+        # Sent now (what the reconciler's search for a cut-off create and the profile's limits count from).
+        video.submitted_at = datetime.now(UTC)
         await repository.add(video)
         # Commit the intent before money is spent: a crash after the upstream call leaves this row.
         await session.commit()

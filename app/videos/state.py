@@ -34,7 +34,9 @@ SYNTHETIC_TIME_CONSTANT_SECONDS = 60.0
 
 
 def synthesized_progress(video: Video, *, now: datetime) -> int:
-    elapsed = max((now - video.created_at).total_seconds(), 0.0) if video.created_at is not None else 0.0
+    # From when upstream got the render: a create that waited its turn (admission control) starts at 0.
+    started = video.submitted_at or video.created_at
+    elapsed = max((now - started).total_seconds(), 0.0) if started is not None else 0.0
     return int(SYNTHETIC_CEILING * (1 - math.exp(-elapsed / SYNTHETIC_TIME_CONSTANT_SECONDS)))
 
 

@@ -20,9 +20,17 @@ class WebhookRepository:
     def from_session(cls, session: AsyncSession) -> WebhookRepository:
         return cls(session)
 
-    async def video_by_upstream_id(self, upstream_id: str, *, profile: str) -> Video | None:
-        """Our video for an upstream's id, deleted or not (the caller decides what a deleted one means)."""
-        statement = select(Video).where(Video.upstream_profile == profile, Video.upstream_id == upstream_id)
+    async def video_by_upstream_ids(self, upstream_ids: Sequence[str], *, profile: str) -> Video | None:
+        """Our video for one of these upstream ids (the forms one event's object may take), deleted or not (the
+        caller decides what a deleted one means)."""
+        if not upstream_ids:
+            return None
+        statement = (
+            select(Video)
+            .where(Video.upstream_profile == profile, Video.upstream_id.in_(list(upstream_ids)))
+            .order_by(Video.created_at)
+            .limit(1)
+        )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def unfinished_videos(self, *, profile: str, limit: int) -> Sequence[Video]:

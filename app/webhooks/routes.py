@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from app.core import metrics
-from app.core.config import DEFAULT_PROFILE, Settings
+from app.core.config import DEFAULT_PROFILE, Settings, UpstreamSettings
 from app.core.db import get_database
 from app.core.deps import SettingsDep
 from app.core.errors import (
@@ -30,8 +30,9 @@ from app.core.errors import (
     WebhookSignatureInvalid,
 )
 from app.webhooks import service as webhook_service
-from app.webhooks.schemas import EVENT_PARSERS, DeliveredEvent, WebhookAck
-from app.webhooks.verify import TIMESTAMP_HEADER, Clock, Verifier
+from app.webhooks.kinds import webhook_kind
+from app.webhooks.schemas import DeliveredEvent, WebhookAck
+from app.webhooks.verify import TIMESTAMP_HEADER, Clock
 
 # Refused connections and timeouts surface as OSError/TimeoutError from asyncpg, statement failures
 # (statement_timeout, a dropped connection) as DBAPIError; a full pool as SQLAlchemy's TimeoutError.
@@ -70,7 +71,9 @@ def rejection_reason(error: GatewayError) -> str:
     """The metric's reason code for a refused delivery: what an operator would look at first."""
     if isinstance(error, WebhookSignatureInvalid):
         # A clock problem (either side) or a secret problem (rotation, wrong secret, forgery).
-        return "timestamp_out_of_window" if error.param == TIMESTAMP_HEADER else "signature_mismatch"
+        # Each scheme names its own timestamp header (Standard Webhooks', fal's `x-fal-webhook-timestamp`).
+        stale = error.param is not None and error.param.lower().endswith(TIMESTAMP_HEADER)
+        return "timestamp_out_of_window" if stale else "signature_mismatch"
     if isinstance(error, WebhookMalformed):
         return "malformed"
     if isinstance(error, PayloadTooLarge):
@@ -157,16 +160,21 @@ def build_router(
     verify_with: list[str] | None = None,
     path: str | None = None,
     kind: str = "openai",
+    upstream: UpstreamSettings | None = None,
     clock: Clock | None = None,
 ) -> APIRouter:
     """The receiver for one upstream profile: by default the main upstream at `settings.webhooks.path` with
     `settings.webhooks` secrets; other profiles pass their own. Served with and without a trailing slash
     (a redirect is a failure to the sender). Raises ValueError when the secrets are unusable. The profile's
-    `kind` picks, once, how a delivery is verified and read: OpenAI and the Gemini API both sign the Standard
-    Webhooks way, and differ in their events. `clock` is for tests."""
-    parse_event, video_events = EVENT_PARSERS[kind]
-    verifier = Verifier(
-        settings.webhooks.secret_list() if verify_with is None else verify_with, clock=clock or time.time
+    `kind` picks, once, how a delivery is verified and read (app/webhooks/kinds.py); `upstream` is the
+    profile's settings, which some kinds' verifiers read (fal's key set URL). `clock` is for tests."""
+    receiver_kind = webhook_kind(kind)
+    parse_event, video_events = receiver_kind.parse, receiver_kind.video_events
+    profile_settings = upstream or settings.upstream
+    verifier = receiver_kind.verifier(
+        profile_settings,
+        settings.webhooks.secret_list() if verify_with is None else verify_with,
+        clock or time.time,
     )
     max_body_bytes = settings.webhooks.max_body_bytes
 
@@ -176,7 +184,7 @@ def build_router(
             require_json(request)
             body = await read_capped(request, limit=max_body_bytes)
             # Starlette's Headers.items() keeps repeated names, so the verifier can refuse them.
-            delivery = verifier.verify(body, request.headers)
+            delivery = await verifier.check(body, request.headers)
             return parse_event(delivery)
         except GatewayError as error:
             metrics.webhook_delivery(profile=profile, outcome="rejected", reason=rejection_reason(error))
@@ -188,8 +196,14 @@ def build_router(
         session: DeliverySession,
         app_settings: SettingsDep,
     ) -> WebhookAck:
+        object_id = event.object_id
         receipt = await webhook_service.receive(
-            session, event=event, worker=app_settings.worker, profile=profile, video_events=video_events
+            session,
+            event=event,
+            worker=app_settings.worker,
+            profile=profile,
+            video_events=video_events,
+            upstream_ids=None if object_id is None else receiver_kind.upstream_ids(object_id, profile_settings),
         )
         # Counted by `delivery_session` once committed.
         request.state.webhook_outcome = "duplicate" if receipt.outcome is None else receipt.outcome.value

@@ -43,12 +43,14 @@ async def receive(
     worker: WorkerSettings,
     profile: str = DEFAULT_PROFILE,
     video_events: frozenset[str] = OPENAI_VIDEO_EVENTS,
+    upstream_ids: Sequence[str] | None = None,
 ) -> Receipt:
     """Record the delivery (once per webhook id and per event id) and act on it only if it is new.
 
     Known video → its sync job is queued (`enqueued`); unknown upstream id → `orphan`, matched later by the
     reconciler (the webhook may beat the commit of our create); any other type → `ignored`, acknowledged so
     the sender stops retrying. Everything runs on the caller's session: the row and the job commit together.
+    `upstream_ids` are the ids the event's object may have in this profile (default: exactly `object_id`).
     """
     # The stored event and its sync job remember this request's id, for the worker's log lines.
     await stamp_transaction(session)
@@ -62,7 +64,9 @@ async def receive(
     elif event.type in video_events and event.object_id is not None:
         # Looked up before the insert so the row is written once with its final outcome; a duplicate pays one
         # indexed read and acts on nothing.
-        video = await repository.video_by_upstream_id(event.object_id, profile=profile)
+        video = await repository.video_by_upstream_ids(
+            [event.object_id] if upstream_ids is None else upstream_ids, profile=profile
+        )
         if video is None:
             outcome = EventOutcome.ORPHAN
         elif video.deleted_at is not None:
@@ -76,7 +80,10 @@ async def receive(
         event_id=event.event_id,
         event_type=event.type,
         upstream_profile=profile,
-        upstream_video_id=event.object_id if event.type in video_events else None,
+        # The video's own upstream id when it is known (fal's event names only part of it).
+        upstream_video_id=(video.upstream_id if video is not None else event.object_id)
+        if event.type in video_events
+        else None,
         video_id=video.id if video is not None else None,
         outcome=outcome,
         body=event.body,

@@ -38,6 +38,8 @@ class Stack:
     workers: list[ManagedProcess] = field(default_factory=list)
     # The Gemini API simulator behind the `veo` profile (kind gemini), when the stack runs one.
     gemini_url: str | None = None
+    # The live providers' simulators by kind (`running_stack(live=...)`).
+    live_urls: dict[str, str] = field(default_factory=dict)
 
     def new_caller_key(self) -> str:
         async def create() -> str:
@@ -85,6 +87,39 @@ def veo_env(*, gemini_port: int, api_port: int) -> tuple[dict[str, str], dict[st
         "VG_SIMULATOR__TTL_SECONDS": str(2 * 24 * 3600),
     }
     return {"VG_UPSTREAMS": json.dumps({"veo": profile})}, simulator
+
+
+# The live providers' simulators a stack may run beside the OpenAI one, each behind a profile named after its
+# kind, with the models the e2e tests render there: (path prefix of the API, models).
+LIVE_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "seedance": ("/api/v3", ("seedance-1-0-pro-250528",)),
+    "replicate": ("", ("wan-video/wan-2.2-t2v-fast", "google/veo-3")),
+    "fal": ("", ("fal-ai/bytedance/seedance/v1/pro/text-to-video", "fal-ai/veo3")),
+}
+
+
+def live_profiles(ports: dict[str, int], *, api_port: int) -> dict[str, str]:
+    """The gateway's `VG_UPSTREAMS` for one profile per live kind, each with its webhook sent per request."""
+    profiles: dict[str, dict[str, object]] = {}
+    for kind, port in ports.items():
+        prefix, models = LIVE_KINDS[kind]
+        profile: dict[str, object] = {
+            "kind": kind,
+            "base_url": f"http://127.0.0.1:{port}{prefix}",
+            "api_key": SIMULATOR_KEY,
+            "models": list(models),
+            "webhook_url": f"http://127.0.0.1:{api_port}/webhooks/{kind}",
+            # The simulators serve their files from their own address (the providers' CDNs in production).
+            "content_redirect_hosts": ["127.0.0.1"],
+            "retry_base_seconds": 0.2,
+            "retry_max_seconds": 1,
+        }
+        if kind == "replicate":
+            profile["webhook_secrets"] = TEST_WEBHOOK_SECRET
+        if kind == "fal":
+            profile["webhook_jwks_url"] = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+        profiles[kind] = profile
+    return profiles
 
 
 def stack_env(
@@ -135,13 +170,19 @@ def running_stack(
     workers: int = 1,
     gemini: bool = False,
     gemini_env: dict[str, str] | None = None,
+    live: tuple[str, ...] = (),
     **overrides: str,
 ) -> Iterator[Stack]:
     """The stack's processes; `gemini=True` adds the Gemini API simulator behind a `veo` profile, with
-    `gemini_env` overriding that simulator's own settings."""
+    `gemini_env` overriding that simulator's own settings; `live` adds the simulators of those kinds
+    (`LIVE_KINDS`), each behind a profile named after its kind."""
     simulator_port, api_port, gemini_port = free_port(), free_port(), free_port()
+    live_ports = {kind: free_port() for kind in live}
     logs = workdir / "logs"
     veo, gemini_overrides = veo_env(gemini_port=gemini_port, api_port=api_port) if gemini else ({}, {})
+    if live:
+        profiles = {**json.loads(veo.get("VG_UPSTREAMS", "{}")), **live_profiles(live_ports, api_port=api_port)}
+        veo = {**veo, "VG_UPSTREAMS": json.dumps(profiles)}
     env = {
         **stack_env(
             database_url=database_url,
@@ -161,6 +202,15 @@ def running_stack(
             {**env, "VG_SIMULATOR__DATA_DIR": str(workdir / "gemini-data"), **gemini_overrides, **(gemini_env or {})},
             logs / "gemini-simulator.log",
         ).start()
+    live_simulators = [
+        ManagedProcess(
+            f"{kind}-simulator",
+            gateway_command("simulator", "--kind", kind, "--port", str(port)),
+            {**env, "VG_SIMULATOR__DATA_DIR": str(workdir / f"{kind}-data"), "VG_SIMULATOR__WEBHOOK_URL": ""},
+            logs / f"{kind}-simulator.log",
+        ).start()
+        for kind, port in live_ports.items()
+    ]
     simulator = ManagedProcess(
         "simulator", gateway_command("simulator", "--port", str(simulator_port)), env, logs / "simulator.log"
     ).start()
@@ -173,11 +223,14 @@ def running_stack(
         env=env,
         logs=logs,
         gemini_url=f"http://127.0.0.1:{gemini_port}" if gemini else None,
+        live_urls={kind: f"http://127.0.0.1:{port}" for kind, port in live_ports.items()},
     )
     try:
         simulator.wait_http(f"{stack.simulator_url}/v1/videos")
         if gemini_simulator is not None:
             gemini_simulator.wait_http(f"{stack.gemini_url}/v1beta/models")
+        for live_simulator, url in zip(live_simulators, stack.live_urls.values(), strict=True):
+            live_simulator.wait_http(url)
         api.wait_http(f"{stack.api_url}/healthz")
         for _ in range(workers):
             stack.start_worker()
@@ -189,6 +242,8 @@ def running_stack(
         simulator.stop()
         if gemini_simulator is not None:
             gemini_simulator.stop()
+        for live_simulator in live_simulators:
+            live_simulator.stop()
         if os.environ.get("VG_TEST_KEEP_LOGS"):
             print(f"e2e logs kept in {logs}")  # noqa: T201
 
@@ -201,7 +256,9 @@ def stack(seaweedfs_s3: S3Settings, tmp_path_factory: pytest.TempPathFactory) ->
     try:
         migrate.upgrade(url)
         s3 = seaweedfs_s3.model_copy(update={"prefix": "e2e-sdk", "part_size_bytes": 5 * 1024 * 1024})
-        with running_stack(database_url=url, s3=s3, workdir=tmp_path_factory.mktemp("e2e"), gemini=True) as running:
+        with running_stack(
+            database_url=url, s3=s3, workdir=tmp_path_factory.mktemp("e2e"), gemini=True, live=tuple(LIVE_KINDS)
+        ) as running:
             yield running
     finally:
         postgres.drop_database(name)

@@ -115,8 +115,13 @@ class TestCreate:
         assert caught.value.code == "unsupported_by_provider"
         assert "create" in caught.value.message
 
-    async def test_a_create_answer_without_an_operation_name_is_never_retried(self) -> None:
-        adapter, seen = adapter_with(lambda _r: httpx.Response(200, json={"nope": 1}))
+    @pytest.mark.parametrize(
+        "answer",
+        [httpx.Response(200, json={"nope": 1}), httpx.Response(200, text="<html>accepted</html>")],
+        ids=["no name", "not json"],
+    )
+    async def test_a_create_answer_without_an_operation_name_is_never_retried(self, answer: httpx.Response) -> None:
+        adapter, seen = adapter_with(lambda _r: answer)
         with pytest.raises(UpstreamError) as caught:
             await adapter.create_video(command())
         await adapter.aclose()

@@ -93,6 +93,17 @@ class TestSynthesizedProgress:
         apply_upstream_state(row, upstream("completed", progress=None), now=NOW + timedelta(hours=2))
         assert row.progress == 100
 
+    def test_it_counts_from_the_submission_not_from_a_wait_in_line(self) -> None:
+        # Admission control: accepted half an hour ago, sent upstream a second ago.
+        waited = video("queued")
+        waited.created_at, waited.submitted_at = NOW - timedelta(minutes=30), NOW - timedelta(seconds=1)
+        direct = video("queued")
+        direct.created_at = NOW - timedelta(minutes=30)
+        for row in (waited, direct):
+            apply_upstream_state(row, upstream("in_progress", progress=None), now=NOW)
+        assert waited.progress <= 2
+        assert direct.progress == 94
+
     def test_a_reported_progress_is_used_as_is(self) -> None:
         row = video("in_progress", progress=10)
         row.created_at = NOW

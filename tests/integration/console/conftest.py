@@ -102,8 +102,10 @@ SeedVideos = Callable[..., Awaitable[list[str]]]
 def seed_videos(database: Database) -> SeedVideos:
     """Videos written straight to the table: `statuses` in order, one second apart (or all at `same_time`)."""
 
-    async def insert(caller_id: uuid.UUID, statuses: list[str], *, same_time: bool = False) -> list[str]:
-        start = datetime.now(UTC) - timedelta(hours=1)
+    async def insert(
+        caller_id: uuid.UUID, statuses: list[str], *, same_time: bool = False, start: datetime | None = None
+    ) -> list[str]:
+        start = start or datetime.now(UTC) - timedelta(hours=1)
         ids = []
         async with database.sessionmaker.begin() as session:
             for index, status in enumerate(statuses):

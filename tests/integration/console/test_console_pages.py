@@ -277,7 +277,8 @@ class TestCallers:
         self, operator: httpx.AsyncClient, seed_caller: SeedCaller, seed_videos: SeedVideos
     ) -> None:
         caller = await seed_caller()
-        await seed_videos(caller.caller_id, ["completed", "completed"])
+        # Seeded now, not an hour back: between 00:00 and 01:00 UTC that would be yesterday's spend.
+        await seed_videos(caller.caller_id, ["completed", "completed"], start=datetime.now(UTC))
         response = await operator.get("/console/callers")
         assert response.status_code == 200
         assert caller.caller_name in response.text

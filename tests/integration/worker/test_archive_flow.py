@@ -157,7 +157,8 @@ class TestHappyPath:
                 video.upstream_id, video.status, video.progress = None, "queued", 0
                 video.prompt = f"never reached upstream {video_id}"
                 video.callback_url = "https://hooks.example.com/videos"
-                video.created_at = datetime.now(UTC) - timedelta(seconds=age)
+                # Sent when it was created (the direct path), so as long ago.
+                video.created_at = video.submitted_at = datetime.now(UTC) - timedelta(seconds=age)
         report = await reconciler.reconcile_once(stack.context)
         assert report.submissions_settled == 1
         async with stack.database.sessionmaker() as session:
@@ -184,7 +185,7 @@ class TestHappyPath:
                 assert video is not None
                 video.upstream_id, video.status, video.progress = None, "queued", 0
                 video.callback_url = "https://hooks.example.com/videos"
-                video.created_at = datetime.now(UTC) - timedelta(seconds=age)
+                video.created_at = video.submitted_at = datetime.now(UTC) - timedelta(seconds=age)
 
     async def test_a_cut_off_create_that_upstream_rendered_is_found_and_archived(
         self, archive_stack: ArchiveStack
