@@ -124,8 +124,9 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database.connect(settings.db)
+        # First: a configuration its adapters refuse (VG_FALLBACKS) stops the start before anything is opened.
         upstreams = UpstreamRouter(settings, transport=upstream_transport)
+        database = Database.connect(settings.db)
         storage = ArchiveStorage(settings.s3)
         app.state.settings = settings
         app.state.database = database
@@ -178,7 +179,8 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
                     verify_with=profile.webhook_secret_list(),
                     path=f"/webhooks/{name}",
                     kind=profile.kind,
-                    upstream=profile,
+                    # With the models fallbacks send it too: fal's receiver finds a video by its model's app.
+                    upstream=profile.model_copy(update={"models": settings.models_rendered_by(name)}),
                 )
             )
 

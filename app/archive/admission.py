@@ -182,10 +182,11 @@ def is_waiting(video: Video) -> bool:
 
 
 def command_for(video: Video, image: VideoInput | None) -> CreateVideoCommand:
-    """The upstream create of a waiting video, as it was accepted (an image URL was fetched at acceptance)."""
+    """The upstream create of a waiting video, as it was accepted (an image URL was fetched at acceptance), under
+    the model id of the profile it was accepted for (a fallback's may differ from the caller's)."""
     return CreateVideoCommand(
         prompt=video.prompt,
-        model=video.model,
+        model=video.provider_model,
         seconds=video.seconds,
         size=video.size,
         image=None

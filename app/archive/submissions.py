@@ -3,8 +3,9 @@
 The API commits a video's row before it calls upstream, so a process killed during that call leaves a row
 without an upstream id while upstream may well be rendering (and billing) it. Neither OpenAI's contract nor
 the providers take a client reference or an idempotency key on create, so the only way back is upstream's
-list: a render of the same model, prompt, seconds and size (and remix source), created within the window
-the call could have reached upstream, and linked to no other video of ours. Exactly one such render, wanted
+list: a render of the same model (as sent: a fallback's `upstream_model` when one rendered it), prompt, seconds
+and size (and remix source), created within the window the call could have reached upstream, and linked to no
+other video of ours. Exactly one such render, wanted
 by no other cut-off row, is adopted (the row gets its upstream id and state, and from there on is a video
 like any other); none, or more than one, and the row is failed `upstream_submission_unknown` as before,
 because handing a caller someone else's identical render is worse than telling them the truth.
@@ -41,7 +42,8 @@ class SubmissionOutcome:
 
 
 def _match_key(video: Video, source_upstream_id: str | None) -> tuple[str, str, str, str, str | None]:
-    return (video.model, video.prompt, video.seconds, video.size, source_upstream_id)
+    # Upstream lists the render under the model id it was sent (a fallback's, when one rendered it).
+    return (video.provider_model, video.prompt, video.seconds, video.size, source_upstream_id)
 
 
 def _upstream_key(render: UpstreamVideo) -> tuple[str, str, str, str, str | None]:

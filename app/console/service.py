@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -86,7 +87,10 @@ class VideoFilters:
 class VideoRow:
     id: str
     caller_name: str
-    model: str
+    model: str  # as the caller asked for it
+    upstream_profile: str  # the profile that renders it (a fallback's, when the model's own could not)
+    provider_kind: str | None  # that profile's kind; None once the profile is no longer configured
+    upstream_model: str | None  # the model id sent to that provider, when it is not `model`
     size: str
     seconds: str
     status: str
@@ -152,13 +156,14 @@ async def video_page(
     risky = await queue.at_risk(session, within_seconds=settings.console.at_risk_minutes * 60, limit=AT_RISK_LIMIT)
     at_risk_ids = {str(row["video_id"]) for row in risky}
     names = await repository.caller_names({video.caller_id for video in videos})
+    kinds = settings.profile_kinds()
     archive: dict[str, dict[str, str]] = {}
     for asset in await repository.assets_of_videos([video.id for video in videos]):
         archive.setdefault(asset.video_id, {})[asset.variant] = asset.state
     now = datetime.now(UTC)
     return VideoPage(
         rows=[
-            _row(video, names.get(video.caller_id, "?"), archive.get(video.id, {}), video.id in at_risk_ids, now)
+            _row(video, names.get(video.caller_id, "?"), archive.get(video.id, {}), video.id in at_risk_ids, now, kinds)
             for video in videos
         ],
         filters=filters,
@@ -171,12 +176,22 @@ async def video_page(
     )
 
 
-def _row(video: Video, caller_name: str, archive: dict[str, str], at_risk: bool, now: datetime) -> VideoRow:
+def _row(
+    video: Video,
+    caller_name: str,
+    archive: dict[str, str],
+    at_risk: bool,
+    now: datetime,
+    kinds: Mapping[str, str],
+) -> VideoRow:
     order = [variant.value for variant in Variant]
     return VideoRow(
         id=video.id,
         caller_name=caller_name,
         model=video.model,
+        upstream_profile=video.upstream_profile,
+        provider_kind=kinds.get(video.upstream_profile),
+        upstream_model=video.upstream_model if video.upstream_model != video.model else None,
         size=video.size,
         seconds=video.seconds,
         status=video.status,
@@ -255,6 +270,7 @@ async def video_detail(
         {asset.variant: asset.state for asset in assets},
         any(str(job["video_id"]) == video.id for job in risky),
         datetime.now(UTC),
+        settings.profile_kinds(),
     )
     # The browser fetches archived bytes straight from S3 with short-lived presigned URLs (see routes.py).
     views = []

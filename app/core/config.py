@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -167,6 +167,18 @@ class UpstreamProfile(UpstreamSettings):
         if ANY_MODEL in value:
             raise ValueError(f"{ANY_MODEL!r} is only for the default profile's models (VG_UPSTREAM__MODELS)")
         return value
+
+
+class FallbackTarget(BaseModel):
+    """One further place to render a model when its own profile cannot take a create (`VG_FALLBACKS`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A profile name: "default" or a key of `VG_UPSTREAMS`.
+    profile: str = Field(min_length=1, max_length=100)
+    # The model id that profile's provider knows (fal's endpoint id, Replicate's `owner/name`, ...): what is
+    # sent there, and remembered on the video (`videos.upstream_model`, as long as `videos.model`).
+    model: str = Field(min_length=1, max_length=100)
 
 
 class WebhookSettings(BaseModel):
@@ -400,6 +412,11 @@ class Settings(BaseSettings):
     # Further named upstreams; a model listed in a profile's `models` is rendered there, others go to
     # `upstream` (the profile named "default"). E.g. VG_UPSTREAMS='{"pro": {"base_url": ..., "models": [...]}}'.
     upstreams: dict[str, UpstreamProfile] = Field(default_factory=dict)
+    # Where a create goes when the model's own profile cannot take it (circuit open, throttled by a 429, its
+    # line full, refused connection): the profiles to try after it, in order, each with the model id its provider
+    # knows. E.g. VG_FALLBACKS='{"veo-3.1-generate-preview": [{"profile": "fal", "model": "fal-ai/veo3.1"}]}'.
+    # Checked at start: every profile exists, and its adapter knows the model (app/upstream/router.py).
+    fallbacks: dict[str, list[FallbackTarget]] = Field(default_factory=dict)
     s3: S3Settings = S3Settings()
     webhooks: WebhookSettings = WebhookSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -419,6 +436,32 @@ class Settings(BaseSettings):
     def upstream_profile(self, name: str) -> UpstreamSettings:
         """The settings of a named upstream profile ("default" is `upstream`); KeyError if not configured."""
         return self.upstream if name == DEFAULT_PROFILE else self.upstreams[name]
+
+    def profile_kinds(self) -> dict[str, str]:
+        """Each configured profile's `kind`, by profile name (what usage and the console show beside a profile)."""
+        return {DEFAULT_PROFILE: self.upstream.kind, **{name: profile.kind for name, profile in self.upstreams.items()}}
+
+    def models_rendered_by(self, name: str) -> list[str]:
+        """The models a profile may render: its own `models`, then those fallbacks send it (what a receiver that
+        must know a render's model to find its video, fal's, looks for)."""
+        fallback_models = [
+            target.model for targets in self.fallbacks.values() for target in targets if target.profile == name
+        ]
+        return list(dict.fromkeys([*self.upstream_profile(name).models, *fallback_models]))
+
+    @model_validator(mode="after")
+    def _fallbacks_name_profiles(self) -> Settings:
+        # Only what the settings alone can tell; whether each profile's adapter knows the model is checked when
+        # the adapters are built (app/upstream/router.py), as every process does at start.
+        profiles = {DEFAULT_PROFILE, *self.upstreams}
+        for model, targets in self.fallbacks.items():
+            for index, target in enumerate(targets):
+                if target.profile not in profiles:
+                    raise ValueError(
+                        f"VG_FALLBACKS[{model!r}][{index}] names upstream profile {target.profile!r}, which is not "
+                        f"configured (profiles: {', '.join(sorted(profiles))})"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _log_format_by_mode(self) -> Settings:
@@ -500,6 +543,7 @@ __all__ = [
     "CallbackSettings",
     "ConsoleSettings",
     "DatabaseSettings",
+    "FallbackTarget",
     "IdempotencySettings",
     "LimitSettings",
     "Mode",

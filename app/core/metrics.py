@@ -120,6 +120,15 @@ UPSTREAM_ERRORS: Final = Counter(
     namespace=NAMESPACE,
 )
 
+CREATE_FALLBACKS: Final = Counter(
+    "create_fallbacks",
+    "Creates that passed over a candidate profile and rendered on a later one (VG_FALLBACKS): the profile passed "
+    "over, the profile used, and why (unsupported, circuit_open, throttled, rate_limited, backlog_full, "
+    "unreachable). One count per profile passed over.",
+    ["from", "to", "reason"],
+    namespace=NAMESPACE,
+)
+
 CALLBACK_ATTEMPTS: Final = Counter(
     "callback_attempts",
     "Callback delivery attempts by outcome, and the delivery state the attempt left (delivered, pending, "
@@ -173,6 +182,11 @@ def asset_lost(*, variant: str) -> None:
 
 def upstream_error(*, profile: str, status: str) -> None:
     UPSTREAM_ERRORS.labels(profile=profile, status=status).inc()
+
+
+def create_fallback(*, skipped: str, used: str, reason: str) -> None:
+    # `from` is a Python keyword: the label is passed by mapping.
+    CREATE_FALLBACKS.labels(**{"from": skipped, "to": used, "reason": reason}).inc()
 
 
 def callback_attempt(*, outcome: str, state: str) -> None:

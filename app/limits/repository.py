@@ -59,6 +59,35 @@ class UsageRow:
 
 
 @dataclass(frozen=True)
+class ProfileUsageRow:
+    """Renders of one model on one upstream profile, by outcome (the caller's model: it sets the price)."""
+
+    profile: str
+    model: str
+    renders: int
+    completed: int
+    pending: int
+    failed: int
+    moderation_blocked: int
+    billed_renders: int
+    billed_seconds: int
+
+
+def _outcome_columns() -> list[ColumnElement[int]]:
+    """Renders, completed, pending, failed, moderation-blocked, billed renders and billed seconds of a group."""
+    failed = and_(Video.status == VideoStatus.FAILED.value, Video.error_code.is_distinct_from(MODERATION_BLOCKED))
+    return [
+        func.count(),
+        func.count().filter(Video.status == VideoStatus.COMPLETED.value),
+        func.count().filter(Video.status.in_(ACTIVE_STATUSES)),
+        func.count().filter(failed),
+        func.count().filter(moderation_blocked()),
+        func.count().filter(billable()),
+        func.coalesce(func.sum(cast(Video.seconds, Integer)).filter(billable()), 0),
+    ]
+
+
+@dataclass(frozen=True)
 class LimitsRepository:
     session: AsyncSession
 
@@ -153,20 +182,8 @@ class LimitsRepository:
     async def usage(self, caller_id: uuid.UUID, *, start: datetime, end: datetime) -> list[UsageRow]:
         """Per UTC day and model, renders created in [start, end) by outcome, and the billed seconds."""
         day = func.date(func.timezone("UTC", Video.created_at)).label("day")
-        seconds = cast(Video.seconds, Integer)
-        failed = and_(Video.status == VideoStatus.FAILED.value, Video.error_code.is_distinct_from(MODERATION_BLOCKED))
         statement = (
-            select(
-                day,
-                Video.model,
-                func.count(),
-                func.count().filter(Video.status == VideoStatus.COMPLETED.value),
-                func.count().filter(Video.status.in_(ACTIVE_STATUSES)),
-                func.count().filter(failed),
-                func.count().filter(moderation_blocked()),
-                func.count().filter(billable()),
-                func.coalesce(func.sum(seconds).filter(billable()), 0),
-            )
+            select(day, Video.model, *_outcome_columns())
             .where(Video.caller_id == caller_id, Video.created_at >= start, Video.created_at < end)
             .group_by(day, Video.model)
             .order_by(day, Video.model)
@@ -174,6 +191,29 @@ class LimitsRepository:
         return [
             UsageRow(
                 day=row[0],
+                model=row[1],
+                renders=row[2],
+                completed=row[3],
+                pending=row[4],
+                failed=row[5],
+                moderation_blocked=row[6],
+                billed_renders=row[7],
+                billed_seconds=int(row[8]),
+            )
+            for row in (await self.session.execute(statement)).all()
+        ]
+
+    async def usage_by_profile(self, caller_id: uuid.UUID, *, start: datetime, end: datetime) -> list[ProfileUsageRow]:
+        """Per upstream profile and model, renders created in [start, end) by outcome, and the billed seconds."""
+        statement = (
+            select(Video.upstream_profile, Video.model, *_outcome_columns())
+            .where(Video.caller_id == caller_id, Video.created_at >= start, Video.created_at < end)
+            .group_by(Video.upstream_profile, Video.model)
+            .order_by(Video.upstream_profile, Video.model)
+        )
+        return [
+            ProfileUsageRow(
+                profile=row[0],
                 model=row[1],
                 renders=row[2],
                 completed=row[3],

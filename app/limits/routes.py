@@ -55,7 +55,12 @@ async def get_usage(
             code="invalid_value",
         )
     report = await limits_service.usage(
-        session, caller=caller, start_date=start, end_date=end, settings=settings.limits
+        session,
+        caller=caller,
+        start_date=start,
+        end_date=end,
+        settings=settings.limits,
+        profile_kinds=settings.profile_kinds(),
     )
     return UsageResponse.from_report(report, key=key)
 

@@ -41,6 +41,15 @@ class UsageBucket(UsageCounts):
     model: str
 
 
+class ProviderUsage(UsageCounts):
+    object: Literal["usage.provider"] = "usage.provider"
+    profile: str = Field(description="The upstream profile that rendered them")
+    kind: str | None = Field(
+        description="The profile's provider kind (openai, gemini, seedance, fal, replicate); null for a profile "
+        "no longer configured"
+    )
+
+
 class CurrentPeriod(BaseModel):
     period: Literal["day", "month"]
     start: datetime
@@ -62,6 +71,10 @@ class UsageResponse(BaseModel):
     end_date: date
     data: list[UsageBucket]
     totals: UsageCounts
+    providers: list[ProviderUsage] = Field(
+        description="The same renders per upstream profile (the provider that rendered them, a fallback's "
+        "included), priced at the model the caller asked for"
+    )
     current_period: CurrentPeriod
     limits: UsageLimits
 
@@ -92,12 +105,28 @@ class UsageResponse(BaseModel):
             seconds=sum(line.row.billed_seconds for line in report.lines),
             cost_usd=money(sum((line.cost_usd for line in report.lines), Decimal(0))),
         )
+        providers = [
+            ProviderUsage(
+                profile=line.profile,
+                kind=line.kind,
+                renders=line.renders,
+                completed=line.completed,
+                in_progress=line.pending,
+                failed=line.failed,
+                moderation_blocked=line.moderation_blocked,
+                billed_renders=line.billed_renders,
+                seconds=line.billed_seconds,
+                cost_usd=money(line.cost_usd),
+            )
+            for line in report.providers
+        ]
         period = report.current_period
         return cls(
             start_date=report.start_date,
             end_date=report.end_date,
             data=buckets,
             totals=totals,
+            providers=providers,
             current_period=CurrentPeriod(
                 period=period.period,
                 start=period.start,

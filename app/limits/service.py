@@ -11,13 +11,15 @@ Decisions (see the README's "Limits and usage"):
   price, and one whose submission outcome is unknown stays charged. Deleted videos still count.
 - A model missing from the price table is charged at the highest listed price: the gateway may not know
   every model name upstream accepts, but it must never under-count spend.
+- Prices are per the model the caller asked for, whichever profile rendered it (a fallback's included); the
+  usage report also breaks renders and spend down per upstream profile, with the profile's provider kind.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal, cast
@@ -28,7 +30,7 @@ from app.core.config import LimitSettings
 from app.core.errors import ResourceNotFound
 from app.limits import window
 from app.limits.errors import ConcurrentRendersExceeded, QuotaExceeded, RequestRateExceeded
-from app.limits.repository import CallerOverrides, LimitsRepository, UsageRow
+from app.limits.repository import CallerOverrides, LimitsRepository, ProfileUsageRow, UsageRow
 from app.models import ApiKey, Caller
 
 Period = Literal["day", "month"]
@@ -158,6 +160,22 @@ class PeriodSpend:
 
 
 @dataclass(frozen=True)
+class ProfileUsage:
+    """One upstream profile's share of the report: renders by outcome, billed seconds and their cost."""
+
+    profile: str
+    kind: str | None  # None: the profile is no longer configured
+    renders: int
+    completed: int
+    pending: int
+    failed: int
+    moderation_blocked: int
+    billed_renders: int
+    billed_seconds: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
 class UsageReport:
     start_date: date
     end_date: date
@@ -165,13 +183,44 @@ class UsageReport:
     current_period: PeriodSpend
     limits: EffectiveLimits
     active_renders: int
+    providers: list[ProfileUsage] = field(default_factory=list)
+
+
+def profile_usage(
+    rows: Sequence[ProfileUsageRow], *, kinds: Mapping[str, str], settings: LimitSettings
+) -> list[ProfileUsage]:
+    """Rows per (profile, model) summed per profile, each model's seconds at that model's price; by profile name."""
+    by_profile: dict[str, list[ProfileUsageRow]] = {}
+    for row in rows:
+        by_profile.setdefault(row.profile, []).append(row)
+    return [
+        ProfileUsage(
+            profile=profile,
+            kind=kinds.get(profile),
+            renders=sum(row.renders for row in group),
+            completed=sum(row.completed for row in group),
+            pending=sum(row.pending for row in group),
+            failed=sum(row.failed for row in group),
+            moderation_blocked=sum(row.moderation_blocked for row in group),
+            billed_renders=sum(row.billed_renders for row in group),
+            billed_seconds=sum(row.billed_seconds for row in group),
+            cost_usd=sum((render_cost(row.model, row.billed_seconds, settings) for row in group), Decimal(0)),
+        )
+        for profile, group in sorted(by_profile.items())
+    ]
 
 
 async def usage(
-    session: AsyncSession, *, caller: Caller, start_date: date, end_date: date, settings: LimitSettings
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    start_date: date,
+    end_date: date,
+    settings: LimitSettings,
+    profile_kinds: Mapping[str, str] | None = None,
 ) -> UsageReport:
-    """The caller's renders, seconds and cost per UTC day and model in [start_date, end_date], plus where
-    it stands in the current budget period."""
+    """The caller's renders, seconds and cost per UTC day and model in [start_date, end_date], the same per
+    upstream profile (with its kind from `profile_kinds`), plus where it stands in the current budget period."""
     repository = LimitsRepository.from_session(session)
     overrides = await repository.caller_overrides(caller.id)
     if overrides is None:
@@ -195,6 +244,11 @@ async def usage(
         ),
         limits=limits,
         active_renders=await repository.active_renders(caller.id),
+        providers=profile_usage(
+            await repository.usage_by_profile(caller.id, start=start, end=end),
+            kinds=profile_kinds or {},
+            settings=settings,
+        ),
     )
 
 

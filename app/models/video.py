@@ -95,6 +95,9 @@ class Video(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Which upstream profile rendered it (several upstreams); "default" is `VG_UPSTREAM__*`.
     upstream_profile: Mapped[str] = mapped_column(String(100), server_default="default", default="default")
+    # The model id sent to that profile's provider when it differs from `model` (a fallback rendered it, e.g.
+    # `fal-ai/veo3.1` for `veo-3.1-generate-preview`); NULL: `model` itself. Callers only ever see `model`.
+    upstream_model: Mapped[str | None] = mapped_column(String(100))
     # Where to tell the caller when it is archived or fails (validated against the allow-list at create).
     callback_url: Mapped[str | None] = mapped_column(Text)
     # A small string map the caller attached at create; echoed back on the video.
@@ -103,3 +106,8 @@ class Video(Base):
     @property
     def video_status(self) -> VideoStatus:
         return VideoStatus(self.status)
+
+    @property
+    def provider_model(self) -> str:
+        """The model id its profile's provider knows: what every adapter call about this video must name."""
+        return self.upstream_model or self.model

@@ -48,6 +48,9 @@ MAX_REDIRECTS = 3
 # The longest an upstream 429 may pause our calls to it.
 MAX_THROTTLE_SECONDS = 60.0
 NO_RETRY_HEADERS = {"x-should-retry": "false"}
+# The codes of the errors a paused profile answers with at once (`UpstreamClient.unavailable`).
+THROTTLED = "upstream_rate_limited"
+CIRCUIT_OPEN = "upstream_circuit_open"
 # How far back `recent_videos` pages: at most 20 pages of 100 renders.
 RECENT_PAGES = 20
 RECENT_PAGE_SIZE = 100
@@ -353,22 +356,29 @@ class UpstreamClient:
         self._breaker.record_success()
         return response
 
-    def _refuse_while_paused(self) -> None:
+    def unavailable(self) -> GatewayError | None:
+        """The error every call fails with now, before anything is sent; None while calls may go through."""
         throttled = self._throttled_until - time.monotonic()
         if throttled > 0:
-            metrics.upstream_error(profile=self.profile, status="throttled")
-            raise RateLimited(
+            return RateLimited(
                 "Upstream asked us to slow down; try again shortly.",
-                code="upstream_rate_limited",
+                code=THROTTLED,
                 headers={"retry-after": str(math.ceil(throttled))},
             )
         if (wait := self._breaker.seconds_open()) > 0:
-            metrics.upstream_error(profile=self.profile, status="circuit_open")
-            raise UpstreamUnavailable(
+            return UpstreamUnavailable(
                 "Upstream is failing; calls to it are paused for a moment (circuit open).",
-                code="upstream_circuit_open",
+                code=CIRCUIT_OPEN,
                 headers={"retry-after": str(math.ceil(wait))},
             )
+        return None
+
+    def _refuse_while_paused(self) -> None:
+        if (error := self.unavailable()) is not None:
+            metrics.upstream_error(
+                profile=self.profile, status="throttled" if error.code == THROTTLED else "circuit_open"
+            )
+            raise error
 
     async def _send_with_retries(
         self,

@@ -45,7 +45,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from app.core.config import UpstreamSettings
-from app.core.errors import InvalidRequest, ResourceNotFound, UpstreamError
+from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, UpstreamError
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import MAX_REDIRECTS, CallKind, UpstreamClient, UpstreamRejected
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
@@ -393,6 +393,9 @@ class FalAdapter:
 
     def check_remix(self, model: str) -> None:
         check_remix(model, self.capabilities(model))
+
+    def unavailable(self) -> GatewayError | None:
+        return self._http.unavailable()
 
     # ----- the contract -------------------------------------------------------------------------
 

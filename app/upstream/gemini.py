@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from app.core.config import UpstreamSettings
-from app.core.errors import ResourceNotFound, UpstreamError
+from app.core.errors import GatewayError, ResourceNotFound, UpstreamError
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import CallKind, UpstreamClient
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
@@ -116,6 +116,9 @@ class GeminiAdapter:
 
     def check_remix(self, model: str) -> None:
         check_remix(model, self.capabilities(model))
+
+    def unavailable(self) -> GatewayError | None:
+        return self._http.unavailable()
 
     async def create_video(self, command: CreateVideoCommand) -> UpstreamVideo:
         aspect_ratio, resolution = SIZES[command.size]

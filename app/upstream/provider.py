@@ -12,6 +12,7 @@ from typing import Protocol
 
 import httpx
 
+from app.core.errors import GatewayError
 from app.upstream.capabilities import ModelCapabilities
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
 
@@ -29,6 +30,11 @@ class VideoProvider(Protocol):
 
     def check_remix(self, model: str) -> None:
         """A 400 `unsupported_by_provider` when the provider cannot remix."""
+
+    def unavailable(self) -> GatewayError | None:
+        """None while calls may go to the provider; else the error any call fails with at once, nothing sent
+        (its circuit breaker is open: 503; a 429's Retry-After is in force: 429), Retry-After included. Cheap, no
+        I/O: a create picks the first of its model's candidates without one (fallbacks)."""
 
     async def create_video(self, command: CreateVideoCommand) -> UpstreamVideo: ...
 

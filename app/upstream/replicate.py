@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from app.core.config import UpstreamSettings
-from app.core.errors import InvalidRequest, ResourceNotFound, UpstreamError
+from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, UpstreamError
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import NO_RETRY_HEADERS, RECENT_PAGES, CallKind, UpstreamClient
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
@@ -294,6 +294,9 @@ class ReplicateAdapter:
 
     def check_remix(self, model: str) -> None:
         check_remix(model, self.capabilities(model))
+
+    def unavailable(self) -> GatewayError | None:
+        return self._http.unavailable()
 
     # ----- the contract -------------------------------------------------------------------------------
 

@@ -6,9 +6,17 @@ listed in a named profile's `models` goes there; a model listed in the default's
 configured) goes to the default; any other model is served by no profile and refused (`check_model`), unless
 the default's `models` is `["*"]`, which sends it to the default as before. A video remembers its profile, so
 everything after the create (polls, content, delete, remix, the worker) talks to the same one.
+
+Fallbacks (`VG_FALLBACKS`): a model may name further profiles, each with the model id its provider knows, to
+try when its own cannot take a create. `candidates` lists them, the model's own profile first; which one a
+create goes to is the video service's decision (app/videos/service.py). They are checked here, once, when the
+adapters are built: a profile that is not configured, a model its adapter's capability table does not know, or
+a candidate named twice stops the process at start with a ValueError naming the entry.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import httpx
 
@@ -21,6 +29,15 @@ from app.upstream.provider import VideoProvider
 
 class UnknownProfile(KeyError):
     """A video names a profile that is no longer configured."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One place a create may render: a profile, its adapter, and the model id that profile's provider knows."""
+
+    profile: str
+    model: str
+    adapter: VideoProvider
 
 
 def build_adapter(
@@ -63,6 +80,33 @@ class UpstreamRouter:
         for model in default_models:
             # A model listed by a named profile renders there, also when the default lists it too.
             self._model_profiles.setdefault(model, DEFAULT_PROFILE)
+        self._fallbacks = {model: self._fallback_chain(model, settings) for model in settings.fallbacks}
+
+    def _fallback_chain(self, model: str, settings: Settings) -> list[Candidate]:
+        """The checked fallbacks of `model`; ValueError naming the first entry that cannot work."""
+        where = f"VG_FALLBACKS[{model!r}]"
+        if not self.serves(model):
+            raise ValueError(f"{where}: no profile renders model {model!r} itself, so nothing would fall back")
+        seen = {(self.profile_for_model(model), model)}
+        chain: list[Candidate] = []
+        for index, target in enumerate(settings.fallbacks[model]):
+            entry = f"{where}[{index}] (profile {target.profile!r}, model {target.model!r})"
+            adapter = self._adapters.get(target.profile)
+            if adapter is None:
+                raise ValueError(f"{entry}: upstream profile {target.profile!r} is not configured")
+            try:
+                # Unknown models are refused by the capability tables of the kinds that have one per model (fal,
+                # Replicate, Seedance); OpenAI's contract and Veo take every model id with one table.
+                adapter.capabilities(target.model)
+            except InvalidRequest as exc:
+                raise ValueError(
+                    f"{entry}: the {adapter.kind} adapter does not know this model: {exc.message}"
+                ) from None
+            if (target.profile, target.model) in seen:
+                raise ValueError(f"{entry}: this profile and model are already a candidate for {model!r}")
+            seen.add((target.profile, target.model))
+            chain.append(Candidate(profile=target.profile, model=target.model, adapter=adapter))
+        return chain
 
     @property
     def profiles(self) -> list[str]:
@@ -103,6 +147,11 @@ class UpstreamRouter:
 
     def adapter_for_model(self, model: str) -> VideoProvider:
         return self.adapter(self.profile_for_model(model))
+
+    def candidates(self, model: str) -> list[Candidate]:
+        """Where a create of `model` may render, in the order to try: its own profile, then its fallbacks."""
+        profile = self.profile_for_model(model)
+        return [Candidate(profile=profile, model=model, adapter=self.adapter(profile)), *self._fallbacks.get(model, [])]
 
     async def aclose(self) -> None:
         for adapter in self._adapters.values():

@@ -42,7 +42,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from app.core.config import UpstreamSettings
-from app.core.errors import InvalidRequest, ResourceNotFound, UpstreamError
+from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, UpstreamError
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import CallKind, UpstreamClient, UpstreamRejected
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
@@ -283,6 +283,9 @@ class SeedanceAdapter:
 
     def check_remix(self, model: str) -> None:
         check_remix(model, self.capabilities(model))
+
+    def unavailable(self) -> GatewayError | None:
+        return self._http.unavailable()
 
     # ----- the contract -----------------------------------------------------------------------------
 

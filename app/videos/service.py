@@ -4,13 +4,15 @@ A paid call (create, remix) is made only after the video row is committed, so a 
 our bookkeeping leaves a row to reconcile rather than a render nobody knows about; and no transaction is
 held open while upstream thinks. A create on a profile with provider limits (admission control,
 app/archive/admission.py) makes no call here: it is accepted as `queued` and the worker sends it when there
-is room.
+is room. A create goes to the first of its model's candidates (its own profile, then `VG_FALLBACKS`) that can
+take it now; what moves it on is app/videos/fallbacks.py's policy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +27,7 @@ from app.archive import admission
 from app.archive import service as archive_service
 from app.archive.storage import ArchiveStorage, ObjectNotFound, StorageError
 from app.callbacks import service as callbacks_service
+from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
 from app.limits import service as limits_service
@@ -32,8 +35,10 @@ from app.models import Asset, AssetState, Caller, Variant, Video, VideoStatus
 from app.upstream.client import render_may_have_started
 from app.upstream.ids import caller_facing
 from app.upstream.image_url import ImageFetcher
-from app.upstream.router import UpstreamRouter
+from app.upstream.router import Candidate, UpstreamRouter
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
+from app.videos import fallbacks
+from app.videos.fallbacks import Skipped
 from app.videos.inputs import CreateRequest, RemixCommand, check_image
 from app.videos.ranges import RangeRequest, resolve
 from app.videos.refresh import RefreshGate
@@ -106,21 +111,21 @@ class VideoService:
 
     async def create(self, session: AsyncSession, *, caller: Caller, request: CreateRequest) -> Video:
         command = request.command
-        # A model no profile serves, and what the model cannot render, are refused before anything is
-        # charged, stored or sent.
+        # A model no profile serves, and what no candidate of the model can render, are refused before anything
+        # is charged, stored or sent (with the first candidate's 400: the model's own profile's).
         self._upstreams.check_model(command.model)
-        profile = self._upstreams.profile_for_model(command.model)
-        upstream = self._upstreams.adapter(profile)
-        upstream.check_create(command)
+        able = fallbacks.able_candidates(self._upstreams.candidates(command.model), command)
         if request.callback_url is not None:
             callbacks_service.validate_callback_url(request.callback_url, self._settings.callbacks)
         if command.image_url is not None:
             # Fetched here, through the destination guard, never by upstream (app/upstream/image_url.py); the
-            # bytes are then judged like an upload, size against the model included.
+            # bytes are then judged like an upload, size against each candidate's model included.
             max_bytes = self._settings.api.max_image_bytes
             image = check_image(await self.images.fetch(command.image_url, max_bytes=max_bytes), max_bytes=max_bytes)
             command = dataclasses.replace(command, image=image, image_url=None)
-            upstream.check_create(command)
+            with_image = fallbacks.able_candidates(able.candidates, command)
+            able = fallbacks.Able(with_image.candidates, [*able.skipped, *with_image.skipped])
+        # Once, for the model the caller asked for, whichever profile renders it.
         await limits_service.admit_render(
             session, caller=caller, model=command.model, seconds=command.seconds, settings=self._settings.limits
         )
@@ -136,15 +141,18 @@ class VideoService:
             status=VideoStatus.QUEUED.value,
             progress=0,
         )
-        video.upstream_profile = profile
-        limits = admission.ProfileLimits.of(self._settings.upstream_profile(profile))
-        if limits is not None:
-            return await self._accept_waiting(session, video, command, limits)
-        return await self._submit(session, video, lambda: upstream.create_video(command))
+        return await self._place(session, video, command, able.candidates, skipped=able.skipped)
 
     async def remix(self, session: AsyncSession, *, caller: Caller, video_id: str, command: RemixCommand) -> Video:
         source = await self._owned(session, caller=caller, video_id=video_id)
-        self._upstreams.adapter(source.upstream_profile).check_remix(source.model)
+        try:
+            self._upstreams.adapter(source.upstream_profile).check_remix(source.provider_model)
+        except InvalidRequest as exc:
+            if source.upstream_model is None:
+                raise
+            # Asked under the provider's id for the model (a fallback's), told under the caller's.
+            message = exc.message.replace(f"'{source.upstream_model}'", f"'{source.model}'")
+            raise InvalidRequest(message, param=exc.param, code=exc.code) from None
         await limits_service.admit_render(
             session, caller=caller, model=source.model, seconds=source.seconds, settings=self._settings.limits
         )
@@ -171,7 +179,9 @@ class VideoService:
             status=VideoStatus.QUEUED.value,
             progress=0,
             remixed_from=source.id,
+            # Where the source rendered, under the provider's own name for the model.
             upstream_profile=source.upstream_profile,
+            upstream_model=source.upstream_model,
             callback_url=source.callback_url,
             caller_metadata=source.caller_metadata,
         )
@@ -366,6 +376,74 @@ class VideoService:
             raise not_found(video_id)
         return video
 
+    async def _place(
+        self,
+        session: AsyncSession,
+        video: Video,
+        command: CreateVideoCommand,
+        candidates: list[Candidate],
+        *,
+        skipped: list[Skipped],
+    ) -> Video:
+        """Send (or, under admission control, queue) the create at the first candidate that can take it now.
+
+        A candidate paused by its circuit breaker or a 429 is passed over without a call; one that refuses in a
+        way that proves nothing started (app/videos/fallbacks.py) is passed over after it. Anything else ends
+        here, as without fallbacks. When every candidate was passed over, the caller gets the first one's error.
+        """
+        first_error: GatewayError | None = None
+        stored = False  # the row is committed (a direct attempt commits it before its call)
+        for candidate in candidates:
+            refusal = candidate.adapter.unavailable()
+            if refusal is None:
+                video.upstream_profile = candidate.profile
+                video.upstream_model = None if candidate.model == video.model else candidate.model
+                to_send = fallbacks.command_for(candidate, command)
+                limits = admission.ProfileLimits.of(self._settings.upstream_profile(candidate.profile))
+                try:
+                    if limits is not None:
+                        video.submitted_at = None  # waiting again, if a direct candidate before refused it
+                        placed = await self._accept_waiting(session, video, to_send, limits)
+                    else:
+                        stored = True
+                        placed = await self._send(
+                            session, video, functools.partial(candidate.adapter.create_video, to_send)
+                        )
+                except GatewayError as exc:
+                    if not fallbacks.moves_on(exc):
+                        if stored and not render_may_have_started(exc):
+                            await self._forget(session, video)
+                        raise
+                    refusal = exc
+                else:
+                    self._report_fallback(video, candidate, skipped)
+                    return placed
+            skipped.append(Skipped(candidate, fallbacks.skip_reason(refusal)))
+            first_error = first_error or refusal
+        if stored:
+            await self._forget(session, video)
+        if len(skipped) > 1:
+            logger.warning(
+                "create for model %s: no candidate could take it (%s)", video.model, fallbacks.describe(skipped)
+            )
+        assert first_error is not None, "a model always has its own profile as a candidate"
+        raise first_error
+
+    @staticmethod
+    def _report_fallback(video: Video, used: Candidate, skipped: list[Skipped]) -> None:
+        if not skipped:
+            return
+        logger.info(
+            "create of %s (model %s) fell back past %s; sent to profile %s as model %s",
+            video.id,
+            video.model,
+            fallbacks.describe(skipped),
+            used.profile,
+            used.model,
+        )
+        for entry in skipped:
+            metrics.create_fallback(skipped=entry.candidate.profile, used=used.profile, reason=entry.reason)
+
     async def _accept_waiting(
         self, session: AsyncSession, video: Video, command: CreateVideoCommand, limits: admission.ProfileLimits
     ) -> Video:
@@ -386,6 +464,22 @@ class VideoService:
         video: Video,
         call: Callable[[], Awaitable[UpstreamVideo]],
     ) -> Video:
+        """One paid call with no other place to go (a remix renders where its source did)."""
+        try:
+            return await self._send(session, video, call)
+        except GatewayError as exc:
+            if not render_may_have_started(exc):
+                await self._forget(session, video)
+            raise
+
+    async def _send(
+        self,
+        session: AsyncSession,
+        video: Video,
+        call: Callable[[], Awaitable[UpstreamVideo]],
+    ) -> Video:
+        """Commit the row, then make the paid call. A failure that may have started a render settles the video
+        as unknown; any other leaves the committed row to the caller of this (tried elsewhere, or forgotten)."""
         repository = VideoRepository.from_session(session)
         # Sent now (what the reconciler's search for a cut-off create and the profile's limits count from).
         video.submitted_at = datetime.now(UTC)
@@ -401,14 +495,17 @@ class VideoService:
                     session, video=video, settings=self._settings, message=exc.message
                 )
                 await session.commit()
-            else:
-                await repository.remove(video)
-                await session.commit()
             raise
         video.upstream_id = upstream.id
         await self._apply(session, video, upstream)
         await session.commit()
         return video
+
+    @staticmethod
+    async def _forget(session: AsyncSession, video: Video) -> None:
+        """Nothing was started upstream: the row goes, and with it the render the caller's limits counted."""
+        await VideoRepository.from_session(session).remove(video)
+        await session.commit()
 
     async def _apply(self, session: AsyncSession, video: Video, upstream: UpstreamVideo) -> None:
         """Fold in upstream's state; what it newly says (completed, failed) is acted on in this transaction."""

@@ -7,12 +7,13 @@ derives from it) is downloaded through the SDK and equals what was archived and 
 byte (the integration tests compare the MP4 with the simulator's file); the provider's own webhook
 (unsigned for Seedance, Ed25519 for fal, Standard Webhooks for Replicate) reached its receiver; a moderation
 refusal is `failed` with `moderation_blocked`; a value the model cannot take is a 400 naming the parameter,
-before any call.
+before any call; with every webhook lost, the reconciler alone archives all three variants.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,26 @@ class TestEachLiveProvider:
         body: Any = caught.value.body
         assert body["param"] == render.refused_param
         assert simulator_creates(stack, render.kind) == before
+
+
+@pytest.mark.parametrize("render", RENDERS, ids=KINDS)
+def test_every_webhook_lost_the_reconciler_still_archives_all_three(
+    private_stack: Callable[..., Any], render: Render
+) -> None:
+    with private_stack(workers=1, live=(render.kind,)) as stack:
+        with httpx.Client(base_url=stack.live_urls[render.kind], headers=auth_headers(render.kind)) as simulator:
+            simulator.patch("/_sim/faults", json={"webhook_drop_probability": 1.0}).raise_for_status()
+        key = stack.new_caller_key()
+        with httpx.Client(base_url=stack.api_url, headers={"authorization": f"Bearer {key}"}, timeout=30) as api:
+            body = {"model": render.model, "seconds": render.seconds, "size": render.size}
+            ids = [api.post("/v1/videos", json={**body, "prompt": f"clip {n}"}).json()["id"] for n in range(2)]
+        # Nobody polls through the API (the database is read directly) and no webhook arrives: only the
+        # reconciler can find them.
+        for video_id in ids:
+            wait_for(lambda v=video_id: archived_in_database(stack, v), timeout=120, what=f"{video_id} archived")
+        assert sql(stack, "SELECT count(*) AS n FROM webhook_events")[0]["n"] == 0
+
+
+def archived_in_database(stack: Stack, video_id: str) -> bool:
+    rows = sql(stack, "SELECT state FROM assets WHERE video_id = $1", video_id)
+    return len(rows) == 3 and {row["state"] for row in rows} == {"archived"}
