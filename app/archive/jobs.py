@@ -381,7 +381,7 @@ async def _fetch_upstream(
         if isinstance(exc, UpstreamRejected) and exc.status_code not in GONE_STATUSES:
             await _retry(context, job, error=f"upstream refused the content: {exc.message}", variant=variant)
         else:
-            await _content_gone(context, job, variant, video, reason=exc.message)
+            await _content_gone(context, job, variant, video, reason=exc.message, file_gone=exc.code == CONTENT_EXPIRED)
     except AssetRejected as exc:
         await _retry(context, job, error=f"not a valid {variant.value}: {exc}", variant=variant)
     except IncompleteAsset as exc:
@@ -419,9 +419,16 @@ async def _derive(context: JobContext, job: ClaimedJob, variant: Variant, key: s
         return None
 
 
-async def _content_gone(context: JobContext, job: ClaimedJob, variant: Variant, video: Video, *, reason: str) -> None:
-    """Upstream says the content is gone: expired if the window closed, else confirm with a GET first."""
-    if _past_deadline(job, margin_seconds=60):
+async def _content_gone(
+    context: JobContext, job: ClaimedJob, variant: Variant, video: Video, *, reason: str, file_gone: bool = False
+) -> None:
+    """Upstream says the content is gone: expired if the window closed, else confirm with a GET first.
+
+    `file_gone`: the provider's file host itself says the file is gone (an expired signed link, a CDN 404) while
+    its API cannot tell (Seedance's task and fal's result still name the file). Seen on a second attempt too, it
+    is taken as the word: expired now, instead of retrying until the job's attempts run out.
+    """
+    if _past_deadline(job, margin_seconds=60) or (file_gone and job.attempts >= 2):
         await _expire(context, job, variant, f"upstream no longer serves the asset ({reason})")
         return
     try:
@@ -440,6 +447,10 @@ async def _content_gone(context: JobContext, job: ClaimedJob, variant: Variant, 
         await _retry(context, job, error=f"content answered gone but the video is live ({reason})", variant=variant)
     else:
         await _expire(context, job, variant, f"upstream no longer serves the asset ({reason})")
+
+
+# An adapter's word that the provider's file host no longer has the file (see `_content_gone`).
+CONTENT_EXPIRED = "upstream_content_expired"
 
 
 # ----- helpers ------------------------------------------------------------------------------------

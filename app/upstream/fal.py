@@ -499,9 +499,19 @@ class FalAdapter:
         for _hop in range(MAX_REDIRECTS + 1):
             self._check_file_url(url)
             # Public CDN URLs: the key stays with the queue host.
-            response = await self._http.send(
-                "GET", url, kind=CallKind.READ, stream=True, without_auth=True, headers={"accept": "video/mp4"}
-            )
+            try:
+                response = await self._http.send(
+                    "GET", url, kind=CallKind.READ, stream=True, without_auth=True, headers={"accept": "video/mp4"}
+                )
+            except (ResourceNotFound, UpstreamRejected) as exc:
+                if isinstance(exc, UpstreamRejected) and exc.status_code not in (404, 410):
+                    raise
+                # The result still names the file, but fal's CDN deleted it (its media lifetime passed): the
+                # queue cannot tell, so this is the only word that the video is gone upstream.
+                raise ResourceNotFound(
+                    "fal's CDN no longer has this video's file (its media lifetime passed).",
+                    code="upstream_content_expired",
+                ) from None
             if response.is_redirect and "location" in response.headers:
                 await response.aclose()
                 url = urljoin(url, response.headers["location"])

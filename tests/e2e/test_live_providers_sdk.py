@@ -7,12 +7,14 @@ derives from it) is downloaded through the SDK and equals what was archived and 
 byte (the integration tests compare the MP4 with the simulator's file); the provider's own webhook
 (unsigned for Seedance, Ed25519 for fal, Standard Webhooks for Replicate) reached its receiver; a moderation
 refusal is `failed` with `moderation_blocked`; a value the model cannot take is a 400 naming the parameter,
-before any call; with every webhook lost, the reconciler alone archives all three variants.
+before any call; with every webhook lost, the reconciler alone archives all three variants; a file the
+provider deleted before the worker could fetch it is `expired` with the reason, promptly, not retried for ever.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,3 +159,38 @@ def test_every_webhook_lost_the_reconciler_still_archives_all_three(
 def archived_in_database(stack: Stack, video_id: str) -> bool:
     rows = sql(stack, "SELECT state FROM assets WHERE video_id = $1", video_id)
     return len(rows) == 3 and {row["state"] for row in rows} == {"archived"}
+
+
+# Where each simulator deletes a render's file now (the provider's retention passing early).
+EXPIRE_PATHS: dict[str, Callable[[str], str]] = {
+    "seedance": lambda upstream_id: f"/_sim/tasks/{upstream_id}/expire",
+    "fal": lambda upstream_id: f"/_sim/requests/{upstream_id.rpartition(':')[2]}/expire",
+    "replicate": lambda upstream_id: f"/_sim/predictions/{upstream_id}/expire",
+}
+
+
+@pytest.mark.parametrize("render", RENDERS, ids=KINDS)
+def test_a_file_gone_before_the_download_is_expired_with_the_reason(
+    private_stack: Callable[..., Any], render: Render
+) -> None:
+    with private_stack(workers=0, live=(render.kind,)) as stack:
+        key = stack.new_caller_key()
+        with httpx.Client(base_url=stack.api_url, headers={"authorization": f"Bearer {key}"}, timeout=30) as api:
+            body = {"model": render.model, "seconds": render.seconds, "size": render.size, "prompt": "gone soon"}
+            video_id = api.post("/v1/videos", json=body).json()["id"]
+            # Polled to completion through the API (no worker yet): the downloads are queued, not run.
+            wait_for(lambda: api.get(f"/v1/videos/{video_id}").json()["status"] == "completed", timeout=60, what="done")
+        [row] = sql(stack, "SELECT upstream_id FROM videos WHERE id = $1", video_id)
+        with httpx.Client(base_url=stack.live_urls[render.kind], headers=auth_headers(render.kind)) as simulator:
+            simulator.post(EXPIRE_PATHS[render.kind](row["upstream_id"])).raise_for_status()
+        started = time.monotonic()
+        stack.start_worker()
+
+        def mp4_settled() -> dict[str, Any] | None:
+            rows = sql(stack, "SELECT state, error FROM assets WHERE video_id = $1 AND variant = 'video'", video_id)
+            return dict(rows[0]) if rows and rows[0]["state"] not in ("pending", "downloading") else None
+
+        mp4 = wait_for(mp4_settled, timeout=60, what="the MP4's download settled")
+        assert mp4["state"] == "expired", mp4
+        assert "no longer serves" in mp4["error"]
+        assert time.monotonic() - started < 45  # settled on the evidence, not after every attempt is spent
