@@ -310,6 +310,35 @@ class SimulatorRuntime(abc.ABC):
     async def _tick(self, now: float) -> None:
         """Advance every job that is due (a provider's runtime says how)."""
 
+    # The steps every provider's lifecycle shares; each runtime names its own states around them.
+
+    def _queue_wait_over(self, job: Job, now: float) -> bool:
+        return self._started and now >= job.created_at + self.config.queue_seconds
+
+    def _start_rendering(self, job: Job, now: float, render: RenderJob | None) -> None:
+        """The job leaves the queue; its files are drawn in the pool when it will end with a video (`render`)."""
+        job.started_at = now
+        job.render_seconds = self.config.render_seconds
+        if render is not None:
+            self.renders.start(job, render)
+
+    def _render_settled(self, job: Job, now: float, *, draws: bool) -> RenderOutcome | None:
+        """None while the job must keep rendering (not due yet, or its files still being drawn, which may
+        outlast `render_seconds`); else how its drawing ended (`drawn` also for a job that draws nothing)."""
+        if job.started_at is None or now < job.started_at + job.render_seconds:
+            return None
+        if not draws:
+            return "drawn"
+        outcome = self.renders.outcome(job)
+        return None if outcome == "drawing" else outcome
+
+    async def _remove_files(self, jobs: Sequence[Job]) -> None:
+        """Delete the files of jobs whose retention passed (they then answer 404, as the provider's do)."""
+        for job in jobs:
+            directory, job.directory = job.directory, None
+            if directory is not None:
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+
     async def _tick_forever(self) -> None:
         while True:
             try:

@@ -10,8 +10,6 @@ takes effect only while queued. Files are removed `ttl_seconds` after completion
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import time
 
 import httpx
@@ -126,28 +124,20 @@ class FalSimulator(SimulatorRuntime):
     async def _tick(self, now: float) -> None:
         for record in self.store.active():
             self._advance(record, now)
-        for record in self.store.expired_with_files(now):
-            directory, record.directory = record.directory, None
-            if directory is not None:
-                await asyncio.to_thread(shutil.rmtree, directory, True)
+        await self._remove_files(self.store.expired_with_files(now))
 
     def _advance(self, record: FalRequest, now: float) -> None:
-        if record.phase == "queued" and self._started and now >= record.created_at + self.config.queue_seconds:
+        draws = record.ending == "video"
+        if record.phase == "queued" and self._queue_wait_over(record, now):
             record.phase = "running"
-            record.started_at = now
-            record.render_seconds = self.config.render_seconds
-            if record.ending == "video":
-                self.renders.start(record, self._render_job(record))
-        if record.phase != "running" or record.started_at is None:
+            self._start_rendering(record, now, self._render_job(record) if draws else None)
+        if record.phase != "running":
             return
-        if now < record.started_at + record.render_seconds:
+        outcome = self._render_settled(record, now, draws=draws)
+        if outcome is None:
             return
-        if record.ending == "video":
-            outcome = self.renders.outcome(record)
-            if outcome == "drawing":
-                return  # the render outlasts render_seconds: keep running until the file exists
-            if outcome == "failed":
-                record.ending = "error"
+        if outcome == "failed":
+            record.ending = "error"
         self._finish(record, now)
 
     def _finish(self, record: FalRequest, now: float) -> None:

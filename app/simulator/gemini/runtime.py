@@ -9,8 +9,6 @@ the MP4 takes longer), then is done with the ending chosen at create time. Only 
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import time
 
 from app.core.config import SimulatorSettings
@@ -99,28 +97,20 @@ class GeminiSimulator(SimulatorRuntime):
     async def _tick(self, now: float) -> None:
         for operation in self.store.active():
             self._advance(operation, now)
-        for operation in self.store.expired_with_files(now):
-            directory, operation.directory = operation.directory, None
-            if directory is not None:
-                await asyncio.to_thread(shutil.rmtree, directory, True)
+        await self._remove_files(self.store.expired_with_files(now))
 
     def _advance(self, operation: Operation, now: float) -> None:
-        if operation.phase == "queued" and self._started and now >= operation.created_at + self.config.queue_seconds:
+        draws = operation.ending == "sample"
+        if operation.phase == "queued" and self._queue_wait_over(operation, now):
             operation.phase = "running"
-            operation.started_at = now
-            operation.render_seconds = self.config.render_seconds
-            if operation.ending == "sample":
-                self.renders.start(operation, self._render_job(operation))
-        if operation.phase != "running" or operation.started_at is None:
+            self._start_rendering(operation, now, self._render_job(operation) if draws else None)
+        if operation.phase != "running":
             return
-        if now < operation.started_at + operation.render_seconds:
+        outcome = self._render_settled(operation, now, draws=draws)
+        if outcome is None:
             return
-        if operation.ending == "sample":
-            outcome = self.renders.outcome(operation)
-            if outcome == "drawing":
-                return  # the render outlasts render_seconds: keep running until the file exists
-            if outcome == "failed":
-                operation.ending = "error"
+        if outcome == "failed":
+            operation.ending = "error"
         self._finish(operation, now)
 
     def _finish(self, operation: Operation, now: float) -> None:

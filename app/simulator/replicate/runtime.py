@@ -138,29 +138,20 @@ class ReplicateSimulator(SimulatorRuntime):
             await self._remove_data(prediction)
 
     def _advance(self, prediction: Prediction, now: float) -> None:
-        if (
-            prediction.status == "starting"
-            and self._started
-            and now >= prediction.created_at + self.config.queue_seconds
-        ):
+        draws = prediction.ending == "success"
+        if prediction.status == "starting" and self._queue_wait_over(prediction, now):
             prediction.status = "processing"
-            prediction.started_at = now
-            prediction.render_seconds = self.config.render_seconds
             shape = f"{prediction.width}x{prediction.height}"
             prediction.logs += f"Generating a {prediction.duration_seconds}s video at {shape}\n"
-            if prediction.ending == "success":
-                self.renders.start(prediction, self._render_job(prediction))
+            self._start_rendering(prediction, now, self._render_job(prediction) if draws else None)
             self._publish(prediction, "logs")
-        if prediction.status != "processing" or prediction.started_at is None:
+        if prediction.status != "processing":
             return
-        if now < prediction.started_at + prediction.render_seconds:
+        outcome = self._render_settled(prediction, now, draws=draws)
+        if outcome is None:
             return
-        if prediction.ending == "success":
-            outcome = self.renders.outcome(prediction)
-            if outcome == "drawing":
-                return  # the render outlasts render_seconds: keep processing until the file exists
-            if outcome == "failed":
-                prediction.ending = "error"
+        if outcome == "failed":
+            prediction.ending = "error"
         self._finish(prediction, now)
 
     def _finish(self, prediction: Prediction, now: float) -> None:

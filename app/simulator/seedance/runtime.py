@@ -12,9 +12,7 @@ and its file is removed then; the record stays.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import shutil
 import time
 
 import httpx
@@ -153,10 +151,7 @@ class SeedanceSimulator(SimulatorRuntime):
         for task in self.store.active():
             self._advance(task, now)
         await self._discard_expired()
-        for task in self.store.expired_with_files(now):
-            directory, task.directory = task.directory, None
-            if directory is not None:
-                await asyncio.to_thread(shutil.rmtree, directory, True)
+        await self._remove_files(self.store.expired_with_files(now))
 
     def _advance(self, task: Task, now: float) -> None:
         if task.status in TERMINAL:
@@ -164,23 +159,19 @@ class SeedanceSimulator(SimulatorRuntime):
         if now >= task.created_at + task.execution_expires_after:
             self._end_expired(task, now)
             return
-        if task.status == "queued" and self._started and now >= task.created_at + self.config.queue_seconds:
+        draws = task.ending == "video"
+        if task.status == "queued" and self._queue_wait_over(task, now):
             task.status = "running"
-            task.started_at = task.updated_at = now
-            task.render_seconds = self.config.render_seconds
-            if task.ending == "video":
-                self.renders.start(task, self._render_job(task))
+            task.updated_at = now
+            self._start_rendering(task, now, self._render_job(task) if draws else None)
             self._notify(task)
-        if task.status != "running" or task.started_at is None:
+        if task.status != "running":
             return
-        if now < task.started_at + task.render_seconds:
+        outcome = self._render_settled(task, now, draws=draws)
+        if outcome is None:
             return
-        if task.ending == "video":
-            outcome = self.renders.outcome(task)
-            if outcome == "drawing":
-                return  # the render outlasts render_seconds: keep running until the file exists
-            if outcome == "failed":
-                task.ending = "error"
+        if outcome == "failed":
+            task.ending = "error"
         if task.ending == "expire":
             self._end_expired(task, now)
             return
