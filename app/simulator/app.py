@@ -44,7 +44,7 @@ from starlette.responses import Response
 from app.core.config import SimulatorSettings
 from app.simulator import admin, content
 from app.simulator.errors import SimulatorError, invalid
-from app.simulator.faults import Faults
+from app.simulator.lifecycle import take_burst
 from app.simulator.runtime import Simulator
 from app.simulator.state import Order, list_envelope
 from app.simulator.validation import (
@@ -90,20 +90,10 @@ async def api_guard(request: Request, simulator: SimDep) -> None:
     _check_bearer(request, simulator)
     await simulator.ensure_started()
     route_name: str = getattr(request.scope.get("route"), "name", "")
-    simulator.stats.requests[route_name] += 1
-    if route_name == "create_video":
-        simulator.stats.create_requests += 1
+    simulator.stats.count_request(route_name, create=route_name == "create_video")
     faults = simulator.faults
-    if faults.burst_applies_to(route_name):
-        _fault_bursts(faults)
-    if route_name in PAID_ROUTES:
-        simulator.admit_paid_request(time.time())
-
-
-def _fault_bursts(faults: Faults) -> None:
-    """The 429s and 5xx a test asked for (`rate_limit_next`, `server_error_next`), counted down."""
-    if faults.rate_limit_next > 0:
-        faults.rate_limit_next -= 1
+    burst = take_burst(faults, route_name)
+    if burst == "rate_limit":
         raise SimulatorError(
             429,
             "Rate limit reached for requests. Please try again later.",
@@ -111,9 +101,10 @@ def _fault_bursts(faults: Faults) -> None:
             code="rate_limit_exceeded",
             headers={"retry-after": str(faults.rate_limit_retry_after_seconds)},
         )
-    if faults.server_error_next > 0:
-        faults.server_error_next -= 1
+    if burst == "server_error":
         raise SimulatorError(faults.server_error_status, SERVER_ERROR_MESSAGE, type="server_error", code=None)
+    if route_name in PAID_ROUTES:
+        simulator.admit_paid_request(time.time())
 
 
 async def admin_guard(request: Request, simulator: SimDep) -> None:

@@ -86,6 +86,11 @@ class Stats:
         self.rate_limited = 0
         self.requests: Counter[str] = Counter()
 
+    def count_request(self, route_name: str, *, create: bool) -> None:
+        self.requests[route_name] += 1
+        if create:
+            self.create_requests += 1
+
     def as_json(self) -> dict[str, Any]:
         return {
             "create_requests": self.create_requests,
@@ -94,6 +99,32 @@ class Stats:
             "rate_limited": self.rate_limited,
             "requests": dict(self.requests),
         }
+
+
+class BurstKnobs(Protocol):
+    """The fault knobs every simulator has for bursts of 429s and 5xx (each in its provider's own shape)."""
+
+    rate_limit_next: int
+    server_error_next: int
+
+    def burst_applies_to(self, route_name: str) -> bool: ...
+
+
+Burst = Literal["rate_limit", "server_error"]
+
+
+def take_burst(faults: BurstKnobs, route_name: str) -> Burst | None:
+    """The 429 or 5xx a test asked for on this route (`rate_limit_next`, `server_error_next`), counted down;
+    the simulator's app answers it in its provider's shape."""
+    if not faults.burst_applies_to(route_name):
+        return None
+    if faults.rate_limit_next > 0:
+        faults.rate_limit_next -= 1
+        return "rate_limit"
+    if faults.server_error_next > 0:
+        faults.server_error_next -= 1
+        return "server_error"
+    return None
 
 
 class Job(Protocol):

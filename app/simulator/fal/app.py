@@ -49,6 +49,7 @@ from app.simulator.fal.errors import FalError, not_found, rate_limited, server_e
 from app.simulator.fal.runtime import FalSimulator
 from app.simulator.fal.state import FILE_NAME
 from app.simulator.fal.validation import check_submit
+from app.simulator.lifecycle import take_burst
 from app.simulator.render import VIDEO_FILE
 from app.simulator.streaming import Asset, stream
 
@@ -79,18 +80,12 @@ async def api_guard(request: Request, simulator: SimDep) -> None:
     _check_key(request, simulator)
     await simulator.ensure_started()
     route_name: str = getattr(request.scope.get("route"), "name", "")
-    simulator.stats.requests[route_name] += 1
-    if route_name == "submit":
-        simulator.stats.create_requests += 1
-    faults = simulator.faults
-    if not faults.burst_applies_to(route_name):
-        return
-    if faults.rate_limit_next > 0:
-        faults.rate_limit_next -= 1
+    simulator.stats.count_request(route_name, create=route_name == "submit")
+    burst = take_burst(simulator.faults, route_name)
+    if burst == "rate_limit":
         raise rate_limited()
-    if faults.server_error_next > 0:
-        faults.server_error_next -= 1
-        raise server_error(faults.server_error_status)
+    if burst == "server_error":
+        raise server_error(simulator.faults.server_error_status)
 
 
 async def admin_guard(request: Request, simulator: SimDep) -> None:

@@ -61,6 +61,7 @@ from app.simulator.gemini.errors import (
 )
 from app.simulator.gemini.runtime import GeminiSimulator
 from app.simulator.gemini.validation import check_create, check_model
+from app.simulator.lifecycle import take_burst
 
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -101,18 +102,12 @@ async def api_guard(request: Request, simulator: SimDep) -> None:
     _check_key(request, simulator)
     await simulator.ensure_started()
     route_name: str = getattr(request.scope.get("route"), "name", "")
-    simulator.stats.requests[route_name] += 1
-    if route_name == "predict_long_running":
-        simulator.stats.create_requests += 1
-    faults = simulator.faults
-    if not faults.burst_applies_to(route_name):
-        return
-    if faults.rate_limit_next > 0:
-        faults.rate_limit_next -= 1
+    simulator.stats.count_request(route_name, create=route_name == "predict_long_running")
+    burst = take_burst(simulator.faults, route_name)
+    if burst == "rate_limit":
         raise resource_exhausted()
-    if faults.server_error_next > 0:
-        faults.server_error_next -= 1
-        raise server_error(faults.server_error_status)
+    if burst == "server_error":
+        raise server_error(simulator.faults.server_error_status)
 
 
 async def admin_guard(request: Request, simulator: SimDep) -> None:

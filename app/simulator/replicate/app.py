@@ -52,6 +52,7 @@ from starlette.responses import Response
 
 from app.core.config import SimulatorSettings
 from app.simulator import admin
+from app.simulator.lifecycle import take_burst
 from app.simulator.replicate import files
 from app.simulator.replicate.errors import (
     ReplicateError,
@@ -85,15 +86,11 @@ def _check_token(request: Request, simulator: ReplicateSimulator) -> None:
 
 
 def _apply_bursts(simulator: ReplicateSimulator, route_name: str) -> None:
-    faults = simulator.faults
-    if not faults.burst_applies_to(route_name):
-        return
-    if faults.rate_limit_next > 0:
-        faults.rate_limit_next -= 1
-        raise throttled(faults.rate_limit_retry_after_seconds)
-    if faults.server_error_next > 0:
-        faults.server_error_next -= 1
-        raise server_error(faults.server_error_status)
+    burst = take_burst(simulator.faults, route_name)
+    if burst == "rate_limit":
+        raise throttled(simulator.faults.rate_limit_retry_after_seconds)
+    if burst == "server_error":
+        raise server_error(simulator.faults.server_error_status)
 
 
 async def api_guard(request: Request, simulator: SimDep) -> None:
@@ -101,9 +98,7 @@ async def api_guard(request: Request, simulator: SimDep) -> None:
     _check_token(request, simulator)
     await simulator.ensure_started()
     route_name: str = getattr(request.scope.get("route"), "name", "")
-    simulator.stats.requests[route_name] += 1
-    if route_name == "create_prediction":
-        simulator.stats.create_requests += 1
+    simulator.stats.count_request(route_name, create=route_name == "create_prediction")
     _apply_bursts(simulator, route_name)
 
 

@@ -46,6 +46,7 @@ from starlette.responses import Response
 
 from app.core.config import SimulatorSettings
 from app.simulator import admin
+from app.simulator.lifecycle import take_burst
 from app.simulator.seedance import files
 from app.simulator.seedance.errors import (
     ArkError,
@@ -85,18 +86,12 @@ async def api_guard(request: Request, simulator: SimDep) -> None:
     _check_key(request, simulator)
     await simulator.ensure_started()
     route_name: str = getattr(request.scope.get("route"), "name", "")
-    simulator.stats.requests[route_name] += 1
-    if route_name == "create_task":
-        simulator.stats.create_requests += 1
-    faults = simulator.faults
-    if not faults.burst_applies_to(route_name):
-        return
-    if faults.rate_limit_next > 0:
-        faults.rate_limit_next -= 1
-        raise rate_limited(faults.rate_limit_code)
-    if faults.server_error_next > 0:
-        faults.server_error_next -= 1
-        raise server_error(faults.server_error_status)
+    simulator.stats.count_request(route_name, create=route_name == "create_task")
+    burst = take_burst(simulator.faults, route_name)
+    if burst == "rate_limit":
+        raise rate_limited(simulator.faults.rate_limit_code)
+    if burst == "server_error":
+        raise server_error(simulator.faults.server_error_status)
 
 
 async def admin_guard(request: Request, simulator: SimDep) -> None:
