@@ -26,6 +26,8 @@ from app.archive.storage import make_client as make_s3_client
 from app.auth.deps import install as install_auth
 from app.callbacks.routes import admin_router as callbacks_admin_router
 from app.callbacks.routes import router as callbacks_router
+from app.characters.routes import router as characters_router
+from app.characters.service import CharacterService
 from app.console.routes import install as install_console
 from app.core import metrics
 from app.core.access_log import AccessLog
@@ -132,6 +134,7 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
         app.state.database = database
         app.state.upstreams = upstreams
         app.state.video_service = VideoService(settings=settings, upstreams=upstreams, storage=storage)
+        app.state.character_service = CharacterService(upstreams=upstreams)
         app.state.archive_storage = storage  # the console's presigned URLs
         app.state.readiness = Readiness.build(settings.s3)
         try:
@@ -157,6 +160,8 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     install_error_handlers(app)
     install_auth(app, settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
+    # Before the videos' routes: `/v1/videos/characters/{id}` must not be read as a video's sub-resource.
+    app.include_router(characters_router)
     app.include_router(videos_router)
     app.include_router(callbacks_router)
     app.include_router(callbacks_admin_router)

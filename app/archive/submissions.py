@@ -25,7 +25,7 @@ from app.archive.repository import ArchiveRepository
 from app.archive.service import record_upstream_state, settle_unknown_submission
 from app.core.config import Settings
 from app.core.errors import GatewayError
-from app.models import Video
+from app.models import Video, VideoOrigin
 from app.upstream.router import UnknownProfile, UpstreamRouter
 from app.upstream.schemas import UpstreamVideo
 
@@ -39,6 +39,10 @@ CLOCK_SKEW_SECONDS = 120
 class SubmissionOutcome:
     adopted: int = 0
     settled: int = 0
+
+
+# What a cut-off call can be found again as: a create or a remix (upstream names a remix's source).
+ADOPTABLE_ORIGINS = frozenset({VideoOrigin.CREATE.value, VideoOrigin.REMIX.value})
 
 
 def _match_key(video: Video, source_upstream_id: str | None) -> tuple[str, str, str, str, str | None]:
@@ -68,6 +72,12 @@ async def resolve_cut_off_creates(
     adopted = settled = 0
     by_profile: dict[str, list[Video]] = {}
     for video in videos:
+        if video.origin not in ADOPTABLE_ORIGINS:
+            # An edit or extension upstream lists with nothing that ties it to its source (the contract names
+            # only a remix's): a match by prompt and length could be another render. Settled as unknown.
+            await settle_unknown_submission(session, video=video, settings=settings)
+            settled += 1
+            continue
         by_profile.setdefault(video.upstream_profile, []).append(video)
     for profile, rows in by_profile.items():
         matches = await _matches(repository, rows, upstreams=upstreams, settings=settings)

@@ -62,6 +62,9 @@ class ApiSettings(BaseModel):
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Largest accepted input_reference image, decoded.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Largest uploaded MP4 (an edit's or extension's source, a character's clip). The whole request must also
+    # fit `max_request_bytes`: raise both together.
+    max_video_bytes: int = Field(default=24 * 1024 * 1024, ge=1024)
     # A retrieve of a non-terminal video refreshes from upstream at most this often per video.
     refresh_min_interval_seconds: float = Field(default=2.0, ge=0)
     list_default_limit: int = Field(default=20, ge=1, le=100)

@@ -1,9 +1,10 @@
-"""`Idempotency-Key` on the paid POSTs (create and remix), as a pure ASGI middleware.
+"""`Idempotency-Key` on the paid POSTs (create, remix, edits, extensions, characters), as a pure ASGI middleware.
 
 A middleware rather than route dependencies, because it must see the request body before the route parses
 it (to fingerprint it, then hand it on unchanged) and the whole answer after the route, error handlers
-included (to store it before the client sees it). Only `POST /v1/videos` and `POST /v1/videos/{id}/remix`
-with the header are touched; everything else passes straight through.
+included (to store it before the client sees it). Only `POST /v1/videos`, `POST /v1/videos/{id}/remix`,
+`POST /v1/videos/edits`, `POST /v1/videos/extensions` and `POST /v1/videos/characters` with the header are
+touched; everything else passes straight through.
 
 For a request it handles: parse the key (400 if unusable), authenticate the caller (a request that does
 not authenticate passes through and gets the route's 401), buffer the body (bounded by the body limit:
@@ -32,7 +33,7 @@ from app.idempotency.service import Claim, IdempotencyService, Replay
 logger = logging.getLogger(__name__)
 
 HEADER = b"idempotency-key"
-PAID_PATHS = re.compile(r"^/v1/videos(/[^/]+/remix)?$")
+PAID_PATHS = re.compile(r"^/v1/videos(/[^/]+/remix|/edits|/extensions|/characters)?$")
 # Set on every replayed answer (as Stripe does), so a client can tell a repeat from a first answer.
 REPLAYED_HEADER = "idempotent-replayed"
 # Never stored, never replayed.

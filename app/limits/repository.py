@@ -73,6 +73,11 @@ class ProfileUsageRow:
     billed_seconds: int
 
 
+def charged_seconds() -> ColumnElement[int]:
+    """The seconds a render is charged for: an extension's new segment (`billed_seconds`), else its length."""
+    return func.coalesce(Video.billed_seconds, cast(Video.seconds, Integer))
+
+
 def _outcome_columns() -> list[ColumnElement[int]]:
     """Renders, completed, pending, failed, moderation-blocked, billed renders and billed seconds of a group."""
     failed = and_(Video.status == VideoStatus.FAILED.value, Video.error_code.is_distinct_from(MODERATION_BLOCKED))
@@ -83,7 +88,7 @@ def _outcome_columns() -> list[ColumnElement[int]]:
         func.count().filter(failed),
         func.count().filter(moderation_blocked()),
         func.count().filter(billable()),
-        func.coalesce(func.sum(cast(Video.seconds, Integer)).filter(billable()), 0),
+        func.coalesce(func.sum(charged_seconds()).filter(billable()), 0),
     ]
 
 
@@ -162,7 +167,7 @@ class LimitsRepository:
         """Seconds charged or reserved since `since`, per model: every render except failed ones that
         upstream certainly did not bill. Deleted videos still count: the money was spent."""
         statement = (
-            select(Video.model, func.sum(cast(Video.seconds, Integer)))
+            select(Video.model, func.sum(charged_seconds()))
             .where(Video.caller_id == caller_id, Video.created_at >= since, billable())
             .group_by(Video.model)
         )

@@ -12,10 +12,11 @@ from app.models.callback import (
     DeliveryState,
 )
 from app.models.caller import ApiKey, Caller
+from app.models.character import Character
 from app.models.console import CONSOLE_INDEXES as CONSOLE_INDEXES
 from app.models.idempotency import IdempotencyRecord
 from app.models.limits import KeyRequestWindow as KeyRequestWindow
-from app.models.video import Video, VideoStatus
+from app.models.video import Video, VideoOrigin, VideoStatus
 from app.models.video_input import VideoInput
 from app.models.webhook_event import EventOutcome, WebhookEvent
 
@@ -32,6 +33,7 @@ __all__ = [
     "CallbackEndpoint",
     "CallbackSecret",
     "Caller",
+    "Character",
     "DeliveryState",
     "EventOutcome",
     "IdempotencyRecord",
@@ -40,6 +42,7 @@ __all__ = [
     "Variant",
     "Video",
     "VideoInput",
+    "VideoOrigin",
     "VideoStatus",
     "WebhookEvent",
 ]

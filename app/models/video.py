@@ -26,6 +26,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.db import Base
 
 
+class VideoOrigin(StrEnum):
+    """How a video came to be: what the caller asked for (the wire shape keeps `remixed_from_video_id` for remixes)."""
+
+    CREATE = "create"
+    REMIX = "remix"
+    EDIT = "edit"
+    EXTENSION = "extension"
+
+
 class VideoStatus(StrEnum):
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
@@ -52,6 +61,7 @@ class Video(Base):
             name="status_known",
         ),
         CheckConstraint("progress BETWEEN 0 AND 100", name="progress_percent"),
+        CheckConstraint("origin IN ('create', 'remix', 'edit', 'extension')", name="origin_known"),
         # Upstream ids are unique within one upstream, not across providers.
         UniqueConstraint("upstream_profile", "upstream_id"),
         # A caller's list, newest or oldest first.
@@ -83,7 +93,13 @@ class Video(Base):
     progress: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(200))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The caller's video this one was made from (a remix's, edit's or extension's source); NULL for a create and
+    # for an edit or extension of an uploaded MP4.
     remixed_from: Mapped[str | None] = mapped_column(ForeignKey("videos.id"))
+    origin: Mapped[str] = mapped_column(String(20), server_default="create", default=VideoOrigin.CREATE.value)
+    # What the render is charged for when it is not `seconds`: an extension renders only its new segment,
+    # while its `seconds` is the stitched total. NULL: `seconds`.
+    billed_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

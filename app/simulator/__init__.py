@@ -1,8 +1,9 @@
 """Upstream simulator: a local stand-in for OpenAI's asynchronous `/v1/videos` API.
 
 It serves OpenAI's `/v1/videos` contract (13-field `Video` objects, list paging, content variants,
-remix, signed `video.completed`/`video.failed` webhooks with retries), renders real H.264 MP4s, WebP
-thumbnails and JPEG spritesheets, and exposes fault knobs under `/_sim` (see `app.simulator.faults`).
+remix, edits, extensions and characters, signed `video.completed`/`video.failed` webhooks with retries),
+renders real H.264 MP4s, WebP thumbnails and JPEG spritesheets (edits and extensions made from their source's
+frames by `app.simulator.derive`), and exposes fault knobs under `/_sim` (see `app.simulator.faults`).
 The live providers' simulators live beside it, each written from its provider's documented contract:
 `app.simulator.gemini` (Veo on Google's Gemini API), `app.simulator.seedance`, `app.simulator.fal` and
 `app.simulator.replicate`; `simulator_app(kind, settings)` picks one (`video-gateway simulator --kind`).

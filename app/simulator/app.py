@@ -1,5 +1,11 @@
 """HTTP surface of the simulator: the `/v1/videos` contract, the `/_sim` admin API and the file host.
 
+The contract: create, list, retrieve, delete, content and remix; and `POST /v1/videos/edits` and
+`POST /v1/videos/extensions` (multipart with the source as the `video` file part or the text part
+`video[id]`, or JSON with `"video": {"id": ...}`; see `app.simulator.derive`), `POST /v1/videos/characters`
+(multipart only: `name` and the `video` file part) and `GET /v1/videos/characters/{id}`. Uploaded videos are
+bounded by `derive.MAX_UPLOAD_BYTES` (413 past it).
+
 Routes parse the request, call one `Simulator` operation and return its JSON. Every `/v1` and `/_sim` route
 requires `Authorization: Bearer <api_key>`; `/_sim/files/...` instead takes the per-video token that a
 content redirect carries (clients drop `Authorization` when a redirect changes host). Errors of any kind,
@@ -13,8 +19,10 @@ Admin API (JSON; all but the expiry are `app.simulator.admin`'s, shared with the
   `max_concurrent_renders`); `PATCH /_sim/config` changes the given fields.
 - `POST /_sim/reset` forgets videos, deliveries, stats and faults, and restores the settings' config.
 - `GET /_sim/stats` → `{create_requests, videos_created, renders_completed, rate_limited, requests: {route:
-  count}}`; `rate_limited` counts the 429s the limits answered (a create or remix past `rate_limit_rpm` within
-  `rate_limit_window_seconds`, or past `max_concurrent_renders` videos queued or rendering).
+  count}}`; `rate_limited` counts the 429s the limits answered (a create, remix, edit or extension past
+  `rate_limit_rpm` within `rate_limit_window_seconds`, or past `max_concurrent_renders` videos queued or
+  rendering). Edits and extensions count in `videos_created` and `renders_completed` as remixes do;
+  `create_requests` counts `POST /v1/videos` only.
 - `GET /_sim/webhooks` → `{"object": "list", "data": [delivery...]}`, each delivery `{webhook_id, event_id,
   type, video_id, status, attempts: [{number, at, status_code, error}], body}`.
 - `POST /_sim/videos/{id}/expire` makes a completed video's content expire now; returns the `Video`.
@@ -40,16 +48,21 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Message
 
 from app.core.config import SimulatorSettings
 from app.simulator import admin, content
+from app.simulator.derive import MAX_UPLOAD_BYTES, UploadedVideo, probe_mp4
 from app.simulator.errors import SimulatorError, invalid
 from app.simulator.lifecycle import take_burst
 from app.simulator.runtime import Simulator
 from app.simulator.state import Order, list_envelope
 from app.simulator.validation import (
     MAX_IMAGE_URL_CHARS,
+    check_character_fields,
     check_create_fields,
+    check_edit_fields,
+    check_extension_fields,
     check_reference_image,
     check_remix_fields,
     decode_data_url,
@@ -58,7 +71,9 @@ from app.simulator.validation import (
 
 IMAGE_FETCH_TIMEOUT_SECONDS = 10.0
 # The calls that start a paid render: what the account's rate limit counts.
-PAID_ROUTES = frozenset({"create_video", "remix_video"})
+PAID_ROUTES = frozenset({"create_video", "remix_video", "edit_video", "extend_video"})
+# Room for the text parts and multipart framing beside an upload of `MAX_UPLOAD_BYTES`.
+FORM_OVERHEAD_BYTES = 1024 * 1024
 SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 
 
@@ -112,9 +127,48 @@ async def admin_guard(request: Request, simulator: SimDep) -> None:
     await simulator.ensure_started()
 
 
-async def _read_fields(request: Request) -> tuple[dict[str, object], bytes | None]:
-    """The request's fields (JSON object or multipart text parts) and the bytes of a file part, if any."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _upload_too_large(max_file_bytes: int) -> SimulatorError:
+    return SimulatorError(
+        413,
+        f"The uploaded video is too large: at most {max_file_bytes / (1024 * 1024):g} MiB is accepted.",
+        param="video",
+        code="file_too_large",
+    )
+
+
+def _bounded(request: Request, max_file_bytes: int) -> Request:
+    """The request with a body that answers 413 once it is longer than a file of `max_file_bytes` and the other
+    fields can make it, before it is all read (a declared `Content-Length` at once; a chunked body as it
+    arrives), so an oversized upload is neither buffered nor spooled to disk whole."""
+    max_bytes = max_file_bytes + FORM_OVERHEAD_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _upload_too_large(max_file_bytes)
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > max_bytes:
+            raise _upload_too_large(max_file_bytes)
+        return message
+
+    return Request(request.scope, receive)
+
+
+async def _read_fields(
+    request: Request, *, file_field: str = "input_reference", max_file_bytes: int | None = None
+) -> tuple[dict[str, object], bytes | None]:
+    """The request's fields (JSON object or multipart text parts) and the bytes of the `file_field` file part,
+    if any; with `max_file_bytes`, a bigger body or file is refused with 413."""
+    if max_file_bytes is not None:
+        request = _bounded(request, max_file_bytes)
+    content_type = _content_type(request)
     if content_type == "application/json":
         try:
             body = await request.json()
@@ -133,8 +187,10 @@ async def _read_fields(request: Request) -> tuple[dict[str, object], bytes | Non
         async with request.form() as form:
             for name, value in form.multi_items():
                 if isinstance(value, UploadFile):
-                    if name != "input_reference":
+                    if name != file_field:
                         raise invalid(f"Unexpected file part '{name}'.", param=name, code="invalid_type")
+                    if max_file_bytes is not None and (value.size or 0) > max_file_bytes:
+                        raise _upload_too_large(max_file_bytes)
                     file_bytes = await value.read()
                     fields[name] = None
                 else:
@@ -187,6 +243,37 @@ def _api_router() -> APIRouter:
         record = simulator.create(params, reference_image=image)
         return record.as_video(_now())
 
+    # Before the `/videos/{video_id}/...` routes, which `/videos/characters/content` would match too.
+    @router.post("/videos/edits", name="edit_video")
+    async def edit_video(request: Request, simulator: SimDep) -> dict[str, Any]:
+        fields, file_bytes = await _read_fields(request, file_field="video", max_file_bytes=MAX_UPLOAD_BYTES)
+        params = check_edit_fields(fields, has_file=file_bytes is not None)
+        upload = await _probe_upload(file_bytes)
+        return simulator.derive("edit", params, upload).as_video(_now())
+
+    @router.post("/videos/extensions", name="extend_video")
+    async def extend_video(request: Request, simulator: SimDep) -> dict[str, Any]:
+        fields, file_bytes = await _read_fields(request, file_field="video", max_file_bytes=MAX_UPLOAD_BYTES)
+        params = check_extension_fields(fields, has_file=file_bytes is not None)
+        upload = await _probe_upload(file_bytes)
+        return simulator.derive("extension", params, upload).as_video(_now())
+
+    @router.post("/videos/characters", name="create_character")
+    async def create_character(request: Request, simulator: SimDep) -> dict[str, Any]:
+        if _content_type(request) != "multipart/form-data":
+            raise invalid(
+                "Characters are created from an uploaded video: send multipart/form-data with 'name' and 'video'.",
+                code="unsupported_content_type",
+            )
+        fields, file_bytes = await _read_fields(request, file_field="video", max_file_bytes=MAX_UPLOAD_BYTES)
+        name = check_character_fields(fields, has_file=file_bytes is not None)
+        await _probe_upload(file_bytes)
+        return simulator.create_character(name).as_json()
+
+    @router.get("/videos/characters/{character_id}", name="retrieve_character")
+    async def retrieve_character(character_id: str, simulator: SimDep) -> dict[str, Any]:
+        return simulator.characters.get(character_id).as_json()
+
     @router.get("/videos", name="list_videos")
     async def list_videos(
         simulator: SimDep,
@@ -220,6 +307,13 @@ def _api_router() -> APIRouter:
         return record.as_video(_now())
 
     return router
+
+
+async def _probe_upload(file_bytes: bytes | None) -> UploadedVideo | None:
+    """Check an uploaded source video off the event loop (decoding it is CPU work)."""
+    if file_bytes is None:
+        return None
+    return await asyncio.to_thread(probe_mp4, file_bytes)
 
 
 def _serve(request: Request, simulator: Simulator, video_id: str, variant: str, *, redirected: bool) -> Response:

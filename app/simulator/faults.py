@@ -21,7 +21,8 @@ API bursts (answered before the route runs; the request is still counted in `/_s
 - `server_error_next` (int): the next N matching API requests answer `server_error_status`.
 - `server_error_status` (500 | 502 | 503).
 - `burst_routes` (list of route names): which routes the bursts hit; empty means every `/v1` route. Names:
-  `create_video`, `list_videos`, `retrieve_video`, `delete_video`, `download_content`, `remix_video`.
+  `create_video`, `list_videos`, `retrieve_video`, `delete_video`, `download_content`, `remix_video`,
+  `edit_video`, `extend_video`, `create_character`, `retrieve_character`.
 
 Content (`GET /v1/videos/{id}/content` and the redirect target it may point to)
 - `content_bytes_per_second` (int): throttle the body to this rate; 0 means unthrottled.
@@ -49,7 +50,18 @@ from pydantic import Field
 
 from app.simulator.sender import WebhookFaults
 
-RouteName = Literal["create_video", "list_videos", "retrieve_video", "delete_video", "download_content", "remix_video"]
+RouteName = Literal[
+    "create_video",
+    "list_videos",
+    "retrieve_video",
+    "delete_video",
+    "download_content",
+    "remix_video",
+    "edit_video",
+    "extend_video",
+    "create_character",
+    "retrieve_character",
+]
 
 
 class Faults(WebhookFaults):

@@ -17,13 +17,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, Self
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.05
 RenderOutcome = Literal["drawing", "drawn", "failed"]
+# Draws a job's files into a directory, checking the callable (the job was cancelled) between frames.
+Draw = Callable[[Path, Callable[[], bool]], None]
 
 
 class RuntimeConfig(BaseModel):
@@ -196,7 +199,11 @@ class RenderPool:
 
     def start(self, job: Job, render: RenderJob) -> None:
         """Draw the job's files; `outcome` tells when they are done."""
-        self._tasks[job.id] = asyncio.create_task(self._draw(job, render), name=f"render {job.id}")
+        self.start_drawing(job, functools.partial(render_assets, render))
+
+    def start_drawing(self, job: Job, draw: Draw) -> None:
+        """Like `start`, with any drawing function (an edited or extended video's, `app.simulator.derive`)."""
+        self._tasks[job.id] = asyncio.create_task(self._draw(job, draw), name=f"render {job.id}")
 
     def outcome(self, job: Job) -> RenderOutcome:
         """Whether the job's files are still being drawn, drawn, or failed; forgets the render once it is over."""
@@ -219,13 +226,13 @@ class RenderPool:
         if (task is None or task.done()) and job.directory is not None:
             await asyncio.to_thread(shutil.rmtree, job.directory, True)
 
-    async def _draw(self, job: Job, render: RenderJob) -> None:
+    async def _draw(self, job: Job, draw: Draw) -> None:
         assert self._executor is not None and self._data_dir is not None
         directory = self._data_dir / job.id
         job.directory = directory
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, render_assets, render, directory, job.cancelled.is_set)
+            await loop.run_in_executor(self._executor, draw, directory, job.cancelled.is_set)
         except RenderCancelled:
             pass
         except Exception:

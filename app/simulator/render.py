@@ -5,6 +5,8 @@ Each frame is drawn with Pillow (the prompt text plus a bouncing ball, on the re
 given, since upstream makes it the first frame) and encoded with libx264's `ultrafast` preset, so a test
 video takes well under a second. Synthetic mode skips the encoder: the MP4 is a valid `ftyp` box followed by
 one padding `mdat` box, produced in chunks so a multi-gigabyte asset never sits in memory or on disk.
+`H264Writer` and `Previews` (the thumbnail and spritesheet) also serve `app.simulator.derive`, which makes
+edited and extended videos from a source's frames.
 """
 
 from __future__ import annotations
@@ -102,36 +104,74 @@ def render_assets(job: RenderJob, directory: Path, should_stop: Callable[[], boo
     """Write the MP4 (unless synthetic), the thumbnail and the spritesheet into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     painter = FramePainter(job)
-    tile_indexes = _spritesheet_indexes(job.frame_count)
-    thumbnail_index = job.frame_count // 2
-    tiles: list[Image.Image] = []
-    thumbnail: Image.Image | None = None
+    previews = Previews(job.frame_count)
     if job.synthetic_bytes is None:
-        with av.open(str(directory / VIDEO_FILE), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=job.fps)
-            stream.width = job.width
-            stream.height = job.height
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"preset": "ultrafast"}
+        with H264Writer(directory / VIDEO_FILE, job.width, job.height, job.fps) as writer:
             for index in range(job.frame_count):
                 if should_stop():
                     raise RenderCancelled
                 image = painter.frame(index)
-                if index in tile_indexes:
-                    tiles.append(_tile(image))
-                if index == thumbnail_index:
-                    thumbnail = image
-                frame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode(None):
-                container.mux(packet)
+                previews.offer(index, image)
+                writer.write(image)
     else:
-        tiles = [_tile(painter.frame(index)) for index in sorted(tile_indexes)]
-        thumbnail = painter.frame(thumbnail_index)
-    assert thumbnail is not None
-    thumbnail.save(directory / THUMBNAIL_FILE, format="WEBP", quality=80)
-    _spritesheet(tiles).save(directory / SPRITESHEET_FILE, format="JPEG", quality=80)
+        for index in previews.wanted:
+            previews.offer(index, painter.frame(index))
+    previews.save(directory)
+
+
+class H264Writer:
+    """An H.264 MP4 at `fps` written one RGB frame at a time (libx264 `ultrafast`, yuv420p: even sizes only)."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: int) -> None:
+        self._container = av.open(str(path), mode="w", format="mp4")
+        self._stream = self._container.add_stream("libx264", rate=fps)
+        self._stream.width = width
+        self._stream.height = height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"preset": "ultrafast"}
+
+    def write(self, image: Image.Image) -> None:
+        frame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def __enter__(self) -> H264Writer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:  # flush the encoder only for a whole video; a cancelled one is discarded
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+        finally:
+            self._container.close()
+
+
+class Previews:
+    """The thumbnail (the middle frame) and the spritesheet tiles of a video, kept as its frames go by."""
+
+    def __init__(self, frame_count: int) -> None:
+        self._tile_indexes = _spritesheet_indexes(frame_count)
+        self._thumbnail_index = frame_count // 2
+        self._tiles: list[Image.Image] = []
+        self._thumbnail: Image.Image | None = None
+
+    @property
+    def wanted(self) -> list[int]:
+        """The frames the previews are made of, in order (all a synthetic render draws)."""
+        return sorted(self._tile_indexes | {self._thumbnail_index})
+
+    def offer(self, index: int, image: Image.Image) -> None:
+        """Frame `index` of the video; kept if a preview needs it (frames must be offered in order)."""
+        if index in self._tile_indexes:
+            self._tiles.append(_tile(image))
+        if index == self._thumbnail_index:
+            self._thumbnail = image
+
+    def save(self, directory: Path) -> None:
+        assert self._thumbnail is not None and self._tiles, "previews saved before their frames were offered"
+        self._thumbnail.save(directory / THUMBNAIL_FILE, format="WEBP", quality=80)
+        _spritesheet(self._tiles).save(directory / SPRITESHEET_FILE, format="JPEG", quality=80)
 
 
 def _spritesheet_indexes(frame_count: int) -> set[int]:

@@ -1,4 +1,5 @@
-"""The running OpenAI simulator: videos from queued to completed or failed, remix, delete and expiry.
+"""The running OpenAI simulator: videos from queued to completed or failed, remix, edit, extension, delete and
+expiry; and characters.
 
 `Simulator` is created by `create_simulator_app` and lives on `app.state.simulator`. Its start/stop, lifecycle
 tick, render pool and reset are `app.simulator.lifecycle.SimulatorRuntime`'s; this module decides what
@@ -7,24 +8,43 @@ if drawing its files takes longer), then is `completed` with its files, or `fail
 prompt, or a render that broke), and each ending fires its `video.completed`/`video.failed` webhook. Like a
 provider account, it may cap creates and remixes per window (`rate_limit_rpm`) and videos queued or rendering
 at once (`max_concurrent_renders`), answering 429 past either.
+
+An edit or extension (`derive`) is a new video with the lifecycle, webhooks, limits and counts of a create; it
+takes its model, size and seconds from its source (an extension adds its seconds) and its files are drawn
+from the source's frames by `app.simulator.derive`. A referenced source must exist (else 404) and be completed
+with its content not expired (else 400 `invalid_video_state`, as remix answers); its MP4 is read when the
+render starts, so deleting the source before then fails the edit (`video.failed`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from app.core.config import SimulatorSettings
 from app.simulator.delivery import WebhookSender
+from app.simulator.derive import DeriveJob, UploadedVideo, derive_assets
 from app.simulator.errors import SimulatorError
 from app.simulator.faults import Faults
 from app.simulator.lifecycle import RuntimeConfig, SimulatorRuntime
-from app.simulator.render import RenderJob
-from app.simulator.state import ArrivalWindow, VideoRecord, VideoStore, new_video_id
-from app.simulator.validation import CreateParams, size_dimensions
+from app.simulator.render import VIDEO_FILE, RenderJob
+from app.simulator.state import (
+    ArrivalWindow,
+    Character,
+    CharacterStore,
+    Derivation,
+    VideoRecord,
+    VideoStore,
+    new_character_id,
+    new_video_id,
+)
+from app.simulator.validation import DEFAULT_MODEL, CreateParams, DeriveParams, size_dimensions
 
 MODERATION_ERROR = {"code": "moderation_blocked", "message": "Your request was blocked by our moderation system."}
 RENDER_ERROR = {"code": "internal_error", "message": "Video generation failed. Please try again."}
@@ -54,6 +74,7 @@ class Simulator(SimulatorRuntime):
             created_key="videos_created",
         )
         self.arrivals = ArrivalWindow()
+        self.characters = CharacterStore()
 
     def _initial_config(self) -> OpenAIConfig:
         return OpenAIConfig.from_settings(
@@ -66,11 +87,13 @@ class Simulator(SimulatorRuntime):
     async def reset(self) -> None:
         await super().reset()
         self.arrivals.clear()
+        self.characters.clear()
 
     # --- the account's limits -------------------------------------------------------------------------
 
     def admit_paid_request(self, now: float) -> None:
-        """Count a create or remix against `rate_limit_rpm`, or refuse it with 429 (not counted then)."""
+        """Count a create, remix, edit or extension against `rate_limit_rpm`, or refuse it with 429 (not counted
+        then)."""
         limit = self.config.rate_limit_rpm
         if limit is None:
             return
@@ -107,12 +130,15 @@ class Simulator(SimulatorRuntime):
         *,
         reference_image: bytes | None = None,
         remixed_from: str | None = None,
+        derivation: Derivation | None = None,
     ) -> VideoRecord:
         # Checked here, where the video is added with no await in between, so concurrent creates cannot all pass.
         self._check_concurrency()
         synthetic = self.faults.synthetic_asset_bytes
         if synthetic is None:
             synthetic = self.settings.synthetic_asset_bytes
+        if synthetic is None and derivation is not None:
+            synthetic = derivation.source_synthetic_bytes  # no frames to start from (see app.simulator.derive)
         record = VideoRecord(
             id=new_video_id(),
             model=params.model,
@@ -123,6 +149,7 @@ class Simulator(SimulatorRuntime):
             remixed_from_video_id=remixed_from,
             reference_image=reference_image,
             synthetic_bytes=synthetic,
+            derivation=derivation,
             moderation_blocked=self.config.blocks(params.prompt),
         )
         self.store.add(record)
@@ -141,6 +168,52 @@ class Simulator(SimulatorRuntime):
             )
         params = CreateParams(prompt=prompt, model=source.model, seconds=source.seconds, size=source.size)
         return self.create(params, remixed_from=source.id)
+
+    def derive(
+        self, kind: Literal["edit", "extension"], params: DeriveParams, upload: UploadedVideo | None
+    ) -> VideoRecord:
+        """An edit or extension of the referenced video (`params.video_id`) or of the uploaded one."""
+        if params.video_id is not None:
+            source = self._derivable(params.video_id, "edited" if kind == "edit" else "extended")
+            # A referenced video keeps its model; `model` only names the model for an uploaded source.
+            model, size, seconds = source.model, source.size, int(source.seconds)
+            derivation = Derivation(
+                kind=kind,
+                source_path=None if source.synthetic_bytes is not None else self.asset_directory(source) / VIDEO_FILE,
+                source_synthetic_bytes=source.synthetic_bytes,
+                extension_seconds=params.extension_seconds,
+            )
+        else:
+            assert upload is not None, "an edit without a video id has an uploaded file"
+            model, size, seconds = params.model or DEFAULT_MODEL, upload.size, upload.seconds
+            derivation = Derivation(kind=kind, source_bytes=upload.data, extension_seconds=params.extension_seconds)
+        params_of_result = CreateParams(
+            prompt=params.prompt, model=model, seconds=str(seconds + params.extension_seconds), size=size
+        )
+        return self.create(params_of_result, derivation=derivation)
+
+    def _derivable(self, video_id: str, verb: str) -> VideoRecord:
+        source = self.store.get(video_id)
+        if source.status != "completed":
+            raise SimulatorError(
+                400,
+                f"Video '{video_id}' is {source.status}; only completed videos can be {verb}.",
+                param="video",
+                code="invalid_video_state",
+            )
+        if source.is_expired(time.time()) or source.directory is None:
+            raise SimulatorError(
+                400,
+                f"The content of video '{video_id}' has expired; it can no longer be {verb}.",
+                param="video",
+                code="invalid_video_state",
+            )
+        return source
+
+    def create_character(self, name: str) -> Character:
+        character = Character(id=new_character_id(), name=name, created_at=int(time.time()))
+        self.characters.add(character)
+        return character
 
     async def delete(self, video_id: str) -> VideoRecord:
         record = self.store.remove(video_id)
@@ -172,7 +245,7 @@ class Simulator(SimulatorRuntime):
             record.started_at = now
             record.render_seconds = self.config.render_seconds
             if not record.moderation_blocked:
-                self.renders.start(record, self._render_job(record))
+                self._start_drawing(record)
         if record.status != "in_progress" or record.started_at is None:
             return
         if now < record.started_at + record.render_seconds:
@@ -185,8 +258,21 @@ class Simulator(SimulatorRuntime):
             return  # the render outlasts render_seconds: stay at 99 % until the files exist
         self._finish(record, now, error=RENDER_ERROR if outcome == "failed" else None)
 
+    def _start_drawing(self, record: VideoRecord) -> None:
+        derivation = record.derivation
+        # A synthetic edit or extension is drawn as any synthetic video is: there are no frames to decode.
+        if derivation is None or record.synthetic_bytes is not None:
+            self.renders.start(record, self._render_job(record))
+            return
+        width, height = size_dimensions(record.size)
+        job = DeriveJob(derivation=derivation, prompt=record.prompt, width=width, height=height, fps=self.settings.fps)
+        self.renders.start_drawing(record, functools.partial(derive_assets, job))
+
     def _finish(self, record: VideoRecord, now: float, *, error: dict[str, str] | None) -> None:
         record.completed_at = int(now)
+        if record.derivation is not None and record.derivation.source_bytes is not None:
+            # The render is over: an uploaded source need not stay in memory for the video's lifetime.
+            record.derivation = dataclasses.replace(record.derivation, source_bytes=None)
         if error is None:
             record.status = "completed"
             record.expires_at = record.completed_at + int(self.config.ttl_seconds)

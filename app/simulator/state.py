@@ -1,10 +1,11 @@
-"""The simulator's in-memory video store: records, their JSON form, and list paging; and the arrival window its
-requests-per-minute limit counts in.
+"""The simulator's in-memory video store: records, their JSON form, and list paging; the characters
+(`/v1/videos/characters`); and the arrival window its requests-per-minute limit counts in.
 
 A `VideoRecord` holds what upstream would persist for one job; `as_video()` renders the 13-field `Video`
 object with every key present (null where unset). Progress is derived from timestamps at read time, so a
 poll between lifecycle ticks still sees it rise; status changes happen only in the runtime's lifecycle
-loop, so `completed` always means the files exist.
+loop, so `completed` always means the files exist. An edit or extension is a video like any other, whose
+record also says what it is made from (`Derivation`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ def new_video_id() -> str:
     return f"video_{secrets.token_hex(24)}"
 
 
+def new_character_id() -> str:
+    return f"char_{secrets.token_hex(16)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Derivation:
+    """What an edit or extension is made from: its source's MP4 (one of the three forms) and, for an
+    extension, the seconds it adds. `app.simulator.derive` turns it into the new video's files."""
+
+    kind: Literal["edit", "extension"]
+    # A simulator video's MP4, read when the render starts (the source must still exist then).
+    source_path: Path | None = None
+    # An uploaded MP4 (at most `derive.MAX_UPLOAD_BYTES`); dropped once the job has ended.
+    source_bytes: bytes | None = None
+    # A synthetic-mode source has no frames to decode: the result is synthetic too, of this many bytes.
+    source_synthetic_bytes: int | None = None
+    extension_seconds: int = 0
+
+
 @dataclass(slots=True)
 class VideoRecord:
     id: str
@@ -37,6 +57,8 @@ class VideoRecord:
     remixed_from_video_id: str | None = None
     reference_image: bytes | None = None
     synthetic_bytes: int | None = None
+    # Set for edits and extensions: the source their frames come from.
+    derivation: Derivation | None = None
     # Decided at creation from the blocked words then in force; the job fails when its render time is up.
     moderation_blocked: bool = False
     status: Status = "queued"
@@ -139,6 +161,37 @@ def list_envelope(records: list[VideoRecord], has_more: bool, now: float) -> dic
         "last_id": records[-1].id if records else None,
         "has_more": has_more,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Character:
+    """A character made from an uploaded video; the simulator keeps only its name (the video was checked)."""
+
+    id: str
+    name: str
+    created_at: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created_at": self.created_at}
+
+
+class CharacterStore:
+    def __init__(self) -> None:
+        self._characters: dict[str, Character] = {}
+
+    def add(self, character: Character) -> None:
+        self._characters[character.id] = character
+
+    def get(self, character_id: str) -> Character:
+        character = self._characters.get(character_id)
+        if character is None:
+            raise SimulatorError(
+                404, f"Character with id '{character_id}' not found.", param="character_id", code="not_found"
+            )
+        return character
+
+    def clear(self) -> None:
+        self._characters.clear()
 
 
 class ArrivalWindow:

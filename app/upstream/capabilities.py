@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from app.core.errors import InvalidRequest
-from app.upstream.schemas import CreateVideoCommand
+from app.upstream.schemas import CreateVideoCommand, SourceVideo
 
 ALL_VARIANTS = frozenset({"video", "thumbnail", "spritesheet"})
 # The variants each kind's provider serves itself; the archive derives the others from the archived MP4.
@@ -43,12 +43,28 @@ class ModelCapabilities:
     # Whether a link in `input_reference.image_url` is taken (the gateway fetches it and sends the bytes).
     accepts_image_url: bool = True
     remix: bool = True
+    # Edits (`POST /v1/videos/edits`) of the model's own renders.
+    edit: bool = False
+    # The lengths of a new segment an extension (`POST /v1/videos/extensions`) may add; empty: cannot extend.
+    extend_seconds: tuple[str, ...] = ()
+    # Sizes an extension's source may have (Veo extends only 720p videos); empty: any.
+    extend_sizes: tuple[str, ...] = ()
+    # Whether an edit or extension may start from an uploaded MP4 rather than one of the model's renders.
+    derive_from_upload: bool = False
+    # Characters (`POST /v1/videos/characters`), made on this model's profile.
+    characters: bool = False
 
     def operations(self) -> str:
         """What the model can do, for a refusal's message."""
         done = ["create (text or image to video)", "retrieve", "list", "delete", "content"]
         if self.remix:
             done.append("remix")
+        if self.edit:
+            done.append("edit")
+        if self.extend_seconds:
+            done.append("extend")
+        if self.characters:
+            done.append("characters")
         return ", ".join(done)
 
 
@@ -105,3 +121,46 @@ def check_remix(model: str, capabilities: ModelCapabilities) -> None:
             param="video_id",
             code="unsupported_by_provider",
         )
+
+
+def _unsupported(model: str, capabilities: ModelCapabilities, what: str, *, param: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Model '{model}' ({capabilities.provider}) cannot {what}. It supports: {capabilities.operations()}.",
+        param=param,
+        code="unsupported_by_provider",
+    )
+
+
+def check_edit(model: str, capabilities: ModelCapabilities, source: SourceVideo) -> None:
+    """A 400 `unsupported_by_provider` when the model cannot edit this source."""
+    if not capabilities.edit:
+        raise _unsupported(model, capabilities, "edit a video", param="video")
+    if source.upload is not None and not capabilities.derive_from_upload:
+        raise _unsupported(model, capabilities, "edit an uploaded video, only its own renders", param="video")
+
+
+def check_extend(model: str, capabilities: ModelCapabilities, *, seconds: str, source: SourceVideo) -> None:
+    """A 400 when the model cannot extend this source by `seconds` (never silently another length)."""
+    if not capabilities.extend_seconds:
+        raise _unsupported(model, capabilities, "extend a video", param="video")
+    if source.upload is not None and not capabilities.derive_from_upload:
+        raise _unsupported(model, capabilities, "extend an uploaded video, only its own renders", param="video")
+    if seconds not in capabilities.extend_seconds:
+        raise InvalidRequest(
+            f"Invalid value: '{seconds[:20]}'. Supported values are: {_choices(capabilities.extend_seconds)}"
+            f" (model '{model}' extends by these lengths).",
+            param="seconds",
+            code="invalid_value",
+        )
+    if capabilities.extend_sizes and source.size not in capabilities.extend_sizes:
+        raise InvalidRequest(
+            f"Model '{model}' ({capabilities.provider}) extends only videos of size "
+            f"{_choices(capabilities.extend_sizes)}; this one is '{source.size}'.",
+            param="video",
+            code="unsupported_by_provider",
+        )
+
+
+def check_characters(model: str, capabilities: ModelCapabilities) -> None:
+    if not capabilities.characters:
+        raise _unsupported(model, capabilities, "make characters", param="model")

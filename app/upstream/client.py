@@ -40,7 +40,15 @@ from app.core.errors import (
     UpstreamUnavailable,
 )
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
-from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
+from app.upstream.schemas import (
+    CharacterCommand,
+    CreateVideoCommand,
+    EditCommand,
+    ExtendCommand,
+    SourceVideo,
+    UpstreamCharacter,
+    UpstreamVideo,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,11 @@ OPENAI_CAPABILITIES = ModelCapabilities(
     provider="OpenAI's /v1/videos contract",
     seconds=("4", "8", "12"),
     sizes=("720x1280", "1280x720", "1024x1792", "1792x1024"),
+    edit=True,
+    # The contract's description of an extension's `seconds` (its SDK type lists only 4, 8 and 12).
+    extend_seconds=("4", "8", "12", "16", "20"),
+    derive_from_upload=True,
+    characters=True,
 )
 
 # (message, param, code) from an error answer's body.
@@ -259,6 +272,57 @@ class UpstreamClient:
     async def remix_video(self, upstream_id: str, *, prompt: str) -> UpstreamVideo:
         response = await self.send("POST", f"videos/{upstream_id}/remix", kind=CallKind.PAID, json={"prompt": prompt})
         return UpstreamVideo.model_validate(response.json())
+
+    async def edit_video(self, command: EditCommand) -> UpstreamVideo:
+        return await self._derive("videos/edits", command.source, prompt=command.prompt, model=command.model)
+
+    async def extend_video(self, command: ExtendCommand) -> UpstreamVideo:
+        return await self._derive(
+            "videos/extensions",
+            command.source,
+            prompt=command.prompt,
+            model=command.model,
+            seconds=command.seconds,
+        )
+
+    async def _derive(self, path: str, source: SourceVideo, *, prompt: str, model: str, **fields: str) -> UpstreamVideo:
+        """An edit or extension: JSON naming upstream's own render, or multipart carrying the uploaded MP4."""
+        if source.upstream_id is not None:
+            body: dict[str, Any] = {"json": {"prompt": prompt, **fields, "video": {"id": source.upstream_id}}}
+        else:
+            assert source.upload is not None, "a source is a render or an upload"
+            upload = source.upload
+            # `model` only with an upload (the guide's form; a render's own model is upstream's to know).
+            parts: list[tuple[str, tuple[str | None, str | bytes, str | None]]] = [
+                (name, (None, value, None)) for name, value in {"prompt": prompt, "model": model, **fields}.items()
+            ]
+            parts.append(("video", (upload.filename, upload.data, upload.content_type)))
+            body = {"files": parts}
+        response = await self.send("POST", path, kind=CallKind.PAID, **body)
+        return UpstreamVideo.model_validate(response.json())
+
+    async def create_character(self, command: CharacterCommand) -> UpstreamCharacter:
+        video = command.video
+        parts: list[tuple[str, tuple[str | None, str | bytes, str | None]]] = [
+            ("name", (None, command.name, None)),
+            ("video", (video.filename, video.data, video.content_type)),
+        ]
+        response = await self.send("POST", "videos/characters", kind=CallKind.PAID, files=parts)
+        payload = response.json()
+        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
+            # Made, perhaps, but not usable without its id: nothing to hand the caller.
+            raise UpstreamError(
+                "Upstream answered the character without an id.",
+                code="upstream_bad_response",
+                headers={"x-should-retry": "false"},
+            )
+        name = payload.get("name")
+        created_at = payload.get("created_at")
+        return UpstreamCharacter(
+            id=payload["id"],
+            name=name if isinstance(name, str) else None,
+            created_at=created_at if isinstance(created_at, int) else int(time.time()),
+        )
 
     async def retrieve_video(self, upstream_id: str) -> UpstreamVideo:
         response = await self.send("GET", f"videos/{upstream_id}", kind=CallKind.READ)

@@ -48,6 +48,7 @@ from app.core.config import UpstreamSettings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, UpstreamError
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import MAX_REDIRECTS, CallKind, UpstreamClient, UpstreamRejected
+from app.upstream.provider import RendersOnlyFromPrompts
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
 
 PROVIDER: Final = "fal.ai"
@@ -312,7 +313,7 @@ def _reason(value: object) -> str:
     return str(value)[:MAX_REASON_CHARS]
 
 
-class FalAdapter:
+class FalAdapter(RendersOnlyFromPrompts):
     """One per `kind: fal` profile; sends through an `UpstreamClient` with fal's key and error envelope."""
 
     kind = "fal"

@@ -12,9 +12,16 @@ from typing import Protocol
 
 import httpx
 
-from app.core.errors import GatewayError
+from app.core.errors import GatewayError, InvalidRequest
 from app.upstream.capabilities import ModelCapabilities
-from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
+from app.upstream.schemas import (
+    CharacterCommand,
+    CreateVideoCommand,
+    EditCommand,
+    ExtendCommand,
+    UpstreamCharacter,
+    UpstreamVideo,
+)
 
 
 class VideoProvider(Protocol):
@@ -40,6 +47,16 @@ class VideoProvider(Protocol):
 
     async def remix_video(self, upstream_id: str, *, prompt: str) -> UpstreamVideo: ...
 
+    async def edit_video(self, command: EditCommand) -> UpstreamVideo:
+        """A paid call, made only after `capabilities.check_edit` passed (never retried)."""
+        ...
+
+    async def extend_video(self, command: ExtendCommand) -> UpstreamVideo:
+        """A paid call, made only after `capabilities.check_extend` passed (never retried)."""
+        ...
+
+    async def create_character(self, command: CharacterCommand) -> UpstreamCharacter: ...
+
     async def retrieve_video(self, upstream_id: str) -> UpstreamVideo: ...
 
     async def delete_video(self, upstream_id: str) -> None: ...
@@ -54,3 +71,17 @@ class VideoProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class RendersOnlyFromPrompts:
+    """For adapters whose provider cannot edit, extend or make characters: their capabilities say so, so the
+    video service refuses with a 400 before calling; these answer the same if called anyway."""
+
+    async def edit_video(self, command: EditCommand) -> UpstreamVideo:
+        raise InvalidRequest("This provider cannot edit a video.", param="video", code="unsupported_by_provider")
+
+    async def extend_video(self, command: ExtendCommand) -> UpstreamVideo:
+        raise InvalidRequest("This provider cannot extend a video.", param="video", code="unsupported_by_provider")
+
+    async def create_character(self, command: CharacterCommand) -> UpstreamCharacter:
+        raise InvalidRequest("This provider cannot make characters.", param="model", code="unsupported_by_provider")

@@ -42,6 +42,7 @@ from app.core.config import UpstreamSettings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, UpstreamError
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import NO_RETRY_HEADERS, RECENT_PAGES, CallKind, UpstreamClient
+from app.upstream.provider import RendersOnlyFromPrompts
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
 
 PROVIDER: Final = "Replicate"
@@ -223,7 +224,7 @@ def _reason(value: object) -> str:
     return str(value)[:MAX_REASON_CHARS]
 
 
-class ReplicateAdapter:
+class ReplicateAdapter(RendersOnlyFromPrompts):
     """One per `kind: replicate` profile: the API through an `UpstreamClient` with the token, files through
     a second one that has no token to leak."""
 

@@ -45,6 +45,7 @@ from app.core.config import UpstreamSettings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, UpstreamError
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import CallKind, UpstreamClient, UpstreamRejected
+from app.upstream.provider import RendersOnlyFromPrompts
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
 
 logger = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ def _reason(value: object) -> str:
     return str(value)[:MAX_REASON_CHARS]
 
 
-class SeedanceAdapter:
+class SeedanceAdapter(RendersOnlyFromPrompts):
     """One per `kind: seedance` profile: the API through an `UpstreamClient` with the key, the video files
     through a second one that has no key to leak."""
 

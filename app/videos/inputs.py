@@ -1,4 +1,4 @@
-"""Parsing and validating create and remix requests, multipart or JSON, into upstream commands.
+"""Parsing and validating create, remix, edit, extension and character requests, multipart or JSON.
 
 Every rejection is a `GatewayError` in OpenAI's shape: 400 for bad values and unknown fields, 413 for an
 oversize image, 415 for a body or image type we do not take, 422 for an image that claims a type it is not.
@@ -6,6 +6,10 @@ JSON bodies are read by `app.core.json_body` (no duplicate keys, bounded nesting
 be valid in the body's charset (UTF-8 unless declared); images are judged from their header before any pixel
 is decoded (`MAX_IMAGE_PIXELS`). An https `image_url` is only taken apart here: the video service fetches it
 through the destination guard (`app.upstream.image_url`).
+
+An edit's or extension's `video` is one of: a file part (an uploaded MP4, checked by `app.videos.uploads`),
+the multipart text field `video[id]` (what the stock SDK sends for `extra_body={"video": {"id": ...}}`), or
+the JSON object `{"video": {"id": ...}}`. A character is multipart only: `name` and a `video` file part.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import warnings
 from collections.abc import Mapping
 from contextlib import aclosing
@@ -26,7 +31,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.core import json_body
 from app.core.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput, UnsupportedMediaType
-from app.upstream.schemas import CreateVideoCommand, ImageInput
+from app.models import VideoOrigin
+from app.upstream.schemas import CreateVideoCommand, ImageInput, VideoUpload
+from app.videos import uploads
 from app.videos.schemas import (
     DEFAULT_MODEL,
     DEFAULT_SECONDS,
@@ -41,6 +48,12 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MAX_CALLBACK_URL_CHARS = 2048
 REMIX_FIELDS = frozenset({"prompt"})
+EDIT_FIELDS = frozenset({"prompt", "video", "model", "callback_url", "metadata"})
+EXTENSION_FIELDS = EDIT_FIELDS | {"seconds"}
+CHARACTER_FIELDS = frozenset({"name", "video", "model"})
+MAX_CHARACTER_NAME_CHARS = 80
+# Our video ids (`video_` and hex); anything else in `video.id` cannot name one (and a NUL would reach Postgres).
+VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 MAX_IMAGE_URL_CHARS = 20_971_520
 MAX_MODEL_CHARS = 100
@@ -57,6 +70,37 @@ MULTIPART_MAX_FIELDS = 16
 @dataclass(frozen=True)
 class RemixCommand:
     prompt: str
+
+
+@dataclass(frozen=True)
+class VideoReference:
+    """An edit's or extension's source: one of the caller's videos (by our id), or an uploaded MP4."""
+
+    video_id: str | None = None
+    upload: VideoUpload | None = None
+
+
+@dataclass(frozen=True)
+class DerivationRequest:
+    """A parsed edit or extension: what to render from which source, and what only the gateway keeps."""
+
+    origin: VideoOrigin  # EDIT or EXTENSION
+    prompt: str
+    source: VideoReference
+    # An extension's new segment; None for an edit.
+    seconds: str | None = None
+    # Only with an uploaded source (a referenced video renders with its own model); None: the default model.
+    model: str | None = None
+    callback_url: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class CharacterRequest:
+    name: str
+    video: VideoUpload
+    # Gateway extension: whose profile makes it (the default model's, unless named).
+    model: str
 
 
 @dataclass(frozen=True)
@@ -265,6 +309,146 @@ async def parse_remix(request: Request) -> RemixCommand:
         if name not in REMIX_FIELDS:
             raise _unknown_parameter(name)
     return RemixCommand(prompt=check_prompt(fields.get("prompt")))
+
+
+async def parse_derivation(request: Request, *, origin: VideoOrigin, max_video_bytes: int) -> DerivationRequest:
+    """An edit (`origin` EDIT) or extension (EXTENSION), multipart or JSON."""
+    allowed = EXTENSION_FIELDS if origin is VideoOrigin.EXTENSION else EDIT_FIELDS
+    kind = _media_type(request)
+    if kind == "multipart/form-data":
+        form = await _form(request)
+        try:
+            fields, metadata = _form_fields(form, allowed=allowed, file_fields=("video",))
+            source = await _reference_from_form(fields, max_video_bytes=max_video_bytes)
+        finally:
+            await form.close()
+        metadata_value: object = metadata or None
+    elif kind == "application/json":
+        fields = await _json_object(request)
+        for name in fields:
+            if name not in allowed:
+                raise _unknown_parameter(name)
+        source = _reference_from_json(fields.get("video"))
+        metadata_value = fields.get("metadata")
+    else:
+        raise _unsupported_body(kind)
+    model = fields.get("model")
+    if model is not None and source.upload is None:
+        raise InvalidRequest(
+            "'model' is taken only with an uploaded video; a referenced video is edited or extended with the "
+            "model that rendered it.",
+            param="model",
+            code="invalid_value",
+        )
+    seconds = None
+    if origin is VideoOrigin.EXTENSION:
+        if fields.get("seconds") is None:
+            raise _missing("seconds")
+        # Which lengths an extension may add depends on the model: its capabilities decide (a 400 listing them).
+        seconds = _check_text("seconds", fields.get("seconds"), DEFAULT_SECONDS)
+    return DerivationRequest(
+        origin=origin,
+        prompt=check_prompt(fields.get("prompt")),
+        source=source,
+        seconds=seconds,
+        model=_check_model(model) if model is not None else None,
+        callback_url=check_callback_url(fields.get("callback_url")),
+        metadata=check_metadata(metadata_value),
+    )
+
+
+async def parse_character(request: Request, *, max_video_bytes: int) -> CharacterRequest:
+    kind = _media_type(request)
+    if kind != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Type '{kind or 'none'}'; a character is made from an uploaded video: send "
+            "multipart/form-data with 'name' and a 'video' file part."
+        )
+    form = await _form(request)
+    try:
+        fields, metadata = _form_fields(form, allowed=CHARACTER_FIELDS, file_fields=("video",))
+        if metadata:
+            raise _unknown_parameter("metadata")
+        name = fields.get("name")
+        if name is None:
+            raise _missing("name")
+        if not isinstance(name, str):
+            raise _invalid_type("name", "a string")
+        if not 1 <= len(name) <= MAX_CHARACTER_NAME_CHARS or not name.isprintable():
+            raise InvalidRequest(
+                f"Invalid 'name': 1 to {MAX_CHARACTER_NAME_CHARS} printable characters.",
+                param="name",
+                code="invalid_value",
+            )
+        video = fields.get("video")
+        if video is None:
+            raise _missing("video")
+        if not isinstance(video, UploadFile):
+            raise _invalid_type("video", "a file part (an MP4)")
+        upload = await _read_video(video, max_video_bytes=max_video_bytes)
+    finally:
+        await form.close()
+    return CharacterRequest(name=name, video=upload, model=_check_model(fields.get("model")))
+
+
+def _form_fields(
+    form: FormData, *, allowed: frozenset[str], file_fields: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A form's fields by name (each once; files only where allowed) and its `metadata[key]` parts."""
+    fields: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    value: Any
+    for part_name, part in form.multi_items():
+        # The SDK's extra_body={"metadata": {...}} arrives as `metadata[key]` parts, {"video": {"id": ...}} as
+        # `video[id]`.
+        name, value = part_name, part
+        if name.startswith("metadata[") and name.endswith("]") and not isinstance(value, UploadFile):
+            metadata[name[len("metadata[") : -1]] = value
+            continue
+        if name == "video[id]" and "video" in allowed and not isinstance(part, UploadFile):
+            name, value = "video", {"id": part}
+        if name not in allowed or name == "metadata":
+            raise _unknown_parameter(name)
+        if name in fields:
+            raise InvalidRequest(f"Parameter '{name}' was given more than once.", param=name, code="invalid_value")
+        if isinstance(value, UploadFile) and name not in file_fields:
+            raise _invalid_type(name, "a string, not a file")
+        fields[name] = value
+    return fields, metadata
+
+
+async def _reference_from_form(fields: Mapping[str, Any], *, max_video_bytes: int) -> VideoReference:
+    video = fields.get("video")
+    if isinstance(video, UploadFile):
+        return VideoReference(upload=await _read_video(video, max_video_bytes=max_video_bytes))
+    return _reference_from_json(video)
+
+
+def _reference_from_json(video: object) -> VideoReference:
+    if video is None:
+        raise _missing("video")
+    if not isinstance(video, dict):
+        raise _invalid_type("video", "an object with 'id' (JSON), a 'video[id]' field or a file part (multipart)")
+    for name in video:
+        if name != "id":
+            raise _unknown_parameter(f"video.{name}")
+    video_id = video.get("id")
+    if video_id is None:
+        raise _missing("video.id")
+    if not isinstance(video_id, str):
+        raise _invalid_type("video.id", "a string")
+    if not VIDEO_ID.fullmatch(video_id):
+        raise InvalidRequest("Invalid value for 'video.id'.", param="video.id", code="invalid_value")
+    return VideoReference(video_id=video_id)
+
+
+async def _read_video(upload: UploadFile, *, max_video_bytes: int) -> VideoUpload:
+    buffer = bytearray()
+    while chunk := await upload.read(READ_CHUNK):
+        buffer.extend(chunk)
+        if len(buffer) > max_video_bytes:
+            raise uploads.too_large(max_video_bytes, param="video")
+    return await uploads.check_video(bytes(buffer), filename=upload.filename, max_bytes=max_video_bytes)
 
 
 async def _parse_create_multipart(request: Request, *, max_image_bytes: int) -> CreateRequest:

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from app.auth.deps import CurrentCaller
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
-from app.models import Variant
+from app.models import Variant, VideoOrigin
 from app.videos import inputs, ranges
 from app.videos.schemas import ArchivedVideoObject, AssetLinkList, VideoDeleted, VideoList, VideoObject
 from app.videos.service import VideoService
@@ -38,6 +38,16 @@ async def create_request(request: Request, settings: SettingsDep) -> inputs.Crea
 
 async def remix_command(request: Request) -> inputs.RemixCommand:
     return await inputs.parse_remix(request)
+
+
+async def edit_request(request: Request, settings: SettingsDep) -> inputs.DerivationRequest:
+    return await inputs.parse_derivation(request, origin=VideoOrigin.EDIT, max_video_bytes=settings.api.max_video_bytes)
+
+
+async def extension_request(request: Request, settings: SettingsDep) -> inputs.DerivationRequest:
+    return await inputs.parse_derivation(
+        request, origin=VideoOrigin.EXTENSION, max_video_bytes=settings.api.max_video_bytes
+    )
 
 
 CREATE_FIELDS_SCHEMA = {
@@ -107,6 +117,66 @@ REMIX_BODY = {
         },
     }
 }
+
+# An edit's or extension's source: one of the caller's completed videos, or an uploaded MP4.
+GATEWAY_FIELDS_SCHEMA = {
+    "callback_url": CREATE_FIELDS_SCHEMA["properties"]["callback_url"],  # type: ignore[index]
+    "model": {
+        "type": "string",
+        "description": "Only with an uploaded video: the model to render with (default `sora-2`).",
+    },
+}
+EXTENSION_SECONDS = {
+    "type": "string",
+    "description": "The new segment's length; the result's `seconds` is the stitched total. OpenAI-contract "
+    "upstreams take 4, 8, 12, 16 or 20; Veo 3.1 takes 7.",
+}
+
+
+def derivation_body(*, extension: bool) -> dict[str, object]:
+    required = ["prompt", "seconds", "video"] if extension else ["prompt", "video"]
+    extra = {"seconds": EXTENSION_SECONDS} if extension else {}
+    prompt = CREATE_FIELDS_SCHEMA["properties"]["prompt"]  # type: ignore[index]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [name for name in required if name != "video"],
+                        "properties": {
+                            "prompt": prompt,
+                            **extra,
+                            "video": {"type": "string", "format": "binary", "description": "An MP4 to start from."},
+                            "video[id]": {"type": "string", "description": "Or: one of your completed videos."},
+                            **GATEWAY_FIELDS_SCHEMA,
+                        },
+                    }
+                },
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": required,
+                        "properties": {
+                            "prompt": prompt,
+                            **extra,
+                            "video": {
+                                "type": "object",
+                                "required": ["id"],
+                                "additionalProperties": False,
+                                "properties": {"id": {"type": "string", "pattern": VIDEO_ID_PATTERN}},
+                            },
+                            **GATEWAY_FIELDS_SCHEMA,
+                            "metadata": CREATE_BODY["requestBody"]["content"]["application/json"]["schema"][  # type: ignore[index]
+                                "properties"
+                            ]["metadata"],
+                        },
+                    }
+                },
+            },
+        }
+    }
 
 
 @router.post("", response_model=VideoObject, summary="Create a video (multipart or JSON)", openapi_extra=CREATE_BODY)
@@ -220,3 +290,33 @@ async def remix_video(
     command: Annotated[inputs.RemixCommand, Depends(remix_command)],
 ) -> VideoObject:
     return VideoObject.from_row(await service.remix(session, caller=caller, video_id=video_id, command=command))
+
+
+@router.post(
+    "/edits",
+    response_model=VideoObject,
+    summary="Edit a completed video, or an uploaded MP4, into a new video",
+    openapi_extra=derivation_body(extension=False),
+)
+async def edit_video(
+    caller: CurrentCaller,
+    session: SessionDep,
+    service: VideoServiceDep,
+    request: Annotated[inputs.DerivationRequest, Depends(edit_request)],
+) -> VideoObject:
+    return VideoObject.from_row(await service.derive(session, caller=caller, request=request))
+
+
+@router.post(
+    "/extensions",
+    response_model=VideoObject,
+    summary="Extend a completed video, or an uploaded MP4, by a new segment",
+    openapi_extra=derivation_body(extension=True),
+)
+async def extend_video(
+    caller: CurrentCaller,
+    session: SessionDep,
+    service: VideoServiceDep,
+    request: Annotated[inputs.DerivationRequest, Depends(extension_request)],
+) -> VideoObject:
+    return VideoObject.from_row(await service.derive(session, caller=caller, request=request))

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from app.core.timestamps import unix_seconds, unix_seconds_or_none
-from app.models import Asset, Video
+from app.models import Asset, Video, VideoOrigin
 from app.upstream.ids import as_caller_text
 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
@@ -58,7 +58,8 @@ class VideoObject(BaseModel):
             prompt=video.prompt,
             size=video.size,
             seconds=video.seconds,
-            remixed_from_video_id=video.remixed_from,
+            # The contract's field names a remix's source only; an edit's or extension's is `source_video_id`.
+            remixed_from_video_id=video.remixed_from if video.origin == VideoOrigin.REMIX.value else None,
             error=error,
         )
 
@@ -78,6 +79,10 @@ class ArchivedVideoObject(VideoObject):
     archive: dict[str, ArchiveEntry]
     # Gateway extension: the caller's own metadata from create.
     metadata: dict[str, str] | None = None
+    # Gateway extension, provenance: how the video came to be (`create`, `remix`, `edit`, `extension`) and the
+    # caller's video it was made from (none for a create, or an edit or extension of an uploaded MP4).
+    origin: str = VideoOrigin.CREATE.value
+    source_video_id: str | None = None
 
     @classmethod
     def from_rows(cls, video: Video, assets: list[Asset]) -> ArchivedVideoObject:
@@ -90,7 +95,13 @@ class ArchivedVideoObject(VideoObject):
             )
             for asset in assets
         }
-        return cls(**VideoObject.from_row(video).model_dump(), archive=archive, metadata=video.caller_metadata)
+        return cls(
+            **VideoObject.from_row(video).model_dump(),
+            archive=archive,
+            metadata=video.caller_metadata,
+            origin=video.origin,
+            source_video_id=video.remixed_from,
+        )
 
 
 class AssetLink(BaseModel):

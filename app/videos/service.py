@@ -1,10 +1,13 @@
-"""The facade's behaviour: create, retrieve, list, delete, content and remix for one caller.
+"""The facade's behaviour: create, retrieve, list, delete, content, remix, edit and extend for one caller.
 
-A paid call (create, remix) is made only after the video row is committed, so a crash between the call and
-our bookkeeping leaves a row to reconcile rather than a render nobody knows about; and no transaction is
-held open while upstream thinks. A create on a profile with provider limits (admission control,
-app/archive/admission.py) makes no call here: it is accepted as `queued` and the worker sends it when there
-is room. A create goes to the first of its model's candidates (its own profile, then `VG_FALLBACKS`) that can
+An edit or extension is a video of its own, made like a remix: from one of the caller's completed videos (on
+the profile that rendered it, with its model) or from an uploaded MP4 (on the profile of the model named, the
+default one unless given); its length is the source's, plus the new segment for an extension, which alone is
+billed. A paid call (create, remix, edit, extension) is made only after the video row is committed, so a crash
+between the call and our bookkeeping leaves a row to reconcile rather than a render nobody knows about; and no
+transaction is held open while upstream thinks. A create on a profile with provider limits (admission control,
+app/archive/admission.py) makes no call here: it is accepted as `queued` and the worker sends it when there is
+room. A create goes to the first of its model's candidates (its own profile, then `VG_FALLBACKS`) that can
 take it now; what moves it on is app/videos/fallbacks.py's policy.
 """
 
@@ -15,7 +18,7 @@ import dataclasses
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,19 +34,21 @@ from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
 from app.limits import service as limits_service
-from app.models import Asset, AssetState, Caller, Variant, Video, VideoStatus
+from app.models import Asset, AssetState, Caller, Variant, Video, VideoOrigin, VideoStatus
+from app.upstream.capabilities import check_edit, check_extend
 from app.upstream.client import render_may_have_started
 from app.upstream.ids import caller_facing
 from app.upstream.image_url import ImageFetcher
 from app.upstream.router import Candidate, UpstreamRouter
-from app.upstream.schemas import CreateVideoCommand, UpstreamVideo
+from app.upstream.schemas import CreateVideoCommand, EditCommand, ExtendCommand, SourceVideo, UpstreamVideo
 from app.videos import fallbacks
 from app.videos.fallbacks import Skipped
-from app.videos.inputs import CreateRequest, RemixCommand, check_image
+from app.videos.inputs import CreateRequest, DerivationRequest, RemixCommand, check_image
 from app.videos.ranges import RangeRequest, resolve
 from app.videos.refresh import RefreshGate
 from app.videos.repository import VideoRepository
-from app.videos.schemas import AssetLink
+from app.videos.schemas import DEFAULT_MODEL, AssetLink
+from app.videos.uploads import whole_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +98,19 @@ class ContentStream:
                 yield chunk
         finally:
             await self._stack.aclose()
+
+
+@contextlib.contextmanager
+def _in_callers_terms(source: Video | None) -> Iterator[None]:
+    """A capability refusal asked under the provider's id for the model (a fallback's) is told under the
+    caller's."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        if source is None or source.upstream_model is None:
+            raise
+        message = exc.message.replace(f"'{source.upstream_model}'", f"'{source.model}'")
+        raise InvalidRequest(message, param=exc.param, code=exc.code) from None
 
 
 class VideoService:
@@ -145,14 +163,8 @@ class VideoService:
 
     async def remix(self, session: AsyncSession, *, caller: Caller, video_id: str, command: RemixCommand) -> Video:
         source = await self._owned(session, caller=caller, video_id=video_id)
-        try:
+        with _in_callers_terms(source):
             self._upstreams.adapter(source.upstream_profile).check_remix(source.provider_model)
-        except InvalidRequest as exc:
-            if source.upstream_model is None:
-                raise
-            # Asked under the provider's id for the model (a fallback's), told under the caller's.
-            message = exc.message.replace(f"'{source.upstream_model}'", f"'{source.model}'")
-            raise InvalidRequest(message, param=exc.param, code=exc.code) from None
         await limits_service.admit_render(
             session, caller=caller, model=source.model, seconds=source.seconds, settings=self._settings.limits
         )
@@ -179,6 +191,7 @@ class VideoService:
             status=VideoStatus.QUEUED.value,
             progress=0,
             remixed_from=source.id,
+            origin=VideoOrigin.REMIX.value,
             # Where the source rendered, under the provider's own name for the model.
             upstream_profile=source.upstream_profile,
             upstream_model=source.upstream_model,
@@ -186,6 +199,93 @@ class VideoService:
             caller_metadata=source.caller_metadata,
         )
         return await self._submit(session, video, remix_upstream)
+
+    async def derive(self, session: AsyncSession, *, caller: Caller, request: DerivationRequest) -> Video:
+        """An edit or an extension (`request.origin`): a new video rendered from a source, sent at once."""
+        source_video: Video | None = None
+        if request.source.video_id is not None:
+            source_video = await self._derivable(session, caller=caller, request=request)
+            assert source_video.upstream_id is not None, "checked by _derivable"
+            model, profile = source_video.model, source_video.upstream_profile
+            provider_model = source_video.provider_model
+            source = SourceVideo(
+                upstream_id=source_video.upstream_id, size=source_video.size, seconds=source_video.seconds
+            )
+        else:
+            assert request.source.upload is not None, "a reference is an id or an upload"
+            upload = request.source.upload
+            model = provider_model = request.model or DEFAULT_MODEL
+            self._upstreams.check_model(model)
+            profile = self._upstreams.profile_for_model(model)
+            source = SourceVideo(upload=upload, size=f"{upload.width}x{upload.height}", seconds=whole_seconds(upload))
+        adapter = self._upstreams.adapter(profile)
+        extension = request.origin is VideoOrigin.EXTENSION
+        with _in_callers_terms(source_video):
+            capabilities = adapter.capabilities(provider_model)
+            if extension:
+                assert request.seconds is not None, "an extension's parser requires seconds"
+                check_extend(provider_model, capabilities, seconds=request.seconds, source=source)
+            else:
+                check_edit(provider_model, capabilities, source)
+        # An extension renders only its new segment and is billed for that; its length is the stitched total.
+        billed = int(request.seconds) if extension and request.seconds is not None else int(source.seconds)
+        if request.callback_url is not None:
+            callbacks_service.validate_callback_url(request.callback_url, self._settings.callbacks)
+        await limits_service.admit_render(
+            session, caller=caller, model=model, seconds=str(billed), settings=self._settings.limits
+        )
+        video = Video(
+            id=new_video_id(),
+            caller_id=caller.id,
+            model=model,
+            size=source.size,
+            seconds=str(int(source.seconds) + billed) if extension else source.seconds,
+            billed_seconds=billed if extension else None,
+            prompt=request.prompt,
+            status=VideoStatus.QUEUED.value,
+            progress=0,
+            origin=request.origin.value,
+            remixed_from=source_video.id if source_video is not None else None,
+            upstream_profile=profile,
+            upstream_model=source_video.upstream_model if source_video is not None else None,
+            # As a remix: the source's callback and metadata unless the request names its own.
+            callback_url=request.callback_url or (source_video.callback_url if source_video else None),
+            caller_metadata=request.metadata or (source_video.caller_metadata if source_video else None),
+        )
+
+        async def derive_upstream() -> UpstreamVideo:
+            facing = (
+                caller_facing(upstream_id=source.upstream_id, video_id=source_video.id)
+                if source_video is not None and source.upstream_id is not None
+                else contextlib.nullcontext()
+            )
+            with facing:
+                if extension:
+                    assert request.seconds is not None
+                    return await adapter.extend_video(
+                        ExtendCommand(
+                            prompt=request.prompt, model=provider_model, seconds=request.seconds, source=source
+                        )
+                    )
+                return await adapter.edit_video(EditCommand(prompt=request.prompt, model=provider_model, source=source))
+
+        return await self._submit(session, video, derive_upstream)
+
+    async def _derivable(self, session: AsyncSession, *, caller: Caller, request: DerivationRequest) -> Video:
+        """The referenced video if it is the caller's (else the 404 of an unknown id) and completed (else 400)."""
+        video_id = request.source.video_id
+        assert video_id is not None
+        video = await VideoRepository.from_session(session).get_owned(video_id, caller_id=caller.id)
+        if video is None:
+            raise ResourceNotFound(f"No video found with id '{video_id}'.", param="video.id", code="not_found")
+        if video.upstream_id is None or video.video_status is not VideoStatus.COMPLETED:
+            action = "extended" if request.origin is VideoOrigin.EXTENSION else "edited"
+            raise InvalidRequest(
+                f"Video '{video_id}' can be {action} only once it has completed (status: {video.status}).",
+                param="video.id",
+                code="video_not_ready",
+            )
+        return video
 
     async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> tuple[Video, list[Asset]]:
         """The video, refreshed from upstream if due, with its archive state per variant."""

@@ -32,6 +32,7 @@ from tests.e2e.helpers import (
     wait_exit,
     wait_for,
 )
+from tests.e2e.test_edits_extensions_sdk import by_id
 from tests.e2e.test_openai_sdk import mp4_facts
 
 pytestmark = pytest.mark.e2e
@@ -125,6 +126,45 @@ class TestDoneMeans:
                 client.videos.remix(video.id, prompt="a red kite")
         body: Any = caught.value.body
         assert body["code"] == "unsupported_by_provider"
+
+
+class TestExtensions:
+    """Veo 3.1 extends one of its own 720p renders by 7 s: the result is one stitched video, archived."""
+
+    def test_extend_a_veo_render_by_seven_seconds_then_every_variant_from_the_archive(
+        self, stack: Stack, downloads: Path
+    ) -> None:
+        key = stack.new_caller_key()
+        with sdk(stack, key) as client:
+            source = client.videos.create_and_poll(
+                model=VEO, prompt="a lighthouse at dawn", seconds="8", size="1280x720", poll_interval_ms=200
+            )
+            assert source.status == "completed", source.error
+            with pytest.raises(openai.BadRequestError) as caught:
+                client.videos.extend(prompt="longer", seconds="8", **by_id(source.id))
+            body: Any = caught.value.body
+            assert (body["param"], body["code"]) == ("seconds", "invalid_value") and "'7'" in body["message"]
+            with pytest.raises(openai.BadRequestError) as caught:
+                client.videos.edit(prompt="at night", **by_id(source.id))
+            assert caught.value.code == "unsupported_by_provider"
+
+            extension = client.videos.extend(prompt="the beam sweeps the sea", seconds="7", **by_id(source.id))  # type: ignore[arg-type]
+            assert (extension.model, extension.seconds, extension.size) == (VEO, "15", "1280x720")
+            extension = client.videos.poll(extension.id, poll_interval_ms=200)
+            assert extension.status == "completed", extension.error
+            archive = wait_for(lambda: all_archived(stack, extension.id, key), timeout=90, what="all three archived")
+            client.videos.download_content(extension.id).write_to_file(downloads / "extended.mp4")
+        body_bytes = (downloads / "extended.mp4").read_bytes()
+        assert (hashlib.sha256(body_bytes).hexdigest(), len(body_bytes)) == (
+            archive["video"]["sha256"],
+            archive["video"]["bytes"],
+        )
+        assert archive["video"]["sha256"] == gemini_mp4_digest(stack, extension.id)[0]
+        width, height, duration, _codec = mp4_facts(downloads / "extended.mp4")
+        assert (width, height) == (1280, 720)
+        assert duration == pytest.approx(15.0, abs=0.5)
+        provenance = retrieve_video(stack, extension.id, key=key)
+        assert (provenance["origin"], provenance["source_video_id"]) == ("extension", source.id)
 
 
 class TestArchiveFaults:

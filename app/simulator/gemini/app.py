@@ -2,7 +2,9 @@
 
 Google API routes (key required: `x-goog-api-key: KEY` header or `?key=KEY`; missing → 401
 UNAUTHENTICATED, wrong → 403 PERMISSION_DENIED):
-- `POST /v1beta/models/{model}:predictLongRunning` → `{"name": "models/{model}/operations/{id}"}`.
+- `POST /v1beta/models/{model}:predictLongRunning` → `{"name": "models/{model}/operations/{id}"}`; with
+  `instances[0].video = {"uri": <a sample URI this simulator handed out>}` (Veo 3.1 models) it extends that
+  video by 7 s: the result is one MP4, the source followed by the new segment.
 - `GET /v1beta/models/{model}/operations/{id}` → `{"name"}` while running; then `done: true` with a sample
   (`response.generateVideoResponse.generatedSamples[0].video.uri`), an `error`, or an RAI filter.
 - `GET /v1beta/files/{file_id}:download?alt=media` → 302 to `/download/{file_id}?token=...`.
@@ -60,7 +62,7 @@ from app.simulator.gemini.errors import (
     unauthenticated,
 )
 from app.simulator.gemini.runtime import GeminiSimulator
-from app.simulator.gemini.validation import check_create, check_model
+from app.simulator.gemini.validation import ExtendRequest, check_create, check_model
 from app.simulator.lifecycle import take_burst
 
 STATUS_NAMES = {
@@ -131,8 +133,12 @@ def _api_router() -> APIRouter:
         model, _, method = model_action.partition(":")
         check_model(model, method)
         body = await _json_body(request)
-        create = await asyncio.to_thread(check_create, model, body)
-        operation = simulator.create(create, base_url=str(request.base_url))
+        checked = await asyncio.to_thread(check_create, model, body)
+        base_url = str(request.base_url)
+        if isinstance(checked, ExtendRequest):
+            operation = simulator.extend(checked, base_url=base_url)
+        else:
+            operation = simulator.create(checked, base_url=base_url)
         return {"name": operation.name}
 
     @router.get("/files/{file_action}", name="download_file")

@@ -25,7 +25,7 @@ DOWNLOAD_ROUTE = "serve_download"
 
 
 def check_available(operation: Operation, now: float) -> None:
-    if operation.is_expired(now) or (operation.directory is None and operation.synthetic_bytes is None):
+    if not operation.file_available(now):
         raise not_found(f"File {operation.file_id} not found.")
 
 

@@ -1,10 +1,11 @@
 """The Gemini simulator's in-memory operation store: records, ids, and their long-running-operation JSON.
 
 An `Operation` holds what Google keeps for one `predictLongRunning` call: its name
-(`models/{model}/operations/{id}`), the render inputs, the ending chosen at create time (sample, error or
-RAI filter), and, once done with a sample, the generated file (`file_id`, the per-file download token, the
-directory of the rendered MP4 and its expiry). `as_operation()` renders the poll answer in Google's shape:
-`{"name"}` only while running, then `done: true` with exactly one of `response` or `error`.
+(`models/{model}/operations/{id}`), the render inputs (for an extension, the operation whose video it
+extends), the ending chosen at create time (sample, error or RAI filter), and, once done with a sample, the
+generated file (`file_id`, the per-file download token, the directory of the rendered MP4 and its expiry).
+`as_operation()` renders the poll answer in Google's shape: `{"name"}` only while running, then `done: true`
+with exactly one of `response` or `error`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Operation:
     prompt: str
     width: int
     height: int
+    # The whole video's length: for an extension, the source's plus the 7 s it adds.
     duration_seconds: int
     ending: Ending
     created_at: float
@@ -53,6 +55,8 @@ class Operation:
     create_base_url: str
     reference_image: bytes | None = None
     synthetic_bytes: int | None = None
+    # An extension: the id of the operation whose generated video it continues (its frames come first).
+    extends: str | None = None
     phase: Phase = "queued"
     started_at: float | None = None
     # How long the running phase lasts; fixed when it starts so a later config change can't jump it.
@@ -77,6 +81,14 @@ class Operation:
 
     def is_expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+    def file_available(self, now: float) -> bool:
+        """Whether the generated file can be served (done with a sample, not expired, its files still there)."""
+        return (
+            self.has_file
+            and not self.is_expired(now)
+            and (self.directory is not None or self.synthetic_bytes is not None)
+        )
 
     def as_operation(self, base_url: str) -> dict[str, Any]:
         if self.phase != "done":
@@ -119,6 +131,13 @@ class OperationStore:
             if operation is not None and operation.model == parts[1]:
                 return operation
         raise not_found(f"Operation {name} not found.")
+
+    def get(self, operation_id: str) -> Operation | None:
+        return self._operations.get(operation_id)
+
+    def by_file_id(self, file_id: str) -> Operation | None:
+        """The operation that generated (or will generate) file `file_id`, whatever its state."""
+        return self._by_file.get(file_id)
 
     def file(self, file_id: str) -> Operation:
         """The operation whose generated file is `file_id`; 404 until it is done with a sample."""

@@ -5,6 +5,14 @@ accept them and returns what the render needs. The models, the durations (4, 6 o
 aspect ratios (16:9, 9:16) and the 1080p-only-at-8-s rule follow Google's documentation. Where Google's
 behaviour is undocumented the simulator is strict on purpose (a string `durationSeconds`, an unknown
 parameter, more than one sample), so an adapter that relies on leniency fails here and not in production.
+
+An extension (`instances[0].video`, Veo 3.1 models only) is checked here as far as the body goes: the video
+is referenced by the `uri` of a file Veo generated (`.../v1beta/files/{id}:download`; an `encodedVideo` or
+`encoding` beside it, as Google's SDK sends after downloading the video, is tolerated and ignored), the prompt
+is optional, `resolution` is 720p, `durationSeconds` is 8 if given (Google: "must be 8 when using extension";
+the extension itself adds 7 s), and no image, last frame or reference images come with it. Whether that file
+exists, is still kept, is 720p, matches `aspectRatio` and is short enough is the runtime's check (it needs the
+store): `ExtendRequest` carries the file id.
 """
 
 from __future__ import annotations
@@ -12,8 +20,10 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
@@ -29,8 +39,19 @@ MODELS = frozenset(
         "veo-2.0-generate-001",
     }
 )
+# Veo 3.1 extends videos Veo generated; the others cannot.
+EXTENDING_MODELS = frozenset(model for model in MODELS if model.startswith("veo-3.1"))
 DURATIONS = (4, 6, 8)
 DEFAULT_DURATION = 8
+# An extension adds 7 s to an input of at most 141 s (so at most 148 s in all), at 720p only; its
+# `durationSeconds` parameter must be 8 (Google's parameter table).
+EXTENSION_SECONDS = 7
+MAX_EXTENSION_INPUT_SECONDS = 141
+EXTENSION_DURATION_PARAMETER = 8
+EXTENSION_RESOLUTION = "720p"
+# The path of a generated file's URI, as `state.download_uri` builds it.
+FILE_URI_PATH = re.compile(r"/v1beta/files/([A-Za-z0-9_-]{1,64}):download")
+VIDEO_FIELDS = frozenset({"uri", "encodedVideo", "encoding"})
 ASPECT_RATIOS = ("16:9", "9:16")
 RESOLUTIONS = ("720p", "1080p")
 # (aspectRatio, resolution) → (width, height)
@@ -72,6 +93,17 @@ class CreateRequest:
         return DIMENSIONS[(self.aspect_ratio, self.resolution)]
 
 
+@dataclass(frozen=True, slots=True)
+class ExtendRequest:
+    """A valid extension body: the id of the generated file to extend, checked against the store later."""
+
+    model: str
+    prompt: str
+    file_id: str
+    # As sent; None: the source's.
+    aspect_ratio: str | None
+
+
 def check_model(model: str, method: str) -> None:
     """404 like Google for a model it does not serve, or a method the model does not have."""
     if model not in MODELS or method != "predictLongRunning":
@@ -81,8 +113,9 @@ def check_model(model: str, method: str) -> None:
         )
 
 
-def check_create(model: str, body: object) -> CreateRequest:
-    """Validate a create body for `model` (already known to exist); raises `GoogleError` 400s."""
+def check_create(model: str, body: object) -> CreateRequest | ExtendRequest:
+    """Validate a create (or, with `instances[0].video`, an extension) body for `model` (already known to
+    exist); raises `GoogleError` 400s."""
     if not isinstance(body, dict):
         raise invalid_argument("Invalid JSON payload received. Expected an object at the top level.")
     _reject_unknown(body, BODY_FIELDS, "")
@@ -92,7 +125,7 @@ def check_create(model: str, body: object) -> CreateRequest:
     instance: dict[str, object] = instances[0]
     _reject_unknown(instance, INSTANCE_FIELDS, "instances[0]")
     if "video" in instance:
-        raise invalid_argument("Video extension (`instances[0].video`) is not supported by this simulator.")
+        return _check_extend(model, instance, body.get("parameters", {}))
     prompt = instance.get("prompt")
     if prompt is None:
         raise invalid_argument("A prompt is required: `instances[0].prompt` is missing.")
@@ -114,6 +147,75 @@ def check_create(model: str, body: object) -> CreateRequest:
         raise invalid_argument("1080p resolution is only supported with durationSeconds 8.")
     if references and duration != 8:
         raise invalid_argument("Reference images are only supported with durationSeconds 8.")
+    _check_other_parameters(parameters)
+    return CreateRequest(
+        model=model,
+        prompt=prompt,
+        duration_seconds=duration,
+        aspect_ratio=aspect_ratio,
+        resolution=resolution,
+        image=image,
+    )
+
+
+def _check_extend(model: str, instance: Mapping[str, object], parameters: object) -> ExtendRequest:
+    if model not in EXTENDING_MODELS:
+        raise invalid_argument(
+            f"Video extension (`instances[0].video`) is not supported by models/{model}; "
+            "it is supported by Veo 3.1 models."
+        )
+    for name in ("image", "lastFrame", "referenceImages"):
+        if name in instance:
+            raise invalid_argument(f"`instances[0].{name}` cannot be combined with `instances[0].video`.")
+    prompt = instance.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise invalid_argument("`instances[0].prompt` must be a string.")
+    file_id = _check_video_reference(instance["video"])
+    if not isinstance(parameters, dict):
+        raise invalid_argument("`parameters` must be an object.")
+    _reject_unknown(parameters, PARAMETER_FIELDS, "parameters")
+    duration = parameters.get("durationSeconds", EXTENSION_DURATION_PARAMETER)
+    if not _is_integral(duration) or duration != EXTENSION_DURATION_PARAMETER:
+        raise invalid_argument(
+            f"`durationSeconds` must be {EXTENSION_DURATION_PARAMETER} when using video extension (got "
+            f"{duration!r}); the extension adds {EXTENSION_SECONDS} seconds to the input video."
+        )
+    resolution = _check_choice("resolution", parameters.get("resolution", EXTENSION_RESOLUTION), RESOLUTIONS)
+    if resolution != EXTENSION_RESOLUTION:
+        raise invalid_argument(f"Video extension is only supported at {EXTENSION_RESOLUTION} resolution.")
+    aspect_ratio = parameters.get("aspectRatio")
+    if aspect_ratio is not None:
+        aspect_ratio = _check_choice("aspectRatio", aspect_ratio, ASPECT_RATIOS)
+    _check_other_parameters(parameters)
+    return ExtendRequest(model=model, prompt=prompt.strip(), file_id=file_id, aspect_ratio=aspect_ratio)
+
+
+def _check_video_reference(value: object) -> str:
+    """`instances[0].video`: the `uri` of a file Veo generated; the file's id."""
+    if not isinstance(value, dict):
+        raise invalid_argument("`instances[0].video` must be an object with the uri of a video generated by Veo.")
+    _reject_unknown(value, VIDEO_FIELDS, "instances[0].video")
+    uri = value.get("uri")
+    if not isinstance(uri, str) or not uri:
+        raise invalid_argument(
+            "`instances[0].video.uri` is required: video extension takes a video previously generated by Veo, "
+            "referenced by the uri of its generated sample."
+        )
+    if "encodedVideo" in value and not isinstance(value["encodedVideo"], str):
+        raise invalid_argument("`instances[0].video.encodedVideo` must be a base64 string.")
+    if "encoding" in value and value["encoding"] != "video/mp4":
+        raise invalid_argument(f"`instances[0].video.encoding` must be video/mp4 (got {value['encoding']!r}).")
+    target = urlsplit(uri)
+    match = FILE_URI_PATH.fullmatch(target.path)
+    if target.scheme not in ("http", "https") or match is None:
+        raise invalid_argument(
+            f"`instances[0].video.uri` {uri[:200]!r} is not a video generated by Veo: expected the uri of a "
+            "generated sample (.../v1beta/files/{id}:download?alt=media)."
+        )
+    return match.group(1)
+
+
+def _check_other_parameters(parameters: Mapping[str, object]) -> None:
     sample_count = parameters.get("sampleCount", 1)
     if not _is_integral(sample_count) or sample_count != 1:
         raise invalid_argument("`sampleCount` must be 1: this model generates one video per request.")
@@ -123,14 +225,6 @@ def check_create(model: str, body: object) -> CreateRequest:
         raise invalid_argument("`negativePrompt` must be a string.")
     if "enhancePrompt" in parameters and not isinstance(parameters["enhancePrompt"], bool):
         raise invalid_argument("`enhancePrompt` must be a boolean.")
-    return CreateRequest(
-        model=model,
-        prompt=prompt,
-        duration_seconds=duration,
-        aspect_ratio=aspect_ratio,
-        resolution=resolution,
-        image=image,
-    )
 
 
 def _reject_unknown(fields: Mapping[str, object], allowed: frozenset[str], where: str) -> None:

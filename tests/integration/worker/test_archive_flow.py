@@ -225,6 +225,23 @@ class TestHappyPath:
         assert await stack.upstream_id(cut_off) == cut_off_upstream != owner_upstream
         assert await stack.upstream_id(owner) == owner_upstream
 
+    async def test_a_cut_off_edit_is_settled_even_with_a_lone_match(self, archive_stack: ArchiveStack) -> None:
+        # Upstream's list does not say what an edit or extension was made from, so a match by prompt and length
+        # could be another render: the same lone match that adopts a create settles an edit as unknown.
+        stack = archive_stack
+        video_id = await create_video(stack, prompt=f"edit cut off {time.time_ns()}")
+        await wait_upstream_completed(stack, video_id)
+        await self.cut_off(stack, video_id)
+        async with stack.database.sessionmaker.begin() as session:
+            video = await session.get(Video, video_id)
+            assert video is not None
+            video.origin = "edit"
+
+        report = await reconciler.reconcile_once(stack.context)
+        assert (report.submissions_adopted, report.submissions_settled) == (0, 1)
+        body = (await stack.api.get(f"/v1/videos/{video_id}")).json()
+        assert body["status"] == "failed" and body["error"]["code"] == "upstream_submission_unknown"
+
     async def test_identical_cut_off_creates_are_settled_not_guessed(self, archive_stack: ArchiveStack) -> None:
         stack = archive_stack
         prompt = f"twins {time.time_ns()}"
