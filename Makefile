@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit install clean openapi browser bench bench-smoke soak wrk
+.PHONY: run test lint typecheck unit fmt install clean openapi browser bench bench-smoke soak wrk
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ run: $(INSTALLED)
 ## Lint, type-check and run the whole suite against the local Postgres and a private SeaweedFS.
 test: $(INSTALLED) browser wrk lint typecheck
 	$(BIN)/pytest -n 2
+
+## The fast inner loop: the pure-logic tests only (no S3, simulators or stacks), on 2 processes, about a minute.
+unit: $(INSTALLED)
+	$(BIN)/pytest -n 2 tests/unit
+
+## Format and autofix what ruff can, then lint and type-check: what `make test` checks first.
+fmt: $(INSTALLED)
+	$(BIN)/ruff format app tests migrations docker bench docs/examples
+	$(BIN)/ruff check --fix app tests migrations docker bench docs/examples
+	$(BIN)/mypy
 
 ## The console's browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
 browser:
@@ -44,8 +54,8 @@ soak: $(INSTALLED) wrk
 	$(BIN)/python -m bench soak --minutes $(SOAK_MINUTES)
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check app tests migrations docker bench
-	$(BIN)/ruff format --check app tests migrations docker bench
+	$(BIN)/ruff check app tests migrations docker bench docs/examples
+	$(BIN)/ruff format --check app tests migrations docker bench docs/examples
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from enum import StrEnum
 from typing import Annotated
@@ -11,14 +12,39 @@ import typer
 import uvicorn
 
 from app.core.config import get_settings
+from app.core.local_env import load_checkout_env
 from app.core.logging import configure_logging
 from app.core.server import uvicorn_options
 from app.limits.cli import keys_app
 from app.ops import cli as operator_commands
+from app.ops.cli_errors import DEBUG_ENV, DEBUG_META, CliError, CliGroup, debug_requested, error_line
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Video Gateway")
+# CliGroup: a failing command prints one `error: …; …` line and exits 1 (app/ops/cli_errors.py). Its traceback,
+# with --debug, shows no local variables: they hold the settings' secrets.
+cli = typer.Typer(
+    cls=CliGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    help="Video Gateway",
+    pretty_exceptions_show_locals=False,
+)
 cli.add_typer(keys_app, name="keys")
 operator_commands.register(cli)
+
+
+@cli.callback()
+def root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="On failure show the full traceback instead of the one-line error (also VG_DEBUG=1).",
+        ),
+    ] = False,
+) -> None:
+    ctx.meta[DEBUG_META] = debug
 
 
 @cli.command()
@@ -88,7 +114,10 @@ def migrate(revision: str = "head") -> None:
 @cli.command("create-caller")
 def create_caller(name: str, label: str = "") -> None:
     """Create a caller with a new API key; the key is printed once and stored only hashed."""
+    from sqlalchemy.exc import IntegrityError
+
     from app.auth import service as auth_service
+    from app.auth.errors import Conflict
     from app.core.db import Database
 
     settings = get_settings()
@@ -102,7 +131,18 @@ def create_caller(name: str, label: str = "") -> None:
         finally:
             await database.dispose()
 
-    typer.echo(asyncio.run(run()))
+    try:
+        key = asyncio.run(run())
+    except (Conflict, IntegrityError) as exc:
+        # Conflict: the name was looked up and found; IntegrityError: another create won the race (the unique
+        # constraint on callers.name).
+        if isinstance(exc, IntegrityError) and "uq_callers_name" not in str(exc.orig):
+            raise
+        raise CliError(
+            f"a caller named '{name}' already exists; "
+            f"`video-gateway keys create {shlex.quote(name)}` issues it another key"
+        ) from exc
+    typer.echo(key)
 
 
 @cli.command("dev-caller")
@@ -154,7 +194,30 @@ def config_reference() -> None:
     sys.stdout.write(render())
 
 
+# The service's own processes: `make run`, the e2e stacks and the benchmarks start them with a complete
+# environment, and `dev` decides its own settings (it writes .devstack/cli.env, never reads it).
+SERVICE_COMMANDS = frozenset({"serve", "worker", "simulator", "dev"})
+
+
+def reads_checkout_env(arguments: list[str]) -> bool:
+    """Whether this invocation is an operator command, which fills its environment from .devstack/cli.env."""
+    command = next((word for word in arguments if not word.startswith("-")), None)
+    return command not in SERVICE_COMMANDS
+
+
 def main() -> None:
+    # After `make run`, this checkout's .devstack/cli.env supplies what the environment does not set.
+    try:
+        if reads_checkout_env(sys.argv[1:]):
+            load_checkout_env()
+    except (OSError, UnicodeDecodeError) as exc:
+        if "--debug" in sys.argv[1:] or debug_requested():
+            raise
+        typer.echo(
+            error_line(CliError(f"cannot read .devstack/cli.env ({exc}); run `make run` again, or delete it")),
+            err=True,
+        )
+        raise SystemExit(1) from None
     cli()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -17,10 +18,15 @@ from app.core.config import (
     UpstreamSettings,
     WebhookSettings,
 )
+from app.core.local_env import DISABLE_VARIABLE
 from tests.support import postgres
 from tests.support.seaweed import seaweedfs_s3
 
 __all__ = ["seaweedfs_s3"]
+
+# A developer's own `make run` leaves .devstack/cli.env in the checkout; the suite's processes (CLI commands run
+# from the repository root included) must never take settings from it. Inherited by every subprocess.
+os.environ[DISABLE_VARIABLE] = "0"
 
 # A `whsec_` secret for the tests' webhook receiver and simulator (24 random bytes, base64).
 MIB = 1024 * 1024

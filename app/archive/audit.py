@@ -27,6 +27,7 @@ the next batch. No transaction is open during S3 or upstream calls.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -106,12 +107,14 @@ async def audit_once(
     video_id: str | None = None,
     full_hash: bool = False,
     dry_run: bool = False,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> AuditReport:
     """Check up to `limit` archived objects (one video's with `video_id`) and act on what is wrong.
 
     `checked_before`: only objects not checked since (the worker's pace); None, any, least recently checked
     first. `full_hash` reads every byte and compares the SHA-256. `dry_run` asks upstream and reports what would
-    be done, changing nothing (not even when objects were last checked).
+    be done, changing nothing (not even when objects were last checked). `on_progress(done, total)` hears how
+    many of the objects picked are done, before each and after the last (the CLI's progress display).
     """
     report = AuditReport(full_hash=full_hash)
     if limit <= 0:
@@ -125,7 +128,9 @@ async def audit_once(
     # The MP4 first: what is made from it is judged by the MP4's state.
     order = [variant.value for variant in Variant]
     targets.sort(key=lambda target: (target.video_id, order.index(target.variant)))
-    for target in targets:
+    for index, target in enumerate(targets):
+        if on_progress is not None:
+            on_progress(index, len(targets))
         report.checked += 1
         try:
             problem = await _check(context, target, full_hash=full_hash)
@@ -144,6 +149,8 @@ async def audit_once(
             continue
         finding = await _settle(context, target, problem[0], problem[1], dry_run=dry_run)
         report.findings.append(finding)
+    if on_progress is not None:
+        on_progress(len(targets), len(targets))
     if report.findings or report.unreadable:
         logger.info(
             "audit: %d object(s) checked, %d intact, %d finding(s), %d unreadable",

@@ -106,10 +106,8 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
     except ResourceNotFound:
         async with _fenced(context, job) as session:
             current = await ArchiveRepository.from_session(session).get_video(job.video_id)
-            if current is not None and not current.video_status.is_terminal:
-                current.status = VideoStatus.FAILED.value
-                current.error_code = "upstream_not_found"
-                current.error_message = "Upstream no longer knows this video."
+            if current is not None:
+                await archive_service.settle_gone_upstream(session, video=current, settings=context.settings)
             await queue.finish(session, job, state=JobState.FAILED, error="upstream answered 404 for the video")
         return
     except GatewayError as exc:

@@ -16,6 +16,7 @@ reconcilers on several workers harmless.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -42,11 +43,25 @@ class ReconcileReport:
     submits_queued: int = 0
 
 
-async def reconcile_once(context: JobContext, *, since: datetime | None = None) -> ReconcileReport:
-    """One pass; `since` widens (or narrows) the window of videos looked at (operators' `reconcile --since`)."""
+async def reconcile_once(
+    context: JobContext,
+    *,
+    since: datetime | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> ReconcileReport:
+    """One pass; `since` widens (or narrows) the window of videos looked at (operators' `reconcile --since`).
+    `on_progress(looked_at, None)` hears how many videos were looked at so far (the CLI's progress display)."""
     settings = context.settings.worker
     now = datetime.now(UTC)
     syncs = downloads = submits = 0
+    looked_at = 0
+
+    def looked(count: int = 1) -> None:
+        nonlocal looked_at
+        looked_at += count
+        if on_progress is not None:
+            on_progress(looked_at, None)
+
     async with context.database.sessionmaker.begin() as session:
         repository = ArchiveRepository.from_session(session)
         stale = await repository.videos_to_reconcile(
@@ -56,18 +71,23 @@ async def reconcile_once(context: JobContext, *, since: datetime | None = None) 
         )
         for video in stale:
             syncs += await enqueue_sync(session, video=video, settings=settings) is not None
+            looked()
         for video in await repository.match_orphan_events(limit=BATCH):
             syncs += await enqueue_sync(session, video=video, settings=settings) is not None
+            looked()
         for video in await repository.completed_videos_missing_assets(limit=BATCH):
             downloads += await schedule_downloads(session, video=video, settings=context.settings)
+            looked()
         for video in await repository.waiting_without_submit_job(limit=BATCH):
             submits += await enqueue_submit(session, video_id=video.id, settings=settings) is not None
+            looked()
         unsubmitted = await repository.unsubmitted_videos(
             submitted_before=now - timedelta(seconds=settings.unsubmitted_after_seconds), limit=BATCH
         )
         cut_off = await resolve_cut_off_creates(
             session, videos=unsubmitted, upstreams=context.upstreams, settings=context.settings
         )
+        looked(len(unsubmitted))
     if syncs or downloads:
         logger.info("reconciled: %d sync(s) and %d download(s) queued", syncs, downloads)
     if submits:

@@ -7,7 +7,7 @@ read the video upstream, to know whether a download can still succeed before any
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -24,7 +24,7 @@ from app.models import Asset, AssetState, JobKind, Variant, Video, VideoStatus
 from app.upstream.capabilities import ALL_VARIANTS, served_variants
 from app.upstream.router import UnknownProfile, UpstreamRouter
 from app.upstream.schemas import UpstreamVideo
-from app.videos.state import apply_upstream_state, fail_unknown_submission
+from app.videos.state import apply_upstream_state, fail_gone_upstream, fail_unknown_submission
 
 
 def download_deadline(video: Video, settings: WorkerSettings) -> datetime:
@@ -152,6 +152,17 @@ async def settle_unknown_submission(
     )
 
 
+async def settle_gone_upstream(session: AsyncSession, *, video: Video, settings: Settings) -> None:
+    """A video upstream no longer knows (404) before it finished here: failed `upstream_not_found`, and the
+    caller told through its callback like every other failure."""
+    if video.video_status.is_terminal:
+        return
+    fail_gone_upstream(video)
+    await callbacks_service.on_video_event(
+        session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
+    )
+
+
 async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings: Settings) -> None:
     """Once every variant is settled: `video.archived` if all are archived, else `video.archive_failed`."""
     repository = ArchiveRepository.from_session(session)
@@ -222,7 +233,12 @@ class ReplayOutcome:
 
 
 async def replay(
-    session: AsyncSession, *, video_id: str, settings: Settings, upstreams: UpstreamRouter
+    session: AsyncSession,
+    *,
+    video_id: str,
+    settings: Settings,
+    upstreams: UpstreamRouter,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> ReplayOutcome:
     """Re-archive a completed video: download again what upstream still serves, never discarding a good copy.
 
@@ -232,7 +248,8 @@ async def replay(
     while the download is pending, and keeps its copy if the download fails (`app.archive.jobs`); a variant
     not archived (failed, expired, lost) goes back to pending. Variants derived from the MP4 are made again
     only if not archived (they are made from our own copy). Keys are deterministic, so a new copy replaces
-    the old one in one step, and only once it is whole.
+    the old one in one step, and only once it is whole. `on_progress(done, total)` hears of each variant as it
+    is queued, once upstream said yes (the CLI's progress display).
     """
     repository = ArchiveRepository.from_session(session)
     video = await repository.get_video(video_id)
@@ -252,7 +269,10 @@ async def replay(
     await repository.ensure_assets(video_id)
     derived = derived_variants(video, settings)
     queued = 0
-    for asset in await repository.assets_of(video_id):
+    assets = await repository.assets_of(video_id)
+    for index, asset in enumerate(assets):
+        if on_progress is not None:
+            on_progress(index, len(assets))
         if asset.state != AssetState.ARCHIVED.value:
             await repository.set_asset(video_id, asset.variant, state=AssetState.PENDING.value, error=None)
         if asset.variant in derived:
@@ -267,6 +287,8 @@ async def replay(
         )
         queued += job_id is not None
     queued += await schedule_downloads(session, video=video, settings=settings)
+    if on_progress is not None:
+        on_progress(len(assets), len(assets))
     return ReplayOutcome(
         ReplayResult.QUEUED if queued else ReplayResult.IN_FLIGHT, queued=queued, served=served, reason=verdict.reason
     )

@@ -32,6 +32,8 @@ PLACEHOLDER_KEYS = frozenset({"", "sim-key"})
 OPENAI_MODELS = ("sora-2", "sora-2-pro")
 # In the default profile's `models`: every model that no other profile lists (pass-through).
 ANY_MODEL = "*"
+# In dev mode callbacks may also go to this machine's loopback (`make run`'s receiver, a script on the laptop).
+DEV_LOOPBACK_DESTINATIONS = ("127.0.0.0/8", "::1/128")
 
 
 def split_secrets(value: SecretStr | None) -> list[str]:
@@ -290,6 +292,32 @@ class SimulatorSettings(BaseModel):
         return None if value == "" else value
 
 
+class DevSettings(BaseModel):
+    """`video-gateway dev` (`make run`) only: the ports of what it starts besides the API (`VG_API__PORT`) and
+    the simulator (`VG_SIMULATOR__PORT`; the Gemini simulator takes the port after it). Every one is checked
+    free before anything starts; change them to run a second stack beside a first."""
+
+    # The callback receiver the demo's `callback_url` points at.
+    receiver_port: int = Field(default=8102, ge=1, le=65535)
+    # SeaweedFS's S3 API; the stack's processes get `http://127.0.0.1:<this>` as `VG_S3__ENDPOINT_URL`.
+    s3_port: int = Field(default=8333, ge=1, le=65535)
+    # SeaweedFS's other ports. Unset: weed's own (master 9333, volume 9340, filer 8888, admin 23646), each gRPC
+    # port (S3's too) at its HTTP port + 10000. Set: the nine ports base … base + 8 (S3 gRPC, master, master
+    # gRPC, volume, volume gRPC, filer, filer gRPC, admin, admin gRPC).
+    seaweedfs_port_base: int | None = Field(default=None, ge=1, le=65535 - 8)
+
+    @model_validator(mode="after")
+    def _grpc_ports_exist(self) -> DevSettings:
+        if self.seaweedfs_port_base is None and self.s3_port + 10000 > 65535:
+            raise ValueError(
+                f"S3 port {self.s3_port} leaves no room for its gRPC port at + 10000; set VG_DEV__SEAWEEDFS_PORT_BASE"
+            )
+        base = self.seaweedfs_port_base
+        if base is not None and base <= self.s3_port <= base + 8:
+            raise ValueError(f"S3 port {self.s3_port} is among SeaweedFS's other ports ({base} … {base + 8})")
+        return self
+
+
 class IdempotencySettings(BaseModel):
     """`Idempotency-Key` on POSTs that start a paid render (owned by app/idempotency)."""
 
@@ -424,6 +452,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     worker: WorkerSettings = WorkerSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    dev: DevSettings = DevSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     callbacks: CallbackSettings = CallbackSettings()
     limits: LimitSettings = LimitSettings()
@@ -464,6 +493,16 @@ class Settings(BaseSettings):
                         f"VG_FALLBACKS[{model!r}][{index}] names upstream profile {target.profile!r}, which is not "
                         f"configured (profiles: {', '.join(sorted(profiles))})"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _dev_allows_loopback_callbacks(self) -> Settings:
+        # Dev mode only: production keeps the operator's allow-list exactly as configured (default deny).
+        if self.mode is Mode.DEV:
+            allowed = self.callbacks.allowed_destinations
+            missing = [cidr for cidr in DEV_LOOPBACK_DESTINATIONS if cidr not in allowed]
+            if missing:
+                self.callbacks = self.callbacks.model_copy(update={"allowed_destinations": [*allowed, *missing]})
         return self
 
     @model_validator(mode="after")
@@ -546,6 +585,7 @@ __all__ = [
     "CallbackSettings",
     "ConsoleSettings",
     "DatabaseSettings",
+    "DevSettings",
     "FallbackTarget",
     "IdempotencySettings",
     "LimitSettings",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
-from app.core.config import S3Settings
+from app.core.config import DevSettings, S3Settings
 from app.dev.processes import ManagedProcess, free_port
+
+# weed's gRPC port for an HTTP port it is not told one for.
+GRPC_OFFSET = 10000
 
 
 def weed_binary() -> str:
@@ -45,6 +48,32 @@ class SeaweedPorts:
         """Ports the OS says are free right now (a small race with other binders, fine for tests)."""
         return cls(*(free_port() for _ in range(10)))
 
+    @classmethod
+    def dev(cls, settings: DevSettings | None = None) -> SeaweedPorts:
+        """`make run`'s (`VG_DEV__S3_PORT`, `VG_DEV__SEAWEEDFS_PORT_BASE`): by default weed's own (S3 on :8333),
+        given explicitly so that exactly these are bound (and checked free first), with gRPC at HTTP + 10000 as
+        weed would derive them; with a base, S3's gRPC port and the other eight are base … base + 8."""
+        settings = settings or DevSettings()
+        s3 = settings.s3_port
+        base = settings.seaweedfs_port_base
+        if base is not None:
+            return cls(s3, *range(base, base + 9))
+        return cls(
+            s3=s3,
+            s3_grpc=s3 + GRPC_OFFSET,
+            master=9333,
+            master_grpc=9333 + GRPC_OFFSET,
+            volume=9340,
+            volume_grpc=9340 + GRPC_OFFSET,
+            filer=8888,
+            filer_grpc=8888 + GRPC_OFFSET,
+            admin=23646,
+            admin_grpc=23646 + GRPC_OFFSET,
+        )
+
+    def all_ports(self) -> list[int]:
+        return list(astuple(self))
+
     def arguments(self) -> list[str]:
         return [
             f"-s3.port={self.s3}",
@@ -68,8 +97,8 @@ def seaweedfs(
 ) -> ManagedProcess:
     """`weed mini` with the bucket created and the settings' credentials as its admin identity.
 
-    Without `ports` it listens on weed's defaults (S3 on :8333, as `make run` expects); with them, on those
-    ports only, so tests can run their own instance next to a running dev stack.
+    Without `ports` it listens on weed's defaults (S3 on :8333); with them, on those ports only (`make run`
+    passes `SeaweedPorts.dev(settings.dev)`), so tests can run their own instance next to a running dev stack.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     return ManagedProcess(

@@ -7,6 +7,7 @@ printed alone on stdout (everything else goes to stderr), so `KEY=$(video-gatewa
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,7 @@ from app.core.errors import GatewayError, ResourceNotFound
 from app.limits import service as limits_service
 
 T = TypeVar("T")
+LIST_CALLERS = "`video-gateway keys list` shows every caller that has a key"
 
 keys_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Create, list and revoke API keys; set limits.")
 
@@ -31,7 +33,10 @@ def _settings(ctx: typer.Context) -> Settings:
     return ctx.obj if isinstance(ctx.obj, Settings) else get_settings()
 
 
-def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, if_not_found: str | None = None) -> T:
+    """`work` in one transaction; a refusal (unknown caller or key, bad value) is one `error:` line and exit 1,
+    followed by `if_not_found` (what to do) when what was named does not exist."""
+
     async def run() -> T:
         database = Database.connect(settings.db)
         try:
@@ -43,7 +48,8 @@ def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except GatewayError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        hint = f"; {if_not_found}" if if_not_found and isinstance(exc, ResourceNotFound) else ""
+        typer.echo(f"error: {exc.message.rstrip('.') if hint else exc.message}{hint}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -78,7 +84,8 @@ def create(
             session, caller=owner, label=label, expires_at=expires_at, requests_per_minute=rpm
         )
 
-    issued = _run(settings, work)
+    create_it = f"add --create-caller, or run `video-gateway create-caller {shlex.quote(caller)}`, to create it"
+    issued = _run(settings, work, if_not_found=None if create_caller else create_it)
     typer.echo(f"created key {issued.api_key.id} ({issued.api_key.prefix}…) for caller {caller}", err=True)
     typer.echo(issued.key)
 
@@ -114,7 +121,7 @@ def list_keys(
             )
         return table
 
-    rows = _run(settings, work)
+    rows = _run(settings, work, if_not_found=LIST_CALLERS)
     header = ["ID", "CALLER", "PREFIX", "LABEL", "STATE", "CREATED", "EXPIRES", "LAST USED", "RPM"]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
     for line in [header, *rows]:
@@ -134,7 +141,7 @@ def revoke(
         revoked = await auth_service.revoke_key(session, key_id=key_id)
         return f"revoked key {revoked.id} ({revoked.prefix}…) at {_when(revoked.revoked_at)}"
 
-    typer.echo(_run(settings, work))
+    typer.echo(_run(settings, work, if_not_found="`video-gateway keys list` shows every key's id"))
 
 
 CLEARABLE = ("rpm", "concurrency", "budget", "period")
@@ -182,7 +189,7 @@ def limits(
             )
         return await limits_service.get_limits(session, caller_id=owner.id, settings=settings.limits)
 
-    view = _run(settings, work)
+    view = _run(settings, work, if_not_found=LIST_CALLERS)
     overrides, effective = view.overrides, view.effective
     for label, name in (
         ("requests per minute", "requests_per_minute"),

@@ -7,13 +7,17 @@ as the service, so an operator runs them from any API or worker pod.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import httpx
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from app.archive import audit as archive_audit
@@ -21,20 +25,62 @@ from app.archive import queue, reconciler
 from app.archive import service as archive_service
 from app.archive.audit import Action
 from app.archive.jobs import JobContext
-from app.archive.storage import ArchiveStorage
+from app.archive.storage import ArchiveStorage, make_client
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.timestamps import short_duration
+from app.ops.cli_errors import CliError, http_problem, s3_endpoint, s3_unreachable, s3_unreachable_line
 from app.ops.smoke import smoke
 from app.upstream.router import UpstreamRouter
 from app.webhooks import service as webhook_service
 
 T = TypeVar("T")
+# What a long command reports as it goes: done so far, and of how many (None: not known).
+ProgressHook = Callable[[int, int | None], None]
+# The audit's reachability check of S3: one attempt, short timeouts (the archive's client retries for longer).
+S3_CHECK_TIMEOUT_SECONDS = 5.0
 
 
 def _console() -> Console:
     # Built per command, so the terminal's width (or COLUMNS) at that moment is used.
     return Console()
+
+
+def _show_progress() -> bool:
+    """Progress is drawn only for a person: stderr is a terminal (tests and pipes get none)."""
+    return sys.stderr.isatty()
+
+
+def _progress_console() -> Console:
+    return Console(stderr=True)
+
+
+@contextmanager
+def _progress(doing: str, *, then: str | None = None, unit: str = "") -> Iterator[ProgressHook | None]:
+    """A transient progress display on stderr, on a terminal only: what is being done (`doing`, then `then` once
+    the first report arrives), N of M (or a count of `unit` when M is not known) and the time elapsed.
+
+    Yields the hook to report to, or None when nothing is drawn. What the command prints is unchanged: the
+    display is gone before the results are printed, and stdout is left alone (it may be a file or a pipe).
+    """
+    if not _show_progress():
+        yield None
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[count]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_progress_console(), transient=True, redirect_stdout=False) as display:
+        task = display.add_task(doing, total=None, count="")
+
+        def report(done: int, total: int | None) -> None:
+            count = f"{done} of {total}" if total is not None else f"{done} {unit}".rstrip()
+            display.update(task, description=then or doing, completed=done, total=total, count=count)
+
+        yield report
 
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Inspect webhook deliveries.")
@@ -115,13 +161,19 @@ def replay(video_id: str) -> None:
     """
     console = _console()
 
-    async def work(context: JobContext) -> archive_service.ReplayOutcome:
-        async with context.database.sessionmaker.begin() as session:
-            return await archive_service.replay(
-                session, video_id=video_id, settings=context.settings, upstreams=context.upstreams
-            )
+    with _progress(f"replay {video_id}: asking upstream", then=f"replay {video_id}: queueing downloads") as hook:
 
-    outcome = _with_context(work)
+        async def work(context: JobContext) -> archive_service.ReplayOutcome:
+            async with context.database.sessionmaker.begin() as session:
+                return await archive_service.replay(
+                    session,
+                    video_id=video_id,
+                    settings=context.settings,
+                    upstreams=context.upstreams,
+                    on_progress=hook,
+                )
+
+        outcome = _with_context(work)
     kept = f"{outcome.served} archived variant(s) are still served"
     if outcome.result is archive_service.ReplayResult.QUEUED:
         console.print(f"queued {outcome.queued} download(s) for {video_id}; a worker picks them up ({outcome.reason})")
@@ -145,10 +197,13 @@ def reconcile(
     """One reconciler pass now: re-read unfinished videos upstream and queue missing downloads."""
     console = _console()
 
-    async def work(context: JobContext) -> reconciler.ReconcileReport:
-        return await reconciler.reconcile_once(context, since=datetime.now(UTC) - timedelta(hours=since))
+    with _progress("reconcile: looking at videos", unit="video(s)") as hook:
 
-    with console.status("reconciling"):
+        async def work(context: JobContext) -> reconciler.ReconcileReport:
+            return await reconciler.reconcile_once(
+                context, since=datetime.now(UTC) - timedelta(hours=since), on_progress=hook
+            )
+
         report = _with_context(work)
     console.print(f"queued {report.syncs_queued} sync(s) and {report.downloads_queued} download(s)")
 
@@ -170,12 +225,17 @@ def audit(
     """
     console = _console()
 
-    async def work(context: JobContext) -> archive_audit.AuditReport:
-        return await archive_audit.audit_once(context, limit=limit, video_id=video, full_hash=sha256, dry_run=dry_run)
-
-    with console.status("auditing"):
-        report = _with_context(work)
     how = "HEAD and a full SHA-256 read" if sha256 else "HEAD: presence and size"
+    checking = f"audit: checking objects ({'HEAD + SHA-256' if sha256 else 'HEAD'}{', dry run' if dry_run else ''})"
+    with _progress("audit: picking objects to check", then=checking) as hook:
+
+        async def work(context: JobContext) -> archive_audit.AuditReport:
+            await _require_s3(context.settings)
+            return await archive_audit.audit_once(
+                context, limit=limit, video_id=video, full_hash=sha256, dry_run=dry_run, on_progress=hook
+            )
+
+        report = _with_context(work)
     console.print(f"{report.checked} object(s) checked ({how}), {report.intact} intact")
     if report.findings:
         table = Table(title="Findings" + (" (dry run: nothing changed)" if dry_run else ""))
@@ -210,6 +270,24 @@ def audit(
     raise typer.Exit(1)
 
 
+async def _require_s3(settings: Settings) -> None:
+    """Fail at once, in one line, when S3 cannot be reached at all (rather than one "could not check" per
+    object). An S3 that answers, even with an error, is left to the audit, which reports per object."""
+    client = make_client(
+        settings.s3,
+        connect_timeout=S3_CHECK_TIMEOUT_SECONDS,
+        read_timeout=S3_CHECK_TIMEOUT_SECONDS,
+        max_attempts=1,
+    )
+    try:
+        await asyncio.to_thread(client.head_bucket, Bucket=settings.s3.bucket)
+    except (ClientError, BotoCoreError) as exc:
+        if s3_unreachable(exc):
+            raise CliError(s3_unreachable_line(s3_endpoint(settings), exc)) from exc
+    finally:
+        client.close()
+
+
 @webhooks_app.command("list")
 def list_webhooks(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
@@ -225,7 +303,11 @@ def list_webhooks(
     console = _console()
     if rejected:
         # Refused deliveries are never written to Postgres (anyone can send them); the API counts them.
-        text = httpx.get(f"{api_url.rstrip('/')}/metrics", timeout=10).text
+        try:
+            text = httpx.get(f"{api_url.rstrip('/')}/metrics", timeout=10).text
+        except httpx.RequestError as exc:
+            hint = "is the API running there? (--api-url or VG_OPS_API_URL)"
+            raise CliError(http_problem(exc, hint=hint)) from exc
         table = Table(title="Rejected webhook deliveries (since the API started)")
         table.add_column("reason")
         table.add_column("count", justify="right")

@@ -75,8 +75,18 @@ def apply_upstream_state(video: Video, upstream: UpstreamVideo, *, now: datetime
     return current
 
 
+UPSTREAM_NOT_FOUND = "upstream_not_found"
+
+
 def fail_unknown_submission(video: Video, *, message: str) -> None:
     """Settle a video whose create may or may not have reached upstream: failed, with the code that says so."""
     video.status = VideoStatus.FAILED.value
     video.error_code = SUBMISSION_UNKNOWN
     video.error_message = message
+
+
+def fail_gone_upstream(video: Video) -> None:
+    """Settle a video upstream answers 404 for before it finished here: failed, `upstream_not_found`."""
+    video.status = VideoStatus.FAILED.value
+    video.error_code = UPSTREAM_NOT_FOUND
+    video.error_message = "Upstream no longer knows this video."

@@ -127,6 +127,8 @@ def stack_env(
 ) -> dict[str, str]:
     return {
         "VG_MODE": "dev",
+        # Never a developer's own `make run` settings (.devstack/cli.env) in the stack's processes or commands.
+        "VG_CHECKOUT_ENV": "0",
         "VG_LOG_LEVEL": "INFO",
         "VG_DB__URL": database_url,
         "VG_UPSTREAM__BASE_URL": f"http://127.0.0.1:{simulator_port}/v1",

@@ -399,6 +399,32 @@ class TestContentFaults:
         assert all("no longer serves" in str(asset.error) for asset in archived.values())
         assert all(job.attempts == 1 for job in await jobs(stack, video_id))  # no retry loop on a 404
 
+    async def test_a_sync_that_meets_a_404_fails_the_video_and_tells_the_caller(
+        self, archive_stack: ArchiveStack
+    ) -> None:
+        # Upstream forgets a render before it finished here: failed `upstream_not_found`, with a `video.failed`
+        # callback like every other failure path (this one once wrote the row directly and told nobody).
+        stack = archive_stack
+        video_id = await create_video(stack)
+        async with stack.database.sessionmaker.begin() as session:
+            video = await session.get(Video, video_id)
+            assert video is not None
+            video.callback_url = "https://hooks.example.com/videos"
+        upstream_id = await stack.upstream_id(video_id)
+        assert (await stack.simulator.delete(f"/v1/videos/{upstream_id}")).status_code == 200
+        await enqueue_sync(stack, video_id)
+        await stack.worker().run_until_idle()
+        async with stack.database.sessionmaker() as session:
+            video = await session.get(Video, video_id)
+            assert video is not None
+            assert (video.status, video.error_code) == ("failed", "upstream_not_found")
+            deliveries = (
+                (await session.execute(select(CallbackDelivery).where(CallbackDelivery.video_id == video_id)))
+                .scalars()
+                .all()
+            )
+        assert [delivery.event_type for delivery in deliveries] == ["video.failed"]
+
     async def test_a_redirect_to_a_host_outside_the_allow_list_is_not_followed(
         self, archive_stack: ArchiveStack
     ) -> None:
