@@ -9,14 +9,17 @@
 # a temporary directory, lays out the final stage's files the same way and runs `migrate`, `serve` and the
 # HEALTHCHECK from there. Keep the build stage to those four instructions and `pip install` non-editable.
 
-# ---- build: install the package and its dependencies into a venv (wheels only; nothing to compile) ----
+# ---- build: install the locked dependencies, then the package, into a venv (wheels only; nothing to compile) ----
 FROM python:3.11.15-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml ./
+# The locked dependencies first (their layer is reused while requirements.lock is unchanged), each checked
+# against its hash; then the project itself, without resolving anything again.
+COPY requirements.lock pyproject.toml ./
 COPY app ./app
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir .
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps .
 
 # ---- runtime: the venv, the migrations and a non-root user; no compilers, no pip cache, no sources ----
 FROM python:3.11.15-slim-bookworm

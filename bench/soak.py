@@ -1,6 +1,6 @@
 """The soak with faults (`make soak`): renders through the simulator for a bounded time while things break.
 
-Faults while renders are created (catalogue rows 59-62 in spirit, at this machine's scale):
+Faults while renders are created (docs/reliability.md rows 59-62 in spirit, at this machine's scale):
 - a random worker is SIGKILLed every 30 s and a new one started in its place;
 - the API runs as two processes on two ports, creates spread over both; every 2.5 min one of them is
   SIGKILLed and started again on the same port (the simulator's webhooks go to the first one, so they fail
@@ -12,7 +12,11 @@ Faults while renders are created (catalogue rows 59-62 in spirit, at this machin
   there is no restart (that server is shared);
 - every few minutes, `pg_terminate_backend` on every connection of the gateway's database;
 - SeaweedFS is stopped and started again once, about a third of the way in;
-- the simulator drops 20 % of webhooks and sends another 20 % twice (the reconciler must find the lost ones).
+- the simulator drops 20 % of webhooks and sends another 20 % twice (the reconciler must find the lost ones);
+- the workers prune with minutes of retention (SOAK_WORKER_ENV): finished jobs and callback attempts are deleted
+  two minutes after they finished, webhook events ten minutes after they came (past the simulators' redeliveries),
+  a pass every 20 s in batches of 100, so the pruner runs all along beside the queue it must not get in the way of.
+  The rows it deleted are reported (`pruned_rows`, from pg_stat_user_tables: nothing else deletes there).
 
 Providers are mixed: one render in five goes to a live provider's simulator (Seedance, fal and Replicate in
 turn, each behind its own profile and kind, each with its own webhook scheme), the others to the OpenAI
@@ -118,6 +122,18 @@ SOAK_ENV = {
     # (then `idempotency_request_unfinished`), and its video without an upstream id is settled after this.
     "VG_UPSTREAM__TIMEOUT_SECONDS": "20",
     "VG_WORKER__UNSUBMITTED_AFTER_SECONDS": "90",
+}
+
+MINUTE_IN_DAYS = 1 / (24 * 60)
+PRUNED_TABLES = ("archive_jobs", "webhook_events", "callback_attempts")
+# The workers' retention (app/archive/pruner.py), in minutes rather than days so it prunes within a soak. Webhook
+# events outlive the simulators' redeliveries (8 attempts, 1 s doubling: about two minutes).
+SOAK_WORKER_ENV = {
+    "VG_RETENTION__ARCHIVE_JOBS_DAYS": repr(2 * MINUTE_IN_DAYS),
+    "VG_RETENTION__CALLBACK_ATTEMPTS_DAYS": repr(2 * MINUTE_IN_DAYS),
+    "VG_RETENTION__WEBHOOK_EVENTS_DAYS": repr(10 * MINUTE_IN_DAYS),
+    "VG_RETENTION__INTERVAL_SECONDS": "20",
+    "VG_RETENTION__BATCH_SIZE": "100",
 }
 
 
@@ -700,6 +716,15 @@ def check_invariants(
     }
 
 
+def pruned_rows(dsn: str) -> dict[str, int]:
+    """Rows deleted from the tables the pruner prunes (pg_stat_user_tables): in the soak nothing else deletes there
+    (no video is deleted, whose jobs, events and callbacks would go with it)."""
+    found = rows(
+        dsn, "SELECT relname, n_tup_del FROM pg_stat_user_tables WHERE relname = ANY($1::text[])", list(PRUNED_TABLES)
+    )
+    return {str(row["relname"]): int(row["n_tup_del"]) for row in found}
+
+
 @contextlib.contextmanager
 def soak_database(result: dict[str, Any]) -> Iterator[tuple[str, PrivatePostgres | None]]:
     """The soak's own Postgres cluster (restarted mid-soak), or, without initdb or with
@@ -779,7 +804,13 @@ def main(*, minutes: float, renders: int, out: str | None) -> int:
             soak_database(result) as (dsn, postgres),
             private_seaweedfs(workdir / "seaweedfs") as weed,
             running_stack(
-                dsn=dsn, s3=weed.settings, workdir=workdir, workers=WORKERS, env=SOAK_ENV, live=LIVE_KINDS
+                dsn=dsn,
+                s3=weed.settings,
+                workdir=workdir,
+                workers=WORKERS,
+                env=SOAK_ENV,
+                worker_env=SOAK_WORKER_ENV,
+                live=LIVE_KINDS,
             ) as stack,
             second_api(stack) as apis,
         ):
@@ -827,6 +858,7 @@ def main(*, minutes: float, renders: int, out: str | None) -> int:
                     "renders_refused": outcomes["refused"],
                     # Counted by the database: renders whose create was cut off may be there too.
                     "videos_in_db": rows(stack.dsn, "SELECT count(*) FROM videos")[0][0],
+                    "pruned_rows": pruned_rows(stack.dsn),
                     "create_batch_errors": sum(status != "200" for status in log.statuses.elements()),
                     "create_answers": dict(log.statuses),
                     "create_retries": log.retries,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from app.archive.derive import DerivationFailed, derive_image
 from app.archive.queue import ClaimedJob
 from app.archive.repository import ArchiveRepository
 from app.archive.storage import ArchiveStorage, AssetRejected, IncompleteAsset, StorageError, StoredObject
-from app.core import metrics
+from app.core import metrics, retry
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import GatewayError, RateLimited, ResourceNotFound, UpstreamError
@@ -62,15 +61,10 @@ class LeaseLost(Exception):
     """Another worker holds this job now; whatever we were doing is abandoned without a write."""
 
 
-def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential backoff with equal jitter: half fixed, half random, so retries spread but still wait."""
-    ceiling = min(cap, base * (2.0 ** max(attempt - 1, 0)))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
 def retry_delay(job: ClaimedJob, *, base: float, cap: float, now: datetime) -> float | None:
-    """Seconds until the next attempt, or None when no attempt fits before the deadline."""
-    delay = backoff_seconds(job.attempts, base=base, cap=cap)
+    """Seconds until the next attempt, or None when no attempt fits before the deadline. The backoff is
+    exponential with equal jitter (app/core/retry.py): retries spread but still wait, the first about `base`."""
+    delay = retry.equal_jitter(job.attempts - 1, base=base, cap=cap)
     if job.deadline is None:
         return delay
     remaining = (job.deadline - now).total_seconds()
@@ -278,7 +272,7 @@ async def _submission_refused(context: JobContext, job: ClaimedJob, exc: Gateway
         # Our upstream key was refused: as for any job, the longest backoff, and loudly.
         logger.critical("upstream rejected the gateway's credentials; submit job %s waits", job.id)
         base = settings.retry_max_seconds
-    delay = backoff_seconds(job.attempts, base=base, cap=settings.retry_max_seconds)
+    delay = retry.equal_jitter(job.attempts - 1, base=base, cap=settings.retry_max_seconds)
     if (asked := exc.headers.get("retry-after")) is not None and asked.isdigit():
         delay = max(delay, float(asked))  # the provider's own word on when to come back
     logger.warning("job %s: upstream refused the create of %s, retry in %.1fs: %s", job.id, job.video_id, delay, exc)

@@ -1,4 +1,5 @@
--- Every query of the archive job queue. Loaded once by app/archive/queue.py, the only module that runs them.
+-- Every query of the archive job queue, and the pruner's. Loaded once by app/archive/queue.py; the queue's are
+-- run by it alone, the `prune_*` ones by app/archive/pruner.py.
 -- Times are always the database's now(): a worker with a skewed clock can neither steal nor stretch a lease.
 
 -- name: enqueue
@@ -119,3 +120,65 @@ WHERE kind = 'download' AND state IN ('queued', 'running') AND deadline IS NOT N
   AND deadline <= now() + make_interval(secs => :within_seconds)
 ORDER BY deadline
 LIMIT :limit;
+
+-- name: prune_lock
+-- One pruner at a time among all workers: a session-level advisory lock on the pruner's own connection, held for
+-- the whole pass (its batches are separate transactions); false when another worker is pruning.
+SELECT pg_try_advisory_lock(hashtextextended('vg-pruner', 0)) AS locked;
+
+-- name: prune_unlock
+SELECT pg_advisory_unlock(hashtextextended('vg-pruner', 0)) AS unlocked;
+
+-- name: prune_timeouts
+-- First statement of every pruning batch (transaction-local): never wait long for a lock (a waiting DELETE would
+-- queue the queue's own lockers behind it), and never run long.
+SELECT set_config('lock_timeout', :lock_timeout, true), set_config('statement_timeout', :statement_timeout, true);
+
+-- name: prune_archive_jobs
+-- Delete up to :batch_size terminal jobs that finished over :keep_seconds ago, oldest first (ix_archive_jobs_prunable).
+-- Queued and running jobs are never candidates; SKIP LOCKED passes over any row another transaction holds.
+WITH doomed AS (
+    SELECT id FROM archive_jobs
+    WHERE state IN ('succeeded', 'failed', 'expired', 'dead')
+      AND finished_at < now() - make_interval(secs => :keep_seconds)
+    ORDER BY finished_at
+    FOR UPDATE SKIP LOCKED
+    LIMIT :batch_size
+), deleted AS (
+    DELETE FROM archive_jobs AS job USING doomed WHERE job.id = doomed.id RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- name: prune_webhook_events
+-- Delete up to :batch_size webhook events received over :keep_seconds ago, oldest first
+-- (ix_webhook_events_prunable). Orphans stay: the reconciler may still match them to a video.
+WITH doomed AS (
+    SELECT id FROM webhook_events
+    WHERE outcome IN ('enqueued', 'ignored', 'matched')
+      AND received_at < now() - make_interval(secs => :keep_seconds)
+    ORDER BY received_at
+    FOR UPDATE SKIP LOCKED
+    LIMIT :batch_size
+), deleted AS (
+    DELETE FROM webhook_events AS event USING doomed WHERE event.id = doomed.id RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- name: prune_callback_attempts
+-- Delete up to :batch_size logged attempts of deliveries that finished (delivered, failed, cancelled) over
+-- :keep_seconds ago, oldest first (ix_callback_attempts_attempted_at): a delivery's log goes whole, once it is
+-- old. A pending delivery's attempts are never candidates. Only the attempt rows are locked, never a delivery.
+WITH doomed AS (
+    SELECT attempt.id
+    FROM callback_attempts AS attempt
+    JOIN callback_deliveries AS delivery ON delivery.id = attempt.delivery_id
+    WHERE attempt.attempted_at < now() - make_interval(secs => :keep_seconds)
+      AND delivery.state IN ('delivered', 'failed', 'cancelled')
+      AND delivery.finished_at < now() - make_interval(secs => :keep_seconds)
+    ORDER BY attempt.attempted_at
+    FOR UPDATE OF attempt SKIP LOCKED
+    LIMIT :batch_size
+), deleted AS (
+    DELETE FROM callback_attempts AS attempt USING doomed WHERE attempt.id = doomed.id RETURNING 1
+)
+SELECT count(*) AS deleted FROM deleted;

@@ -5,7 +5,9 @@ before any network I/O). While a job runs, a heartbeat renews its lease every `h
 renewal finds the lease gone, the job is cancelled (someone else owns it now). Maintenance on every
 worker puts lapsed leases back in the queue (or to `dead` at the last attempt) and expires queued jobs
 whose window closed; the reconciler finds what lost webhooks missed; the integrity audit (app/archive/audit.py)
-checks a bounded batch of archived objects every `audit_interval_seconds`, in the background.
+checks a bounded batch of archived objects every `audit_interval_seconds`, in the background; the pruner
+(app/archive/pruner.py) deletes what retention no longer keeps every `VG_RETENTION__INTERVAL_SECONDS`, in the
+background too, on one worker at a time.
 
 Shutdown: the first stop request stops claiming and lets running jobs finish for `shutdown_grace_seconds`;
 what is still running then is cancelled and its lease released, so another worker takes it at once.
@@ -24,7 +26,7 @@ from typing import TypeVar
 
 import structlog
 
-from app.archive import audit, queue, reconciler
+from app.archive import audit, pruner, queue, reconciler
 from app.archive import service as archive_service
 from app.archive.jobs import REDOWNLOAD_FAILED, JobContext, run_job
 from app.archive.queue import ClaimedJob, JobRef
@@ -53,8 +55,10 @@ class Worker:
         self._next_reconcile = 0.0
         self._next_janitor = 0.0
         self._next_audit = 0.0
+        self._next_prune = 0.0
         self._callbacks: asyncio.Task[object] | None = None
         self._audit: asyncio.Task[object] | None = None
+        self._prune: asyncio.Task[object] | None = None
         self._deliver_callbacks = True
 
     def request_stop(self) -> None:
@@ -77,9 +81,9 @@ class Worker:
         logger.info("worker %s: stopped", self.worker_id)
 
     async def run_until_idle(self, *, within_seconds: float = 60.0, settle_seconds: float = 1.0) -> None:
-        """Run jobs (no reconciler, no callback sending) until none is in flight and none is due within
-        `settle_seconds` (tests drive those two themselves)."""
-        self._next_reconcile = self._next_janitor = self._next_audit = float("inf")
+        """Run jobs (no reconciler, no pruner, no callback sending) until none is in flight and none is due within
+        `settle_seconds` (tests drive those themselves)."""
+        self._next_reconcile = self._next_janitor = self._next_audit = self._next_prune = float("inf")
         self._deliver_callbacks = False
         deadline = time.monotonic() + within_seconds
         while time.monotonic() < deadline:
@@ -114,6 +118,13 @@ class Worker:
             self._next_audit = now + self._settings.audit_interval_seconds
             # In the background too: a batch waits on S3 and upstream, and must not hold up claiming.
             self._audit = asyncio.create_task(self._guarded(audit.run_batch(self._context), "audit"))
+        retention = self._context.settings.retention
+        if retention.enabled and now >= self._next_prune and (self._prune is None or self._prune.done()):
+            self._next_prune = now + retention.interval_seconds
+            # In the background: a pass of many batches must not hold up claiming either.
+            self._prune = asyncio.create_task(
+                self._guarded(pruner.prune_once(self._context.database, retention), "pruner")
+            )
         if self._deliver_callbacks and (self._callbacks is None or self._callbacks.done()):
             # In the background: a slow receiver must not hold up claiming archive work.
             self._callbacks = asyncio.create_task(
@@ -259,6 +270,10 @@ class Worker:
             # A batch cut short changes nothing it had not committed; its objects are checked again in turn.
             self._audit.cancel()
             await asyncio.gather(self._audit, return_exceptions=True)
+        if self._prune is not None:
+            # A batch cut short rolls back; the pass releases its lock (or closes its connection) on the way out.
+            self._prune.cancel()
+            await asyncio.gather(self._prune, return_exceptions=True)
         if not self._running:
             return
         grace = self._settings.shutdown_grace_seconds

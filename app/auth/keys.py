@@ -1,10 +1,13 @@
-"""API key material: generation, hashing and the constant-time comparison. Pure functions, no I/O."""
+"""API key material: generation, hashing, the constant-time comparisons, and reading `Authorization: Bearer`.
+Pure functions, no I/O. The one bearer parser and the one admin-key check of the gateway live here."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+
+from app.core.config import Settings
 
 KEY_PREFIX = "vg_"
 LOOKUP_CHARS = 16
@@ -44,3 +47,27 @@ def display_prefix(key: str) -> str:
 def looks_like_key(value: str) -> bool:
     """Whether `value` is shaped like a generated key (the CLI accepts a key or a key id)."""
     return value.startswith(KEY_PREFIX) and len(value) >= GENERATED_KEY_MIN_CHARS
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The credentials of an `Authorization: Bearer <credentials>` header value (scheme in any case), or None
+    when the header is missing, of another scheme, or carries nothing."""
+    scheme, _, credentials = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def admin_key_of(settings: Settings) -> str:
+    """The configured admin key (`VG_ADMIN_API_KEY`), "" when unset: then no admin API and no console exist."""
+    return settings.admin_api_key.get_secret_value() if settings.admin_api_key else ""
+
+
+def admin_key_matches(candidate: str, settings: Settings) -> bool:
+    """Whether `candidate` is the admin key; never when none is configured. Constant time, and over digests, so
+    neither the configured key's content nor its length leaks."""
+    configured = admin_key_of(settings)
+    if not configured:
+        return False
+    expected = hashlib.sha256(configured.encode("utf-8")).digest()
+    return hmac.compare_digest(hashlib.sha256(candidate.encode("utf-8")).digest(), expected)

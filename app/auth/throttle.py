@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from app.auth.errors import AdminKeyThrottled
+from app.core import retry
 from app.core.config import AuthSettings
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ logger = logging.getLogger(__name__)
 GLOBAL: Final = "*"
 UNKNOWN_ADDRESS: Final = "unknown"
 IPV6_GROUP_PREFIX: Final = 64
-# 2**64 lockouts are past any cap; the exponent stops there so it never overflows a float.
-MAX_DOUBLINGS: Final = 64
 
 Clock = Callable[[], float]
 
@@ -133,7 +132,7 @@ class AdminKeyThrottle:
             return
         # A failure is only ever counted while its buckets are not locked out, so each one past the free ones
         # starts a new lockout: logging here logs every lockout exactly once.
-        seconds = min(self._settings.admin_first_lockout_seconds * 2 ** min(beyond - 1, MAX_DOUBLINGS), cap)
+        seconds = retry.capped_exponential(beyond - 1, base=self._settings.admin_first_lockout_seconds, cap=cap)
         bucket.locked_until = now + seconds
         scope = "every address" if bucket is self._global else "this address"
         logger.warning(

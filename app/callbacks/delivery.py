@@ -24,7 +24,7 @@ from app.callbacks import destinations
 from app.callbacks.client import CallbackClient, SendResult
 from app.callbacks.repository import CallbackRepository, ClaimedDelivery
 from app.callbacks.service import new_secret
-from app.core import metrics
+from app.core import metrics, retry
 from app.core.config import CallbackSettings, Settings
 from app.core.db import Database
 from app.models import AttemptOutcome, DeliveryState
@@ -49,10 +49,9 @@ def retry_delay(attempt: int, settings: CallbackSettings, *, rng: random.Random 
     """Seconds before the attempt after `attempt` (1-based), or None when `attempt` was the last."""
     if attempt >= settings.max_attempts:
         return None
-    schedule = settings.retry_schedule_seconds
-    delay = schedule[min(attempt - 1, len(schedule) - 1)]
-    jitter = (rng or random).uniform(0, settings.retry_jitter_ratio) if settings.retry_jitter_ratio else 0.0
-    return delay * (1 + jitter)
+    return retry.fixed_schedule(
+        attempt, settings.retry_schedule_seconds, jitter_ratio=settings.retry_jitter_ratio, rng=rng
+    )
 
 
 def signature_headers(

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from app.auth import service as auth_service
-from app.auth.deps import AdminAuth, CurrentCaller
 from app.callbacks import service as callbacks_service
 from app.callbacks.schemas import (
     DeliveryList,
@@ -19,9 +18,8 @@ from app.callbacks.schemas import (
     EndpointObject,
     SecretObject,
 )
-from app.core.db import SessionDep
-from app.core.deps import SettingsDep
 from app.core.json_body import JsonBodyRoute
+from app.deps import AdminAuth, CurrentCaller, SessionDep, SettingsDep
 
 # Endpoint ids (`cbe_…`), delivery ids (`msg_…`) and video ids (`video_…`) all fit; a NUL or another control
 # character would reach Postgres (which refuses NUL in text with an error, a 500) and is a 400 instead.

@@ -6,24 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from app.auth.deps import CurrentCaller
 from app.characters.schemas import CharacterObject
-from app.characters.service import CharacterService
-from app.core.db import SessionDep
-from app.core.deps import SettingsDep
+from app.deps import CharacterServiceDep, CurrentCaller, SessionDep, SettingsDep
+from app.idempotency.paid import paid_upstream_call
 from app.videos import inputs
 
 router = APIRouter(prefix="/v1/videos/characters", tags=["characters"])
 
 CharacterId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A character's id (`char_...`)")]
-
-
-def get_character_service(request: Request) -> CharacterService:
-    service: CharacterService = request.app.state.character_service
-    return service
-
-
-CharacterServiceDep = Annotated[CharacterService, Depends(get_character_service)]
 
 
 async def character_request(request: Request, settings: SettingsDep) -> inputs.CharacterRequest:
@@ -56,6 +46,7 @@ CHARACTER_BODY = {
 @router.post(
     "", response_model=CharacterObject, summary="Make a character from an uploaded video", openapi_extra=CHARACTER_BODY
 )
+@paid_upstream_call
 async def create_character(
     caller: CurrentCaller,
     session: SessionDep,

@@ -26,18 +26,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from app.archive.storage import ArchiveStorage
-from app.auth.deps import AdminThrottle, client_address
+from app.auth.deps import client_address
 from app.auth.errors import AdminKeyThrottled
+from app.auth.keys import admin_key_matches
 from app.console import service as console_service
-from app.console.session import COOKIE_NAME, COOKIE_PATH, ConsoleSession, SessionKeys, admin_key_matches
-from app.console.tap import DeliveryLog, WebhookTap
-from app.core.config import Settings
-from app.core.db import SessionDep
-from app.core.deps import SettingsDep
+from app.console.session import COOKIE_NAME, COOKIE_PATH, ConsoleSession, SessionKeys
 from app.core.errors import ResourceNotFound
+from app.core.resources import resources
 from app.core.timestamps import short_duration
-from app.upstream.router import UpstreamRouter
+from app.deps import (
+    AdminThrottle,
+    ArchiveStorageDep,
+    ConsoleKeysDep,
+    DeliveryLogDep,
+    SessionDep,
+    SettingsDep,
+    UpstreamsDep,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +81,7 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def session_keys(request: Request) -> SessionKeys:
-    keys: SessionKeys | None = request.app.state.console_keys
+def session_keys(keys: ConsoleKeysDep) -> SessionKeys:
     if keys is None:
         raise ResourceNotFound("Not Found")  # no admin key: no console, as for the admin API
     return keys
@@ -121,30 +125,6 @@ async def checked_form(request: Request, session: Session, keys: Keys) -> Consol
 CheckedSession = Annotated[ConsoleSession, Depends(checked_form)]
 
 
-def archive_storage(request: Request) -> ArchiveStorage:
-    storage: ArchiveStorage = request.app.state.archive_storage
-    return storage
-
-
-Storage = Annotated[ArchiveStorage, Depends(archive_storage)]
-
-
-def upstream_router(request: Request) -> UpstreamRouter:
-    upstreams: UpstreamRouter = request.app.state.upstreams
-    return upstreams
-
-
-Upstreams = Annotated[UpstreamRouter, Depends(upstream_router)]
-
-
-def delivery_log(request: Request) -> DeliveryLog:
-    log: DeliveryLog = request.app.state.console_deliveries
-    return log
-
-
-Deliveries = Annotated[DeliveryLog, Depends(delivery_log)]
-
-
 # ----- responses ----------------------------------------------------------------------------------
 
 
@@ -171,7 +151,7 @@ def page(
     status_code: int = 200,
     media_origins: Iterable[str] = (),
 ) -> Response:
-    settings: Settings = request.app.state.settings
+    settings = resources(request).settings
     response = templates.TemplateResponse(
         request,
         name,
@@ -224,7 +204,7 @@ async def login(
         response = page(request, "login.html", context, session=None, status_code=429)
         response.headers["retry-after"] = str(locked.retry_after_seconds)
         return response
-    if not admin_key_matches(settings, admin_key):
+    if not admin_key_matches(admin_key, settings):
         if admin_key:  # an empty form is not a guess
             throttle.failed(address)
         logger.warning("console: failed sign-in from %s", address)
@@ -299,7 +279,12 @@ async def video_rows(
 
 @router.get("/videos/{video_id}")
 async def video(
-    request: Request, video_id: str, session: Session, db: SessionDep, settings: SettingsDep, storage: Storage
+    request: Request,
+    video_id: str,
+    session: Session,
+    db: SessionDep,
+    settings: SettingsDep,
+    storage: ArchiveStorageDep,
 ) -> Response:
     detail = await console_service.video_detail(db, settings=settings, storage=storage, video_id=video_id)
     return page(request, "video.html", {"video": detail}, session=session, media_origins=detail.media_origins)
@@ -307,7 +292,7 @@ async def video(
 
 @router.post("/videos/{video_id}/rearchive")
 async def rearchive(
-    video_id: str, session: CheckedSession, db: SessionDep, settings: SettingsDep, upstreams: Upstreams
+    video_id: str, session: CheckedSession, db: SessionDep, settings: SettingsDep, upstreams: UpstreamsDep
 ) -> Response:
     outcome = await console_service.rearchive(db, settings=settings, upstreams=upstreams, video_id=video_id)
     logger.info(
@@ -333,7 +318,7 @@ async def webhooks(
     session: Session,
     db: SessionDep,
     settings: SettingsDep,
-    log: Deliveries,
+    log: DeliveryLogDep,
     outcome: str | None = None,
     after: str | None = None,
 ) -> Response:
@@ -350,21 +335,12 @@ async def callers(request: Request, session: Session, db: SessionDep, settings: 
 # ----- wiring -------------------------------------------------------------------------------------
 
 
-def webhook_paths(settings: Settings) -> frozenset[str]:
-    paths = {f"/webhooks/{name}" for name, profile in settings.upstreams.items() if profile.sends_webhooks}
-    if settings.webhooks.enabled:
-        paths.add(settings.webhooks.path.rstrip("/") or "/")
-    return frozenset(paths)
-
-
-def install(app: FastAPI, settings: Settings) -> None:
-    """Mount the console (pages, static files), its redirects, and the webhook tap it reads."""
-    app.state.console_keys = SessionKeys.from_settings(settings)
-    app.state.console_deliveries = DeliveryLog()
+def install(app: FastAPI) -> None:
+    """Mount the console (pages, static files) and its redirects. Its session keys and the webhook tap's
+    log are in the app's `AppResources`; the app factory lists the `WebhookTap` middleware with the others."""
     app.include_router(router)
     # Public on purpose: the login page needs its stylesheet; these files hold no data.
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static")
-    app.add_middleware(WebhookTap, paths=webhook_paths(settings), log=app.state.console_deliveries)
 
     async def to_login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from app.auth.keys import admin_key_of
 from app.core.config import Settings
 
 COOKIE_NAME: Final = "vg_console"
@@ -48,7 +49,7 @@ class SessionKeys:
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = time.time) -> SessionKeys | None:
         """None when no admin key is configured: then there is no console at all."""
-        admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else ""
+        admin_key = admin_key_of(settings)
         if not admin_key:
             return None
         configured = settings.console.session_secret
@@ -93,12 +94,3 @@ class SessionKeys:
 
     def _session(self, nonce: str, expires_at: int) -> ConsoleSession:
         return ConsoleSession(nonce=nonce, expires_at=expires_at, csrf_token=self._mac(CSRF_LABEL, nonce))
-
-
-def admin_key_matches(settings: Settings, presented: str) -> bool:
-    """Constant time, and over digests, so neither the configured key's content nor its length leaks."""
-    configured = settings.admin_api_key.get_secret_value() if settings.admin_api_key else ""
-    if not configured:
-        return False
-    expected = hashlib.sha256(configured.encode("utf-8")).digest()
-    return hmac.compare_digest(hashlib.sha256(presented.encode("utf-8")).digest(), expected)

@@ -18,6 +18,8 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.config import Settings
+
 # Enough to see a burst of refusals; bounded so a flood of junk costs a fixed amount of memory.
 MAX_DELIVERIES: Final = 200
 MAX_HEADERS: Final = 40
@@ -94,6 +96,14 @@ class DeliveryLog:
         with self._lock:
             entries = list(self._entries)
         return [entry for entry in entries if outcome is None or entry.outcome == outcome]
+
+
+def webhook_paths(settings: Settings) -> frozenset[str]:
+    """The `paths` argument of `WebhookTap`: every receiver the app mounts (the main one, one per profile)."""
+    paths = {f"/webhooks/{name}" for name, profile in settings.upstreams.items() if profile.sends_webhooks}
+    if settings.webhooks.enabled:
+        paths.add(settings.webhooks.path.rstrip("/") or "/")
+    return frozenset(paths)
 
 
 class WebhookTap:

@@ -236,6 +236,36 @@ class WorkerSettings(BaseModel):
     audit_recheck_seconds: float = Field(default=24 * 3600.0, ge=0)
 
 
+class RetentionSettings(BaseModel):
+    """The pruner (app/archive/pruner.py): how long finished rows are kept, and how the rest is deleted.
+
+    One worker at a time (a Postgres advisory lock) runs a pass every `interval_seconds`. A pass deletes, in
+    batches of `batch_size` rows, each batch its own short transaction, at most `max_batches_per_pass` batches per
+    table, then waits for the next pass:
+    - `archive_jobs` in a terminal state (succeeded, failed, expired, dead) that finished more than
+      `archive_jobs_days` ago. Queued and running jobs are never deleted, however old.
+    - `webhook_events` received more than `webhook_events_days` ago, except orphans (an event no video of ours
+      matched yet: the reconciler may still match it), which are kept. These rows are the receiver's dedup
+      record: a redelivery of an event whose row is gone is processed again (one more, harmless `sync` of its
+      video). Keep this well above the longest redelivery window of any provider (Standard Webhooks senders
+      retry for about 3 days): 7 days or more. Smaller values are accepted for tests and soaks only.
+    - `callback_attempts` of deliveries that finished (delivered, failed or cancelled) more than
+      `callback_attempts_days` ago: a delivery's log is kept whole until then. Pending deliveries' attempts are
+      never deleted. The deliveries themselves (the outbox, one row per video, event and URL) are kept.
+    Days are fractional (0.5 is 12 hours) and must be above 0; `enabled=false` turns the pruner off.
+    """
+
+    enabled: bool = True
+    archive_jobs_days: float = Field(default=30.0, gt=0)
+    webhook_events_days: float = Field(default=30.0, gt=0)
+    callback_attempts_days: float = Field(default=30.0, gt=0)
+    # Rows per delete; each batch is one transaction holding row locks on the rows it deletes only.
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # A backlog (the first pass on an old database) is worked off at most this many batches per table per pass.
+    max_batches_per_pass: int = Field(default=100, ge=1)
+    interval_seconds: float = Field(default=300.0, gt=0)
+
+
 class S3Settings(BaseModel):
     """Where archived assets go. Any S3 API works; the dev stack and tests use SeaweedFS."""
 
@@ -451,6 +481,7 @@ class Settings(BaseSettings):
     s3: S3Settings = S3Settings()
     webhooks: WebhookSettings = WebhookSettings()
     worker: WorkerSettings = WorkerSettings()
+    retention: RetentionSettings = RetentionSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     dev: DevSettings = DevSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
@@ -591,6 +622,7 @@ __all__ = [
     "LimitSettings",
     "Mode",
     "ProviderKind",
+    "RetentionSettings",
     "S3Settings",
     "Settings",
     "SimulatorSettings",

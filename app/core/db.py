@@ -1,18 +1,14 @@
 """Database plumbing: the declarative base (with a constraint naming convention), engines and sessions.
 
 The engine and session factory are built once per process (the API's lifespan, the worker's start) and
-kept on `Database`. `SessionDep` gives a request its session; the dependency owns the transaction: it
-commits when the route returns and rolls back on error, before the response is sent (`scope="function"`),
-so a streamed response holds no connection. Services only `flush()`.
+kept on `Database`. A request gets its session from `SessionDep` (app/deps.py), which owns the transaction.
+Services only `flush()`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -55,22 +51,3 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-def get_database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -111,19 +111,50 @@ class UpstreamUnavailable(UpstreamError):
 
 
 # SQLSTATE classes of a database that is away rather than of a bad statement: 08 connection exception,
-# 57 operator intervention (pg_terminate_backend, shutdown, failover), 53 insufficient resources.
+# 57 operator intervention (pg_terminate_backend, shutdown, failover, statement_timeout), 53 insufficient resources.
 TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "57", "53"})
 DATABASE_RETRY_AFTER_SECONDS = 5
+# Where the database's own socket errors come from: asyncpg lets them through (refused, unknown host, timed
+# out, reset) and SQLAlchemy passes them on unwrapped.
+DATABASE_PACKAGES = ("asyncpg", "sqlalchemy")
 
 
-def database_is_away(exc: Exception) -> bool:
-    """A failure a retry may not meet: lost or refused connection, failover, a full pool. Not a bad statement."""
+def database_unavailable(exc: BaseException) -> bool:
+    """The one definition of "the database is away": a lost, refused or timed-out connection, a failover, an
+    administrator's intervention, a full pool. Nothing was committed and a retry may succeed, so the API answers
+    503 with Retry-After (the CLI says "cannot reach Postgres"). A bad statement, or any other error, is not:
+    that is a bug, a 500."""
     if isinstance(exc, DisconnectionError | PoolTimeoutError | OperationalError | InterfaceError):
         return True
     if isinstance(exc, DBAPIError):
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return exc.connection_invalidated or (isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES)
+    if isinstance(exc, OSError):  # TimeoutError and ConnectionError included; only the driver's own count
+        return _raised_in(exc, DATABASE_PACKAGES)
     return False
+
+
+def _raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether `exc`, or an exception it was raised from or while handling, passed through these packages' code."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        traceback = link.__traceback__
+        while traceback is not None:
+            module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+            if any(module == package or module.startswith(package + ".") for package in packages):
+                return True
+            traceback = traceback.tb_next
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def database_unavailable_error() -> ServiceUnavailable:
+    """What a client is told when `database_unavailable`: 503, `service_unavailable`, Retry-After."""
+    return ServiceUnavailable(
+        "The database is unavailable; retry later.", retry_after_seconds=DATABASE_RETRY_AFTER_SECONDS
+    )
 
 
 def log_unexpected(exc: BaseException, *, what: str = "unhandled error") -> None:
@@ -170,15 +201,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_error(_: Request, exc: Exception) -> JSONResponse:
         # A killed connection or a failover mid-request: nothing was committed, so say "retry" (503 with
         # Retry-After, which the SDK retries), not 500. Anything else from the driver is a bug: a 500.
-        if not database_is_away(exc):
+        if not database_unavailable(exc):
+            if isinstance(exc, OSError):
+                raise exc  # not the database's: handled as before, where unexpected exceptions end (AccessLog)
             return unexpected_error_response(exc)
         logger.warning("database unavailable: %s", type(exc).__name__)
-        unavailable = ServiceUnavailable(
-            "The database is unavailable; retry later.", retry_after_seconds=DATABASE_RETRY_AFTER_SECONDS
-        )
+        unavailable = database_unavailable_error()
         return JSONResponse(unavailable.body(), status_code=unavailable.status_code, headers=unavailable.headers)
 
-    for database_error in (DBAPIError, DisconnectionError, PoolTimeoutError):
+    # OSError: asyncpg's own socket errors (a refused connection) reach the route unwrapped.
+    for database_error in (DBAPIError, DisconnectionError, PoolTimeoutError, OSError):
         app.add_exception_handler(database_error, _database_error)
 
     # A fallback only: in the gateway, `AccessLog` (app/core/access_log.py) answers unexpected exceptions

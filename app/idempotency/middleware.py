@@ -20,12 +20,13 @@ import json
 import logging
 import re
 
-from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth.keys import parse_bearer
 from app.core.config import Settings
-from app.core.db import Database
-from app.core.errors import GatewayError, InvalidRequest, ServiceUnavailable, error_body
+from app.core.errors import GatewayError, InvalidRequest, ServiceUnavailable, database_unavailable, error_body
+from app.core.limits import MALFORMED, declared_length
+from app.core.resources import resources_of
 from app.idempotency.fingerprint import InvalidKey, parse_key, request_fingerprint
 from app.idempotency.repository import StoredAnswer
 from app.idempotency.service import Claim, IdempotencyService, Replay
@@ -33,6 +34,7 @@ from app.idempotency.service import Claim, IdempotencyService, Replay
 logger = logging.getLogger(__name__)
 
 HEADER = b"idempotency-key"
+# The paths of the routes marked `@paid_upstream_call` (app/idempotency/paid.py), matched before routing.
 PAID_PATHS = re.compile(r"^/v1/videos(/[^/]+/remix|/edits|/extensions|/characters)?$")
 # Set on every replayed answer (as Stripe does), so a client can tell a repeat from a first answer.
 REPLAYED_HEADER = "idempotent-replayed"
@@ -51,27 +53,31 @@ def stale_after_seconds(settings: Settings) -> float:
     return max(MIN_STALE_AFTER_SECONDS, longest)
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    """Wrap the paid POST routes of `app` with Idempotency-Key handling."""
-    service = IdempotencyService(
+def handles(method: str, path: str) -> bool:
+    """Whether a request is one of the paid POSTs this middleware handles (with the header)."""
+    return method == "POST" and PAID_PATHS.match(path) is not None
+
+
+def idempotency_service(settings: Settings) -> IdempotencyService:
+    """The `service` argument of `IdempotencyMiddleware` (the app factory lists the middleware itself)."""
+    return IdempotencyService(
         ttl_seconds=settings.idempotency.ttl_seconds,
         stale_after_seconds=stale_after_seconds(settings),
         dev_mode=settings.is_dev,
     )
-    app.add_middleware(
-        IdempotencyMiddleware, service=service, max_body_bytes=settings.api.max_request_bytes, state_of=app
-    )
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, *, service: IdempotencyService, max_body_bytes: int, state_of: FastAPI) -> None:
+    """Idempotency-Key handling on the paid POST routes; the `Database` is the one the app's lifespan built
+    (read per request from the app serving it, `scope["app"]`)."""
+
+    def __init__(self, app: ASGIApp, *, service: IdempotencyService, max_body_bytes: int) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
-        self.state_of = state_of  # the app whose lifespan puts the `Database` on its state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not PAID_PATHS.match(scope["path"]):
+        if scope["type"] != "http" or not handles(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -84,7 +90,7 @@ class IdempotencyMiddleware:
         except InvalidKey as exc:
             await _send_error(send, InvalidRequest(str(exc), param="Idempotency-Key", code="invalid_idempotency_key"))
             return
-        presented = _bearer(headers)
+        presented = parse_bearer(_header(headers, b"authorization"))
         if presented is None:
             await self.app(scope, receive, send)  # the route answers 401
             return
@@ -100,7 +106,7 @@ class IdempotencyMiddleware:
             content_type=_header(headers, b"content-type"),
             body=b"".join(body),
         )
-        database: Database = self.state_of.state.database
+        database = resources_of(scope["app"]).database
         try:
             outcome = await self.service.begin(
                 database.sessionmaker, presented_key=presented, key=key, fingerprint=fingerprint
@@ -108,9 +114,13 @@ class IdempotencyMiddleware:
         except GatewayError as exc:
             await _send_error(send, exc)
             return
-        except Exception:
+        except Exception as exc:
             logger.exception("idempotency: could not claim a key")
-            await _send_error(send, ServiceUnavailable("The request could not be recorded; nothing was done."))
+            # Nothing was done either way: a database that is away is a 503 (retry), anything else a 500.
+            if database_unavailable(exc):
+                await _send_error(send, ServiceUnavailable("The request could not be recorded; nothing was done."))
+            else:
+                await _send_error(send, GatewayError("The server had an error processing your request."))
             return
         if outcome is None:
             await self.app(scope, _replay(body, receive), send)  # not authenticated: the route answers 401
@@ -129,11 +139,9 @@ class IdempotencyMiddleware:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[list[bytes], bool]:
         """The body's chunks, and whether they are the whole body within the limit."""
-        declared = _header(scope["headers"], b"content-length")
-        if declared is not None and (
-            not declared.isdigit() or len(declared) > 12 or int(declared) > self.max_body_bytes
-        ):
-            return [], False
+        declared = declared_length(scope["headers"])
+        if declared is MALFORMED or (isinstance(declared, int) and declared > self.max_body_bytes):
+            return [], False  # passed on unhandled: over the limit, BodySizeLimit answers 413
         chunks: list[bytes] = []
         seen = 0
         while True:
@@ -213,13 +221,6 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
-    scheme, _, credentials = (_header(headers, b"authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        return None
-    return credentials.strip()
 
 
 async def _send_answer(send: Send, answer: StoredAnswer, *, replayed: bool) -> None:

@@ -1,6 +1,6 @@
 """Claim, replay, complete or release an `Idempotency-Key`, scoped to the authenticated caller.
 
-Decisions (see also README, "The facade"):
+Decisions (see also docs/reference.md#idempotency-key and docs/decisions/003-idempotency-as-middleware.md):
 - Scope: the caller (`callers.id`), found from the bearer key exactly as the routes authenticate it. A key
   string is only meaningful to the caller that sent it: caller B sending A's key gets a claim of its own.
 - The claim is an `INSERT ... ON CONFLICT` committed in its own short transaction before the handler runs,

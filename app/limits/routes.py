@@ -9,11 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.auth import service as auth_service
-from app.auth.deps import AdminAuth, BadKeys, CurrentCaller, CurrentKey
-from app.core.db import SessionDep
-from app.core.deps import SettingsDep
 from app.core.errors import InvalidRequest
 from app.core.json_body import JsonBodyRoute
+from app.deps import AdminAuth, BadKeys, CurrentCaller, CurrentKey, SessionDep, SettingsDep
 from app.limits import service as limits_service
 from app.limits.schemas import (
     CallerCreate,

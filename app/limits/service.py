@@ -1,6 +1,6 @@
 """Limits on callers: request rate per key, renders in flight, spend per period; and usage reports.
 
-Decisions (see the README's "Limits and usage"):
+Decisions (see docs/reference.md#keys-limits-and-usage):
 
 - The request rate is counted per key in Postgres (shared by every replica), as a sliding window over
   one-minute buckets; only admitted requests count, so a client that honours Retry-After gets through.

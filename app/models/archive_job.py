@@ -52,6 +52,12 @@ class ArchiveJob(Base):
         # The claim scans runnable jobs by time.
         Index("ix_archive_jobs_runnable", "run_after", postgresql_where=text("state = 'queued'")),
         Index("ix_archive_jobs_leases", "lease_until", postgresql_where=text("state = 'running'")),
+        # The pruner (app/archive/pruner.py) deletes finished jobs oldest first; never queued or running ones.
+        Index(
+            "ix_archive_jobs_prunable",
+            "finished_at",
+            postgresql_where=text("state IN ('succeeded', 'failed', 'expired', 'dead')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -113,6 +113,10 @@ class CallbackAttempt(Base):
     """The delivery log: one row per attempt, with the address actually connected to."""
 
     __tablename__ = "callback_attempts"
+    __table_args__ = (
+        # The pruner deletes the attempts of long-finished deliveries oldest first.
+        Index("ix_callback_attempts_attempted_at", "attempted_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("callback_deliveries.id", ondelete="CASCADE"), index=True)

@@ -30,6 +30,12 @@ class WebhookEvent(Base):
             "upstream_video_id",
             postgresql_where=text("outcome = 'orphan'"),
         ),
+        # The pruner deletes old events oldest first; orphans (the reconciler may still match them) stay.
+        Index(
+            "ix_webhook_events_prunable",
+            "received_at",
+            postgresql_where=text("outcome IN ('enqueued', 'ignored', 'matched')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -29,7 +29,7 @@ from typer.core import TyperGroup
 
 from app.archive.storage import StorageError
 from app.core.config import ENV_PREFIX, FILE_SUFFIX, NESTED_DELIMITER, DatabaseSettings, Settings, get_settings
-from app.core.errors import GatewayError, ServiceUnavailable, database_is_away, log_unexpected
+from app.core.errors import GatewayError, ServiceUnavailable, database_unavailable, log_unexpected
 
 DEBUG_ENV = "VG_DEBUG"
 DEBUG_META = "video_gateway.debug"
@@ -207,15 +207,9 @@ def postgres_problem(exc: BaseException, url: str) -> str | None:
         )
     if sqlstate is not None and sqlstate.startswith(AUTHORIZATION_CLASS):
         return f"cannot reach Postgres at {address} ({_server_message(exc)}); check the user and password in VG_DB__URL"
-    if isinstance(exc, ServiceUnavailable):
-        connection_failed = True
-    elif isinstance(exc, OSError):
-        # asyncpg lets the socket's own error through (refused, unknown host, timeout).
-        connection_failed = _raised_in(exc, "asyncpg", "sqlalchemy")
-    else:
-        # SQLAlchemy's wrappers of a lost or refused connection, never of a bad statement.
-        connection_failed = isinstance(exc, Exception) and database_is_away(exc)
-    if not connection_failed:
+    # A lost or refused connection (SQLAlchemy's wrappers, or the socket's own error that asyncpg lets
+    # through), never a bad statement: the API's one definition (app/core/errors.py).
+    if not (isinstance(exc, ServiceUnavailable) or database_unavailable(exc)):
         return None
     return f"cannot reach Postgres at {address} ({short_reason(exc)}); is it running? (VG_DB__URL)"
 

@@ -19,7 +19,6 @@ import asyncio
 import email.utils
 import logging
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -29,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from app.core import metrics
+from app.core import metrics, retry
 from app.core.config import DEFAULT_PROFILE, UpstreamSettings
 from app.core.errors import (
     GatewayError,
@@ -111,11 +110,6 @@ def retry_after_seconds(headers: Mapping[str, str], *, default: float, cap: floa
             if parsed is not None:
                 return min(max(parsed.timestamp() - time.time(), 0.0), cap)
     return min(default, cap)
-
-
-def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2**attempt)))
 
 
 def openai_error_fields(response: httpx.Response) -> tuple[str, str | None, str | None]:
@@ -499,9 +493,7 @@ class UpstreamClient:
             if retryable and not last:
                 delay = retry_after_seconds(
                     response.headers,
-                    default=backoff_seconds(
-                        attempt, base=self._settings.retry_base_seconds, cap=self._settings.retry_max_seconds
-                    ),
+                    default=self._backoff(attempt),
                     cap=self._settings.retry_max_seconds,
                 )
                 await response.aread()
@@ -518,6 +510,8 @@ class UpstreamClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _pause(self, attempt: int) -> None:
-        await asyncio.sleep(
-            backoff_seconds(attempt, base=self._settings.retry_base_seconds, cap=self._settings.retry_max_seconds)
-        )
+        await asyncio.sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        """Before the retry of attempt `attempt` (0-based): exponential with full jitter (app/core/retry.py)."""
+        return retry.full_jitter(attempt, base=self._settings.retry_base_seconds, cap=self._settings.retry_max_seconds)

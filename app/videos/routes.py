@@ -7,23 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from app.auth.deps import CurrentCaller
-from app.core.db import SessionDep
-from app.core.deps import SettingsDep
+from app.deps import CurrentCaller, SessionDep, SettingsDep, VideoServiceDep
+from app.idempotency.paid import paid_upstream_call
 from app.models import Variant, VideoOrigin
 from app.videos import inputs, ranges
 from app.videos.schemas import ArchivedVideoObject, AssetLinkList, VideoDeleted, VideoList, VideoObject
-from app.videos.service import VideoService
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
-
-
-def get_video_service(request: Request) -> VideoService:
-    service: VideoService = request.app.state.video_service
-    return service
-
-
-VideoServiceDep = Annotated[VideoService, Depends(get_video_service)]
 
 # Our ids are `video_` and 32 hex digits. A value that could not be one (a NUL or another control character,
 # punctuation, 65 characters or more) is a 400 naming the parameter, before any lookup: Postgres refuses a NUL
@@ -180,6 +170,7 @@ def derivation_body(*, extension: bool) -> dict[str, object]:
 
 
 @router.post("", response_model=VideoObject, summary="Create a video (multipart or JSON)", openapi_extra=CREATE_BODY)
+@paid_upstream_call
 async def create_video(
     caller: CurrentCaller,
     session: SessionDep,
@@ -282,6 +273,7 @@ async def list_asset_links(
 @router.post(
     "/{video_id}/remix", response_model=VideoObject, summary="Remix a completed video", openapi_extra=REMIX_BODY
 )
+@paid_upstream_call
 async def remix_video(
     video_id: VideoId,
     caller: CurrentCaller,
@@ -298,6 +290,7 @@ async def remix_video(
     summary="Edit a completed video, or an uploaded MP4, into a new video",
     openapi_extra=derivation_body(extension=False),
 )
+@paid_upstream_call
 async def edit_video(
     caller: CurrentCaller,
     session: SessionDep,
@@ -313,6 +306,7 @@ async def edit_video(
     summary="Extend a completed video, or an uploaded MP4, by a new segment",
     openapi_extra=derivation_body(extension=True),
 )
+@paid_upstream_call
 async def extend_video(
     caller: CurrentCaller,
     session: SessionDep,

@@ -1,8 +1,9 @@
 """`POST /webhooks/openai` (path configurable): check the delivery, record it through the service, answer.
 
 Refusals, all before any database work: 415 (not JSON), 413 (over the body cap, before any HMAC),
-400 (malformed headers or body), 401 (stale or unmatched signature). A database failure answers 503 with
-`Retry-After`, so the sender retries; a 2xx is sent only after the commit.
+400 (malformed headers or body), 401 (stale or unmatched signature). A database that is away
+(`database_unavailable`, app/core/errors.py) answers 503 with `Retry-After`, so the sender retries; a bad
+statement is a 500, as everywhere. A 2xx is sent only after the commit.
 """
 
 # No `from __future__ import annotations` here: the route's parameters name a dependency built inside
@@ -12,15 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from app.core import metrics
 from app.core.config import DEFAULT_PROFILE, Settings, UpstreamSettings
-from app.core.db import get_database
-from app.core.deps import SettingsDep
 from app.core.errors import (
     GatewayError,
     PayloadTooLarge,
@@ -28,34 +25,38 @@ from app.core.errors import (
     UnsupportedMediaType,
     WebhookMalformed,
     WebhookSignatureInvalid,
+    database_unavailable,
 )
+from app.core.limits import declared_length
+from app.core.resources import resources
+from app.deps import SettingsDep
 from app.webhooks import service as webhook_service
 from app.webhooks.kinds import webhook_kind
 from app.webhooks.schemas import DeliveredEvent, WebhookAck
 from app.webhooks.verify import TIMESTAMP_HEADER, Clock
 
-# Refused connections and timeouts surface as OSError/TimeoutError from asyncpg, statement failures
-# (statement_timeout, a dropped connection) as DBAPIError; a full pool as SQLAlchemy's TimeoutError.
-DATABASE_FAILURES: Final = (OSError, TimeoutError, DBAPIError, DisconnectionError, PoolTimeoutError)
 RETRY_AFTER_SECONDS: Final = 5
 
 
 async def delivery_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """`SessionDep`'s transaction (commit after the route, before the response), with database failures as 503.
+    """`SessionDep`'s transaction (commit after the route, before the response); a database that is away is
+    this receiver's 503, counted as a rejected delivery.
 
-    The commit runs in this dependency's exit, outside the route, so only here can a failed commit still
-    become a 503 instead of a bare 500, and only here is an outcome known to be recorded (counted then).
+    The commit runs in this dependency's exit, outside the route, so only here is an outcome known to be
+    recorded (counted then) and a failed commit known to have recorded nothing.
     """
     profile: str = getattr(request.state, "webhook_profile", DEFAULT_PROFILE)
     try:
-        async with get_database(request).sessionmaker() as session:
+        async with resources(request).database.sessionmaker() as session:
             try:
                 yield session
             except BaseException:
                 await session.rollback()
                 raise
             await session.commit()
-    except DATABASE_FAILURES as exc:
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
         metrics.webhook_delivery(profile=profile, outcome="rejected", reason="database_unavailable")
         raise ServiceUnavailable(
             "The webhook could not be recorded; retry later.", retry_after_seconds=RETRY_AFTER_SECONDS
@@ -91,9 +92,8 @@ def require_json(request: Request) -> None:
 
 async def read_capped(request: Request, *, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes `limit`, whatever Content-Length says (or not)."""
-    declared = request.headers.get("content-length", "")
-    # 19+ digits is past any cap; the length check also keeps int() off absurd strings.
-    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+    declared = declared_length(request.headers.raw)
+    if isinstance(declared, int) and declared > limit:
         raise PayloadTooLarge(f"Webhook body is larger than {limit} bytes.")
     body = bytearray()
     try:

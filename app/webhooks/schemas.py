@@ -1,9 +1,9 @@
 """The shapes of the webhook receiver: the event we accept (parsed from a verified body) and our answer.
 
 One parser per provider kind, chosen once when the receiver is built (`EVENT_PARSERS`):
-- `openai`: thin events (`{"id": "evt_…", "type": "video.completed", "data": {"id": "video_…"}}`). We
-  require only what we act on: a string `type` and `data.id`; the event `id` is optional but, when present,
-  a second deduplication key.
+- `openai`: thin events (`{"id": "evt_…", "type": "video.completed", "data": {"id": "video_…"}}`;
+  docs/upstream-contract.md#webhook-events). We require only what we act on: a string `type` and `data.id`;
+  the event `id` is optional but, when present, a second deduplication key.
 - `gemini`: `{"type": "video.generated", "data": {"video_uri": "…"}}`. Google documents nothing else in
   `data` and sends no failure event, so a delivery is a hint: it names the operation only if the body
   happens to carry it (`data.name` / `data.operation`), else none, and the receiver then polls the

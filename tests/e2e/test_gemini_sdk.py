@@ -168,7 +168,7 @@ class TestExtensions:
 
 
 class TestArchiveFaults:
-    """Catalogue rows 37 and the lost-webhook rows, for the gemini kind on real processes."""
+    """docs/reliability.md rows 37 and the lost-webhook rows, for the gemini kind on real processes."""
 
     def test_a_killed_download_is_reclaimed_and_lands_once(self, private_stack: StackFactory) -> None:
         with private_stack(gemini=True) as stack:

@@ -1,4 +1,4 @@
-"""Crash tests: real worker subprocesses killed, frozen, stopped and cut off mid-job (catalogue section D).
+"""Crash tests: real worker subprocesses killed, frozen, stopped and cut off mid-job (docs/reliability.md, section D).
 
 Every test runs on a private stack (its own database and S3 prefix on the run's SeaweedFS) with a real
 simulator and API, and starts its workers itself. Assets are synthetic MP4s served throttled, so a signal

@@ -24,6 +24,7 @@ from standardwebhooks import Webhook
 
 from app.callbacks import destinations
 from app.core.config import S3Settings
+from app.core.resources import resources_of
 from app.main import create_app
 from app.upstream.image_url import ImageFetcher
 from tests.conftest import TEST_WEBHOOK_SECRET, make_settings
@@ -322,7 +323,7 @@ async def test_bad_create_requests_get_openai_shaped_4xx(
 
 
 async def test_an_oversize_body_is_413(gateway_app: FastAPI, api: httpx.AsyncClient) -> None:
-    limit = gateway_app.state.settings.api.max_request_bytes
+    limit = resources_of(gateway_app).settings.api.max_request_bytes
     response = await api.post(
         "/v1/videos", files={"prompt": (None, "p"), "input_reference": ("a.png", b"\0" * (limit + 1), "image/png")}
     )
@@ -331,7 +332,7 @@ async def test_an_oversize_body_is_413(gateway_app: FastAPI, api: httpx.AsyncCli
 
 
 async def test_an_oversize_chunked_body_without_length_is_413(gateway_app: FastAPI, api: httpx.AsyncClient) -> None:
-    limit = gateway_app.state.settings.api.max_request_bytes
+    limit = resources_of(gateway_app).settings.api.max_request_bytes
 
     async def chunks() -> Any:
         for _ in range(limit // 65536 + 2):
@@ -658,7 +659,7 @@ class TestImageUrlDestinations:
             return httpx.Response(200, stream=httpx.ByteStream(PNG_720x1280), headers={"content-type": "image/png"})
 
         monkeypatch.setattr(destinations, "resolve", lambda host: [ipaddress.ip_address("93.184.216.34")])
-        service = gateway_app.state.video_service
+        service = resources_of(gateway_app).video_service
         monkeypatch.setattr(
             service, "images", ImageFetcher(service.images.settings, transport=httpx.MockTransport(serve))
         )

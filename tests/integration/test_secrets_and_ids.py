@@ -1,4 +1,4 @@
-"""Catalogue rows 50 and 56: ids that cannot be guessed; secrets that fail closed and never show."""
+"""docs/reliability.md rows 50 and 56: ids that cannot be guessed; secrets that fail closed and never show."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.config import WebhookSettings
+from app.core.resources import resources_of
 from app.main import create_app
 from tests.conftest import make_settings
 
@@ -22,7 +23,7 @@ async def test_video_ids_are_128_random_bits(api: httpx.AsyncClient) -> None:
 
 
 async def test_health_answers_reveal_no_configuration(gateway_app: FastAPI) -> None:
-    settings = gateway_app.state.settings
+    settings = resources_of(gateway_app).settings
     secrets = [
         settings.upstream.api_key.get_secret_value(),
         settings.s3.secret_access_key.get_secret_value(),

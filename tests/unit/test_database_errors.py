@@ -1,20 +1,25 @@
-"""A database that is away (killed connection, failover, full pool) answers 503 + Retry-After, never a bare 500.
+"""A database that is away (killed or refused connection, failover, full pool) answers 503 + Retry-After, never a
+bare 500.
 
 Found by the soak: while `pg_terminate_backend` cut the API's connections, creates answered 500. A bad
-statement is still a bug and stays a 500.
+statement is still a bug and stays a 500. `database_unavailable` is the one definition, used by the error
+handlers, the webhook receiver, the idempotency middleware and the operator CLI.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.errors import install_error_handlers
+from app.core.errors import database_unavailable, install_error_handlers
 
 
 class DriverError(Exception):
@@ -74,4 +79,77 @@ async def test_a_bad_statement_is_still_a_500() -> None:
     response = await post(app_raising(lambda: IntegrityError("INSERT", {}, DriverError("23505"))))
     assert response.status_code == 500
     assert response.json()["error"]["type"] == "server_error"
+    assert "retry-after" not in response.headers
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # closed again: nothing listens there
+
+
+async def refused_connection() -> BaseException:
+    """What a refused connection raises through SQLAlchemy: asyncpg's own `ConnectionRefusedError`, unwrapped."""
+    engine = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        return exc
+    finally:
+        await engine.dispose()
+    raise AssertionError("a closed port accepted a connection")
+
+
+async def test_a_refused_connection_is_away() -> None:
+    refused = await refused_connection()
+    assert isinstance(refused, OSError)
+    assert database_unavailable(refused)
+
+
+async def test_a_refused_connection_in_a_route_answers_503() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/work")
+    async def work() -> dict[str, str]:
+        raise await refused_connection()
+
+    response = await post(app)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "5"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        IntegrityError("INSERT", {}, DriverError("23505")),
+        ProgrammingError("SELECT nope", {}, DriverError("42703")),
+        OSError("not the database's: a file"),
+        ConnectionResetError("not the database's: raised by our own code"),
+        TimeoutError("not the database's"),
+        RuntimeError("a bug"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_what_is_not_the_database_being_away(error: Exception) -> None:
+    assert not database_unavailable(error)
+
+
+@pytest.mark.parametrize("failure", list(AWAY), ids=list(AWAY))
+def test_what_is_the_database_being_away(failure: str) -> None:
+    assert database_unavailable(AWAY[failure]())
+
+
+async def test_an_os_error_of_our_own_code_is_still_a_500() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/work")
+    async def work() -> dict[str, str]:
+        raise ConnectionResetError("not the database's")
+
+    response = await post(app)
+    assert response.status_code == 500
     assert "retry-after" not in response.headers

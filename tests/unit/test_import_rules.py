@@ -6,6 +6,7 @@ Prose rules drift; this test is the rule. It parses every module's imports (no i
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,21 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def runtime_imports_of(path: Path) -> set[str]:
+    """As `imports_of`, without the imports under `if TYPE_CHECKING:` (annotations only, never executed)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
     return found
 
 
@@ -88,3 +104,40 @@ def test_http_clients_stay_in_the_outbound_packages() -> None:
     outbound = ("app.upstream.", "app.callbacks.", "app.simulator", "app.dev.", "app.ops.")
     users = {name for name, imported in MODULES.items() if "httpx" in imported and not name.startswith(outbound)}
     assert users <= {"app.main"}, users
+
+
+def test_core_imports_no_domain_at_run_time() -> None:
+    """`app.core` is the bottom layer: its modules run with nothing of the domains (types for checking aside)."""
+    for path in sorted((APP / "core").rglob("*.py")):
+        ours = {i for i in runtime_imports_of(path) if i.startswith("app.") or i == "app"}
+        assert all(i.startswith("app.core") for i in ours), (module_name(path), ours)
+
+
+def test_only_routes_take_the_dependency_aliases() -> None:
+    """`app.deps` is the routes' one module of `Annotated` dependencies; nothing below the routes imports it."""
+    importers = importers_of("app.deps")
+    assert importers, "the routes import their dependencies from app.deps"
+    assert all(name.endswith(".routes") for name in importers), importers
+
+
+def test_app_state_is_touched_only_by_the_resources_module() -> None:
+    """The API's resources are one typed `AppResources`, read through `app.core.resources` (the simulator is
+    an app of its own)."""
+    readers = {
+        module_name(path)
+        for path in APP.rglob("*.py")
+        if re.search(r"\bapp\.state\b", path.read_text(encoding="utf-8"))
+    }
+    assert {name for name in readers if not name.startswith("app.simulator")} <= {"app.core.resources"}, readers
+
+
+def test_one_bearer_parser_and_one_admin_key_check() -> None:
+    """`app.auth.keys` reads `Authorization: Bearer` and compares the admin key; nothing else of the gateway does
+    (the simulator stands for other services)."""
+    for path in APP.rglob("*.py"):
+        name = module_name(path)
+        if name == "app.auth.keys" or name.startswith("app.simulator"):
+            continue
+        source = path.read_text(encoding="utf-8").lower()
+        assert '"bearer"' not in source, f"{name} parses a bearer header: use app.auth.keys.parse_bearer"
+        assert "admin_api_key.get_secret_value" not in source, f"{name} reads the admin key: use app.auth.keys"

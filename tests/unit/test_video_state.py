@@ -1,4 +1,4 @@
-"""Folding upstream state into our row: forward only (catalogue row 19: no regression out of order)."""
+"""Folding upstream state into our row: forward only (docs/reliability.md row 19: no regression out of order)."""
 
 from __future__ import annotations
 

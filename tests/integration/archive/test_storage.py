@@ -1,4 +1,4 @@
-"""ArchiveStorage against a real S3 server (a private SeaweedFS): reliability catalogue rows 26-32 and 36.
+"""ArchiveStorage against a real S3 server (a private SeaweedFS): docs/reliability.md rows 26-32 and 36.
 
 Only row 30's BadDigest is also driven through botocore's Stubber, to pin the exact S3 error; SeaweedFS checks
 part checksums itself, so the same fault is tested on the real server too.

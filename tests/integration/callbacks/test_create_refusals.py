@@ -1,4 +1,4 @@
-"""Catalogue row 54 through the real API: a create whose callback_url is not allowed is a 400 saying why,
+"""docs/reliability.md row 54 through the real API: a create whose callback_url is not allowed is a 400 saying why,
 refused before anything is paid for upstream; standing endpoints get the same check."""
 
 from __future__ import annotations

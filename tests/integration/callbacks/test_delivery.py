@@ -1,4 +1,4 @@
-"""Catalogue rows 54, 55, 57 at delivery: signed by the caller's secret, retried on the schedule, never
+"""docs/reliability.md rows 54, 55, 57 at delivery: signed by the caller's secret, retried on the schedule, never
 redirected, pinned to the checked address (DNS rebinding reaches nothing), durable, and never logged."""
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 
 from app.console.routes import router as console_router
 from app.console.session import COOKIE_NAME, SessionKeys
+from app.core.resources import resources_of
 from tests.integration.console.conftest import ADMIN_KEY, browser, csrf_token, sign_in
 
 PUBLIC = {("GET", "/console/login"), ("POST", "/console/login")}
@@ -88,7 +89,8 @@ class TestWithoutASession:
             assert (await client.get("/console/videos")).status_code == 303
 
     async def test_an_expired_cookie_is_no_session(self, console_app: FastAPI) -> None:
-        keys: SessionKeys = console_app.state.console_keys
+        keys = resources_of(console_app).console_keys
+        assert keys is not None
         issued_at = time.time() - 2 * keys.ttl_seconds
         stale = SessionKeys(keys._key, ttl_seconds=keys.ttl_seconds, clock=lambda: issued_at)
         cookie, _ = stale.issue()

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.auth import service as auth_service
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.resources import resources_of
 from app.main import create_app
 from app.models import ApiKey
 from tests.conftest import make_settings
@@ -78,8 +79,7 @@ def counting_queries(engine: AsyncEngine) -> Iterator[list[str]]:
 
 
 def engine_of(app: FastAPI) -> AsyncEngine:
-    database: Database = app.state.database
-    return database.engine
+    return resources_of(app).database.engine
 
 
 def unknown_key() -> str:

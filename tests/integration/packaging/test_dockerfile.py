@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -36,6 +37,9 @@ import asyncpg
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from app import migrate
 from app.core.config import S3Settings
@@ -384,11 +388,41 @@ def test_dockerfile_keeps_its_promises() -> None:
         if "from" not in copy_arguments(instruction)[0]
         for source in copy_arguments(instruction)[1]
     ]
-    assert {"alembic.ini", "migrations", "pyproject.toml", "app"} <= set(copied)
+    assert {"alembic.ini", "migrations", "pyproject.toml", "app", "requirements.lock"} <= set(copied)
     for source in copied:
         assert (ROOT / source).exists() and not ignored(source, patterns), f"{source} is not in the build context"
     for secret_or_cache in (".git", ".venv", "tests", ".env", "app/__pycache__/cli.cpython-311.pyc"):
         assert ignored(secret_or_cache, patterns), f"{secret_or_cache} would be sent to the Docker daemon"
+
+
+def test_the_image_installs_exactly_the_lock_file() -> None:
+    # Reproducible images: every dependency comes from requirements.lock, checked by hash, and the project's own
+    # install resolves nothing more.
+    build = stages()[0]
+    commands = " ".join(instruction.arguments for instruction in build.all("RUN"))
+    assert "--require-hashes -r requirements.lock" in commands
+    assert re.search(r"pip install --no-cache-dir --no-deps \.(\s|$)", commands), commands
+
+
+def test_the_lock_pins_every_dependency_within_pyprojects_ranges() -> None:
+    locked: dict[str, Version] = {}
+    entry = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s\\]+)")
+    hashed: set[str] = set()
+    current = None
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if match := entry.match(line):
+            current = canonicalize_name(match.group(1))
+            locked[current] = Version(match.group(2))
+        elif "--hash=sha256:" in line and current is not None:
+            hashed.add(current)
+    assert locked and set(locked) == hashed, "every locked package has its hashes"
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in map(Requirement, declared):
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{requirement} is not in requirements.lock: regenerate it (see its header)"
+        assert requirement.specifier.contains(locked[name], prereleases=True), (
+            f"requirements.lock pins {name}=={locked[name]}, outside {requirement}: regenerate it"
+        )
 
 
 @pytest.fixture

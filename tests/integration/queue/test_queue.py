@@ -1,4 +1,4 @@
-"""The Postgres queue's SQL against a real server (catalogue rows 33, 38, 39, 40, 42, 43, 47, 48)."""
+"""The Postgres queue's SQL against a real server (docs/reliability.md rows 33, 38, 39, 40, 42, 43, 47, 48)."""
 
 from __future__ import annotations
 

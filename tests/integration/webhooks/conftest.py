@@ -1,8 +1,8 @@
 """A receiver app over ASGI on the run's real Postgres, and helpers to sign deliveries and count rows.
 
-The app is built here the way `create_app` builds the gateway (error handlers, body-size middleware, state,
-FastAPI's default `redirect_slashes=True`) plus the webhook router, so these tests need nothing from the
-other domains and can build variants: a frozen clock, a database that is down or too slow.
+The app is built here the way `create_app` builds the gateway (error handlers, body-size middleware, the
+app's resources, FastAPI's default `redirect_slashes=True`) plus the webhook router alone, so these tests can
+build variants: a frozen clock, a database that is down or too slow.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimit
+from app.core.resources import install_resources, resources_of
+from app.main import open_resources
 from app.models import ArchiveJob, Video, WebhookEvent
 from app.webhooks.routes import build_router
 from app.webhooks.verify import Clock
@@ -37,15 +39,13 @@ WEBHOOK_PATH = "/webhooks/openai"
 def build_receiver_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database.connect(settings.db)
-        app.state.settings = settings
-        app.state.database = database
-        try:
-            yield
-        finally:
-            await database.dispose()
-            # A test may have swapped in another database (e.g. one with a short statement timeout).
-            await app.state.database.dispose()
+        async with open_resources(settings) as resources:
+            install_resources(app, resources)
+            try:
+                yield
+            finally:
+                # A test may have swapped in another database (e.g. one with a short statement timeout).
+                await resources_of(app).database.dispose()
 
     app = FastAPI(lifespan=lifespan)
     install_error_handlers(app)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import socket
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from app.archive import service as archive_service
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.resources import install_resources, resources_of
 from app.models import ArchiveJob, EventOutcome, JobKind, JobState, WebhookEvent
 from tests.conftest import TEST_WEBHOOK_SECRET, make_settings
 from tests.integration.webhooks.conftest import (
@@ -253,9 +256,8 @@ class TestDatabaseFailures:
                 receiver_settings.db.url.get_secret_value(),
                 connect_args={"server_settings": {"statement_timeout": "300"}},
             )
-            app.state.database = Database(
-                engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False)
-            )
+            slow = Database(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
+            install_resources(app, dataclasses.replace(resources_of(app), database=slow))
             async with db.database.engine.connect() as blocker:
                 await blocker.execute(text("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE"))
                 response = await post(client, delivery)
@@ -266,13 +268,15 @@ class TestDatabaseFailures:
     async def test_a_failed_commit_is_503_and_leaves_no_row(
         self, client: httpx.AsyncClient, db: Db, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        async def lost_connection(self: AsyncSession) -> None:
+        async def lost_connection(self: asyncpg.transaction.Transaction) -> None:
+            self._connection.terminate()  # the transaction dies with its connection, as when the socket is lost
             raise ConnectionResetError("connection lost at commit")
 
         video = await db.new_video()
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id)
-        monkeypatch.setattr(AsyncSession, "commit", lost_connection)
+        # At the driver, as a real lost connection: asyncpg lets the socket's error through SQLAlchemy unwrapped.
+        monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", lost_connection)
         response = await post(client, delivery)
         monkeypatch.undo()
         _assert_503(response)
@@ -284,9 +288,10 @@ class TestDatabaseFailures:
 
 class TestTransactionalEnqueue:
     # Row 44: a crash between the event row and the job row leaves neither, and the answer is a 5xx.
+    # `None`: the database goes away mid-transaction (its connection is cut under the session).
     @pytest.mark.parametrize(
         ("failure", "status"),
-        [(RuntimeError("crash after the event insert"), 500), (OSError("database gone mid-transaction"), 503)],
+        [(RuntimeError("crash after the event insert"), 500), (None, 503)],
         ids=["crash", "database-error"],
     )
     async def test_a_failure_after_the_insert_leaves_neither_row(
@@ -294,7 +299,7 @@ class TestTransactionalEnqueue:
         receiver_app: FastAPI,
         db: Db,
         monkeypatch: pytest.MonkeyPatch,
-        failure: Exception,
+        failure: Exception | None,
         status: int,
     ) -> None:
         video = await db.new_video()
@@ -308,7 +313,12 @@ class TestTransactionalEnqueue:
             assert job_id is not None
             count = select(func.count()).select_from(WebhookEvent).where(WebhookEvent.webhook_id == delivery.webhook_id)
             seen_in_transaction.append((await session.execute(count)).scalar_one())
-            raise failure
+            if failure is not None:
+                raise failure
+            raw = await (await session.connection()).get_raw_connection()
+            raw.driver_connection.terminate()  # as a lost socket: the driver's next call fails
+            await session.execute(count)
+            raise AssertionError("the statement on a cut connection succeeded")
 
         monkeypatch.setattr(archive_service, "enqueue_sync", enqueue_then_fail)
         async with client_of(receiver_app, raise_app_exceptions=False) as client:

@@ -1,4 +1,4 @@
-"""Deliveries the receiver refuses: the status, OpenAI's error shape, and no row written (catalogue A)."""
+"""Deliveries the receiver refuses: the status, OpenAI's error shape, and no row written (docs/reliability.md §A)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The archive pipeline in process: facade → queue → worker → S3, the simulator as upstream.
 
-Catalogue rows: 19 (no regression), 21 (thin payload), 24 (window closed), 26 (round trip), 27 (truncation
+docs/reliability.md rows: 19 (no regression), 21 (thin payload), 24 (window closed), 26 (round trip), 27 (truncation
 retried), 33 (deadline), 34 (upstream errors), 35 (redirects), 36 (content sniffing), and the reconciler.
 """
 

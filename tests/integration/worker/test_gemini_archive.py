@@ -2,7 +2,7 @@
 archiving the MP4 (the only variant Google serves) and deriving the thumbnail and spritesheet from it; a replay and the
 integrity audit keep that (the images are made again from our MP4, never asked of Google).
 
-Catalogue rows as for OpenAI's kind: the round trip and serving after upstream expiry (26), the reconciler
+docs/reliability.md rows as for OpenAI's kind: the round trip and serving after upstream expiry (26), the reconciler
 with no webhook at all (Gemini sends none for failures), and a window that closed before the download (24).
 The SIGKILLed worker mid-download runs on real processes in tests/e2e/test_gemini_sdk.py.
 """

@@ -1,4 +1,4 @@
-"""Catalogue row 57: canary secrets never reach the logs, through a whole create → webhook → archive → presign.
+"""docs/reliability.md row 57: canary secrets never reach the logs, in a whole create → webhook → archive → presign.
 
 Everything runs in process at DEBUG level, so every logger of the gateway (and of httpx, botocore and
 SQLAlchemy underneath) is captured.

@@ -1,4 +1,4 @@
-"""SSRF rules for callback URLs (catalogue row 54): every vector refused, with a reason that names it."""
+"""SSRF rules for callback URLs (docs/reliability.md row 54): every vector refused, with a reason that names it."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ class TestKnownAnswers:
         assert delivery == SignedDelivery("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body.decode())
 
     def test_openai_sdk_vector_at_its_frozen_time(self) -> None:
-        # Contract §2.5: the openai SDK's own test vector, with its exact body bytes.
+        # docs/upstream-contract.md#test-vector: the openai SDK's own test vector, with its exact body bytes.
         body = (
             b'{"id": "evt_685c059ae3a481909bdc86819b066fb6", "object": "event", "created_at": 1750861210, '
             b'"type": "response.completed", "data": {"id": "resp_123"}}'
