@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.archive.queue import queries
+from app.core import metrics
 from app.core.config import RetentionSettings
 from app.core.db import Database
 
@@ -169,6 +170,9 @@ async def _discard(connection: AsyncConnection) -> None:
 
 
 def _log(report: PruneReport) -> None:
+    for table in TABLES:
+        if report.deleted[table]:
+            metrics.pruned(table=table, rows=report.deleted[table])
     deleted = ", ".join(f"{report.deleted[table]} {table}" for table in TABLES)
     # A pass that found nothing to delete says so only at debug level: one line every interval would be noise.
     logger.log(

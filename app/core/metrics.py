@@ -137,6 +137,13 @@ CALLBACK_ATTEMPTS: Final = Counter(
     namespace=NAMESPACE,
 )
 
+PRUNED_ROWS: Final = Counter(
+    "pruned_rows",
+    "Finished rows the pruner deleted (VG_RETENTION__*), by table: archive_jobs, webhook_events, callback_attempts.",
+    ["table"],
+    namespace=NAMESPACE,
+)
+
 # ----- recording helpers (one line at each call site) ---------------------------------------------
 
 
@@ -191,6 +198,10 @@ def create_fallback(*, skipped: str, used: str, reason: str) -> None:
 
 def callback_attempt(*, outcome: str, state: str) -> None:
     CALLBACK_ATTEMPTS.labels(outcome=outcome, state=state).inc()
+
+
+def pruned(*, table: str, rows: int) -> None:
+    PRUNED_ROWS.labels(table=table).inc(rows)
 
 
 def serve(port: int, *, host: str = "0.0.0.0") -> Callable[[], None] | None:

@@ -31,6 +31,7 @@ from app.archive import pruner, queue
 from app.archive.jobs import JobContext
 from app.archive.storage import ArchiveStorage
 from app.archive.worker import Worker
+from app.core import metrics
 from app.core.config import DatabaseSettings, RetentionSettings, S3Settings
 from app.core.db import Database
 from app.models import JobKind, JobState
@@ -301,6 +302,15 @@ async def test_a_pass_stops_at_its_cap_and_the_next_goes_on(pdb: Database, prune
     # 500, 500, then an empty batch: done within the cap.
     assert second is not None and second.deleted["archive_jobs"] == 1000 and second.backlog == []
     assert second.batches["archive_jobs"] == 3
+
+
+async def test_each_pass_counts_what_it_deleted_in_the_metric(pdb: Database, prune_db: PruneDb) -> None:
+    counter = metrics.PRUNED_ROWS.labels(table="archive_jobs")
+    before = counter._value.get()
+    await old_finished_jobs(prune_db.dsn, 1200)
+    report = await pruner.prune_once(pdb, retention(batch_size=500))
+    assert report is not None and report.deleted["archive_jobs"] == 1200
+    assert counter._value.get() - before == 1200
 
 
 async def test_one_worker_prunes_at_a_time(pdb: Database, prune_db: PruneDb) -> None:
