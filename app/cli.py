@@ -11,11 +11,12 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from app.auth.cli import keys_app
 from app.core.config import get_settings
 from app.core.local_env import load_checkout_env
 from app.core.logging import configure_logging
 from app.core.server import uvicorn_options
-from app.limits.cli import keys_app
+from app.limits import cli as limit_commands
 from app.ops import cli as operator_commands
 from app.ops.cli_errors import DEBUG_ENV, DEBUG_META, CliError, CliGroup, debug_requested, error_line
 
@@ -28,7 +29,9 @@ cli = typer.Typer(
     help="Video Gateway",
     pretty_exceptions_show_locals=False,
 )
-cli.add_typer(keys_app, name="keys")
+# `keys`: auth's create, list and revoke, and the limits domain's `limits` (limits depends on auth, not back).
+limit_commands.register(keys_app)
+cli.add_typer(keys_app, name="keys", help="Create, list and revoke API keys; set limits.")
 operator_commands.register(cli)
 
 

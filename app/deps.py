@@ -1,7 +1,8 @@
 """The routes' dependencies, in one place: the `Annotated` aliases a route declares its parameters with.
 
 Each resource alias reads the app's `AppResources` (app/core/resources.py), built once by the lifespan. The
-caller aliases authenticate the request (the logic is app/auth/deps.py). `SessionDep` owns the request's
+caller aliases authenticate the request (app/auth/deps.py) and check its key's request rate (app/limits): the
+two domains meet here, so auth imports nothing of limits. `SessionDep` owns the request's
 transaction: it commits when the route returns and rolls back on error, before the response is sent
 (`scope="function"`), so a streamed response holds no connection; services only `flush()`.
 """
@@ -9,6 +10,7 @@ transaction: it commits when the route returns and rolls back on error, before t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -24,6 +26,7 @@ from app.console.session import SessionKeys
 from app.console.tap import DeliveryLog
 from app.core.config import Settings
 from app.core.resources import resources
+from app.limits import service as limits_service
 from app.models import ApiKey, Caller
 from app.upstream.router import UpstreamRouter
 from app.videos.service import VideoService
@@ -35,15 +38,25 @@ def get_settings(request: Request) -> Settings:
     return resources(request).settings
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+@asynccontextmanager
+async def request_transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: committed when the route returns, rolled back if it raises. Every
+    session a route gets comes from here (`SessionDep`, and the webhook receiver's own dependency, which
+    only adds its 503 and its metrics around it)."""
+    # Not `sessionmaker.begin()`: a create commits mid-request, before its paid call (decision 004), and
+    # goes on in a new transaction on the same session.
     async with resources(request).database.sessionmaker() as session:
         try:
             yield session
         except BaseException:
             await session.rollback()
             raise
-        else:
-            await session.commit()
+        await session.commit()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request_transaction(request) as session:
+        yield session
 
 
 def get_video_service(request: Request) -> VideoService:
@@ -89,9 +102,30 @@ BadKeys = Annotated[BadKeyCache, Depends(get_bad_keys)]
 ConsoleKeysDep = Annotated[SessionKeys | None, Depends(get_console_keys)]
 DeliveryLogDep = Annotated[DeliveryLog, Depends(get_console_deliveries)]
 
-# ----- who is calling (app/auth/deps.py) --------------------------------------------------------------
+# ----- who is calling (app/auth/deps.py), within its key's request rate (app/limits) ------------------
 
-CurrentPrincipal = Annotated[Principal, Depends(auth.get_principal)]
-CurrentCaller = Annotated[Caller, Depends(auth.get_current_caller)]  # detached: use its id, not its relationships
-CurrentKey = Annotated[ApiKey, Depends(auth.get_current_key)]
+
+async def get_principal(request: Request) -> Principal:
+    """The authenticated caller and key of an API request, admitted by the key's request rate; both checks
+    share authentication's one short transaction (the counter's row lock is released before the route runs)."""
+    limits = resources(request).settings.limits
+
+    async def admit(session: AsyncSession, principal: Principal) -> None:
+        await limits_service.admit_request(session, api_key=principal.api_key, caller=principal.caller, settings=limits)
+
+    return await auth.authenticate_request(request, admit=admit)
+
+
+async def get_current_caller(principal: Annotated[Principal, Depends(get_principal)]) -> Caller:
+    """The caller (detached from any session: use its id, not its relationships)."""
+    return principal.caller
+
+
+async def get_current_key(principal: Annotated[Principal, Depends(get_principal)]) -> ApiKey:
+    return principal.api_key
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+CurrentCaller = Annotated[Caller, Depends(get_current_caller)]  # detached: use its id, not its relationships
+CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 AdminAuth = Depends(auth.require_admin)

@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 from app.archive import queue
 from app.archive.storage import ArchiveStorage
 from app.auth.bad_keys import BadKeyCache
+from app.auth.routes import router as auth_admin_router
 from app.auth.throttle import AdminKeyThrottle
 from app.callbacks.routes import admin_router as callbacks_admin_router
 from app.callbacks.routes import router as callbacks_router
@@ -30,12 +31,13 @@ from app.console.session import SessionKeys
 from app.console.tap import DeliveryLog, WebhookTap, webhook_paths
 from app.core import metrics
 from app.core.access_log import AccessLog
+from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
-from app.core.limits import BodySizeLimit
 from app.core.resources import AppResources, install_resources, resources_of
 from app.idempotency.middleware import IdempotencyMiddleware, idempotency_service
+from app.limits.routes import admin_router as limits_admin_router
 from app.limits.routes import router as limits_router
 from app.models import JobState
 from app.readiness import CHECK_TIMEOUT_SECONDS, NotReady, Readiness
@@ -131,6 +133,8 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     app.include_router(callbacks_router)
     app.include_router(callbacks_admin_router)
     app.include_router(limits_router)
+    app.include_router(auth_admin_router)  # callers and keys, then their limits: the paths' order in openapi.yaml
+    app.include_router(limits_admin_router)
     if settings.webhooks.enabled:
         # Fail closed: no webhook endpoint without a usable whsec_ secret.
         check_secrets(settings.webhooks.secret_list())

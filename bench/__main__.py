@@ -1,8 +1,11 @@
-"""`python -m bench run [--smoke] [--only NAME] [--repeat N]` and `python -m bench soak --minutes M [--renders N]`.
+"""`python -m bench run [--smoke] [--only NAME] [--repeat N] [--history-rows N]` and
+`python -m bench soak --minutes M [--renders N]`.
 
 `run` measures each benchmark beside its same-run baseline, prints one table, writes
 `bench/results/<date>.json`, the plots in `docs/benchmarks/` and regenerates `docs/benchmarks.md`.
 `--smoke` runs tiny sizes once and writes only to a temporary directory (or `--out`), never to the repo.
+The ingest and facade benchmarks measure again after filling their database with history (`bench.history`):
+`--history-rows` rows (1,000,000; 3,000 with `--smoke`; 0 skips it).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -26,25 +30,36 @@ BENCHMARKS = ("archive", "ingest", "burst", "facade", "burst_gemini")
 # (about 0.35 s to draw) archived with two derived images (about 0.55 s of the stack), so a repeat of 200
 # takes about 3.5 minutes on two cores and three fit in about 10 (1,000 would take about 15 per repeat).
 GEMINI_VIDEOS = 200
+# Rows of history the ingest and facade benchmarks add to their database before measuring again.
+HISTORY_ROWS = 1_000_000
+SMOKE_HISTORY_ROWS = 3_000
 
 
-def _plans(smoke: bool, repeats: int, profile_dir: Path | None) -> dict[str, Callable[[Path], dict[str, Any]]]:
+def _plans(
+    smoke: bool, repeats: int, profile_dir: Path | None, history_rows: int | None = None
+) -> dict[str, Callable[[Path], dict[str, Any]]]:
     if smoke:
+        history = SMOKE_HISTORY_ROWS if history_rows is None else history_rows
         return {
-            "archive": lambda w: archive.run(w, sizes=[1 * MiB, 10 * MiB], repeats=repeats),
-            "ingest": lambda w: ingest.run(w, repeats=repeats, steps=[4], seconds=2),
-            "burst": lambda w: burst.run(w, videos=20, repeats=repeats, window_seconds=2),
-            "facade": lambda w: facade.run(w, requests=30, repeats=repeats, content_bytes=1 * MiB),
+            "archive": lambda w: archive.run(w, sizes=[1 * MiB, 4 * MiB, 16 * MiB], repeats=repeats, warmup_seconds=1),
+            "ingest": lambda w: ingest.run(w, repeats=repeats, steps=[4], seconds=2, history_rows=history),
+            "burst": lambda w: burst.run(w, videos=6, repeats=repeats, window_seconds=2, worker_counts=(1, 2)),
+            "facade": lambda w: facade.run(
+                w, requests=30, repeats=repeats, content_bytes=1 * MiB, history_rows=history
+            ),
             "burst_gemini": lambda w: burst_gemini.run(w, videos=10, repeats=repeats, window_seconds=2),
         }
+    history = HISTORY_ROWS if history_rows is None else history_rows
     return {
-        "archive": lambda w: archive.run(w, sizes=[100 * MiB, 1024 * MiB], repeats=repeats, profile_dir=profile_dir),
-        "ingest": lambda w: ingest.run(
-            w, repeats=repeats, steps=[4, 8, 16, 32, 64], seconds=10, profile_dir=profile_dir
+        "archive": lambda w: archive.run(
+            w, sizes=[100 * MiB, 1024 * MiB, 4096 * MiB], repeats=repeats, profile_dir=profile_dir
         ),
-        "burst": lambda w: burst.run(w, videos=1000, repeats=repeats, window_seconds=10),
+        "ingest": lambda w: ingest.run(
+            w, repeats=repeats, steps=[4, 8, 16, 32, 64], seconds=10, profile_dir=profile_dir, history_rows=history
+        ),
+        "burst": lambda w: burst.run(w, videos=1000, repeats=repeats, window_seconds=10, worker_counts=(1, 2, 4)),
         "facade": lambda w: facade.run(
-            w, requests=300, repeats=repeats, content_bytes=100 * MiB, profile_dir=profile_dir
+            w, requests=300, repeats=repeats, content_bytes=100 * MiB, profile_dir=profile_dir, history_rows=history
         ),
         "burst_gemini": lambda w: burst_gemini.run(w, videos=GEMINI_VIDEOS, repeats=repeats, window_seconds=10),
     }
@@ -61,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         out_dir = report.RESULTS_DIR
     profile_dir = None if args.smoke or args.no_profile else scratch / "profiles"
-    plans = _plans(args.smoke, repeats, profile_dir)
+    plans = _plans(args.smoke, repeats, profile_dir, args.history_rows)
     started = datetime.now(UTC)
     result: dict[str, Any] = {
         "command": "python -m bench " + shlex.join(sys.argv[1:]),
@@ -127,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--repeat", type=int, default=0, help="repeats (default 3; 1 with --smoke)")
     run_parser.add_argument("--out", help="directory for the results JSON")
     run_parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    run_parser.add_argument(
+        "--history-rows",
+        type=int,
+        default=None,
+        help=f"rows of history before ingest and facade measure again (default {HISTORY_ROWS:,}; "
+        f"{SMOKE_HISTORY_ROWS:,} with --smoke; 0: skip)",
+    )
     run_parser.set_defaults(handler=run)
     soak_parser = commands.add_parser("soak", help="bounded soak with faults")
     soak_parser.add_argument("--minutes", type=float, default=20.0)
@@ -136,7 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # `kill`, a CI timeout or `make` being stopped sends SIGTERM: leave through SystemExit so every stack's
+    # `with` block stops its processes and private servers, as Ctrl-C does (the default would orphan them).
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)

@@ -5,12 +5,17 @@ render through the gateway whose MP4 is a synthetic asset of that size, and time
 webhook attempt to the moment the video asset's row says `archived` (both on this machine's clock). The
 baseline, in the same repeat, is the shortest honest pipe (`bench.pipe`) streaming the same upstream URL
 into the same bucket with the same part size and parts in flight.
+
+Memory: the worker's peak RSS per size (100 MiB, 1 GiB and 4 GiB in the full run) should not grow with the
+size, since the asset is streamed; `rss_flat` says whether the medians of all sizes are within 5 % of the
+smallest of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +25,18 @@ from bench.stats import spread
 
 # Time a fresh worker needs to import and start claiming before the render completes (2 busy cores).
 WORKER_WARMUP_SECONDS = 3.0
+# Peak RSS is "flat" when the largest size's median is within this share of the smallest one's.
+RSS_FLAT_WITHIN = 0.05
 
 
-def run(workdir: Path, *, sizes: list[int], repeats: int, profile_dir: Path | None = None) -> dict[str, Any]:
+def run(
+    workdir: Path,
+    *,
+    sizes: list[int],
+    repeats: int,
+    profile_dir: Path | None = None,
+    warmup_seconds: float = WORKER_WARMUP_SECONDS,
+) -> dict[str, Any]:
     results: dict[str, Any] = {"sizes": {}}
     with full_stack(workdir) as stack:
         key = stack.new_caller_key()
@@ -32,7 +46,7 @@ def run(workdir: Path, *, sizes: list[int], repeats: int, profile_dir: Path | No
             raw: list[dict[str, Any]] = []
             for repeat in range(repeats):
                 worker = stack.start_worker()
-                time.sleep(WORKER_WARMUP_SECONDS)
+                time.sleep(warmup_seconds)
                 stack.sim_faults(synthetic_asset_bytes=size)
                 (video,) = create_videos(stack, [key], 1, prompt=f"archive {size}")
                 profiler = None
@@ -78,7 +92,16 @@ def run(workdir: Path, *, sizes: list[int], repeats: int, profile_dir: Path | No
                 "raw": raw,
             }
         stack.sim_faults(synthetic_asset_bytes=None)
+    results["rss_flat"] = rss_flat(results["sizes"].values())
     return results
+
+
+def rss_flat(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the worker's peak RSS stays flat across the sizes: the spread of the per-size medians, as a share
+    of the smallest median (0.03 = the largest is 3 % above the smallest)."""
+    medians = {entry["label"]: entry["summary"]["worker_rss_mib"]["median"] for entry in entries}
+    growth = max(medians.values()) / min(medians.values()) - 1
+    return {"medians_mib": medians, "growth": growth, "within": RSS_FLAT_WITHIN, "flat": growth <= RSS_FLAT_WITHIN}
 
 
 def _warm_up(stack: BenchStack, key: str, workdir: Path) -> None:

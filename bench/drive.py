@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from app.dev.processes import ManagedProcess, free_port
 from bench.stack import SIMULATOR_KEY, BenchStack
 
 
@@ -183,3 +184,23 @@ def first_attempts(deliveries: Sequence[dict[str, Any]], *, key: str = "video_id
             video = delivery[key]
             first[video] = min(first.get(video, attempt["at"]), attempt["at"])
     return first
+
+
+def start_app(module: str, *, name: str, env: Mapping[str, str], logs: Path) -> tuple[ManagedProcess, int]:
+    """A bare baseline app (`module:app`) under uvicorn on a free port, with uvicorn's defaults as the gateway has
+    them (loop and HTTP parser chosen by uvicorn) and no access log; returns the process and its port once the
+    app answers (any status below 500: these apps have no page at `/`)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port)]
+    process = ManagedProcess(
+        f"{name}-baseline",
+        [*command, "--no-access-log", "--log-level", "warning"],
+        dict(env),
+        logs / f"{name}-baseline.log",
+    ).start()
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/", timeout=60)
+    except BaseException:
+        process.stop()
+        raise
+    return process, port

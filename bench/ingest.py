@@ -1,16 +1,23 @@
 """Benchmark 2, webhook ingest: signed deliveries at a rising load from `wrk`, against the gateway's receiver
-and, in the same run, a bare FastAPI endpoint that only verifies the signature.
+and, in the same run, two bare FastAPI endpoints: one that only verifies the signature (`bench.verify_app`), and
+one that verifies it and does one INSERT on raw asyncpg (`bench.verify_insert_app`, its own table in the same
+database): the least any durable receiver does. The gateway's rate is reported as a ratio to each.
 
 wrk (Debian's, installed by `make bench`) runs in its own process and is far cheaper than a Python client:
 a Lua script replays a pool of deliveries signed beforehand here (wrk's LuaJIT has no HMAC), one file per
 wrk thread. Each pool is 65 % new valid deliveries, 30 % exact repeats of one sent earlier by the same
 thread (a retrying sender) and 5 % deliveries signed with a wrong secret. Bodies are real `video.completed`
 events for videos created beforehand, so a good delivery takes the full path: verify, store, queue a sync.
+All three endpoints get the same pools, the same way.
 
 The load rises by doubling wrk's connections; each step reports requests/s and p50/p99 ack latency. The
-"sustained" rate is the best step whose p99 stays under 50 ms. After every step against the gateway the
-database is checked: every distinct valid delivery wrk had an answer for is recorded exactly once, and no
-badly signed one is.
+"sustained" rate is the best step whose p99 stays under 50 ms. After every step against the gateway (and the
+verify + insert endpoint) the database is checked: every distinct valid delivery wrk had an answer for is
+recorded exactly once, and no badly signed one is.
+
+With `history_rows`, the gateway's database is then filled with that much history (`bench.history`; the bare
+endpoint's table too) and the gateway and the verify + insert endpoint are measured again, the same way: the
+figures with history are reported beside the empty database's, with the change in %.
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ from typing import Any
 import asyncpg
 from standardwebhooks import Webhook
 
-from app.dev.processes import ManagedProcess, free_port
-from bench.drive import create_videos
+from app.dev.processes import ManagedProcess
+from bench.drive import create_videos, start_app
+from bench.history import change_percent, fill
 from bench.profile import start_py_spy
 from bench.stack import BenchStack, full_stack, new_webhook_secret, rows
 from bench.stats import spread
@@ -45,6 +53,8 @@ BAD_SIGNATURE_SHARE = 0.05
 # A duplicate repeats a delivery at least this many entries back, so the original has been answered.
 DUPLICATE_MIN_DISTANCE = 200
 KNOWN_VIDEOS = 50
+# The verify + insert baseline's own table, in the benchmark's database (never one of the gateway's).
+INSERT_TABLE = "bench_ingest_baseline"
 
 LUA = r"""
 local pool = "%(pool)s"
@@ -201,9 +211,10 @@ def run_wrk(url: str, script: Path, *, connections: int, seconds: float, server_
 
 
 async def _check_recorded(
-    dsn: str, pools: list[list[Entry]], step: dict[str, Any], answered_dir: Path
+    dsn: str, pools: list[list[Entry]], step: dict[str, Any], answered_dir: Path, table: str = "webhook_events"
 ) -> dict[str, Any]:
-    """Every distinct valid delivery answered 2xx is in webhook_events once; no badly signed one is."""
+    """Every distinct valid delivery answered 2xx is in `table` (its `webhook_id` column) once; no badly signed
+    one is."""
     answered_valid: set[str] = set()
     sent_valid: set[str] = set()
     sent_bad: set[str] = set()
@@ -227,12 +238,12 @@ async def _check_recorded(
         recorded = {
             record[0]
             for record in await connection.fetch(
-                "SELECT webhook_id FROM webhook_events WHERE webhook_id = ANY($1::text[])",
+                f"SELECT webhook_id FROM {table} WHERE webhook_id = ANY($1::text[])",  # noqa: S608  (our table)
                 list(sent_valid | sent_bad),
             )
         }
         duplicated = await connection.fetchval(
-            "SELECT count(*) FROM (SELECT webhook_id FROM webhook_events WHERE webhook_id = ANY($1::text[]) "
+            f"SELECT count(*) FROM (SELECT webhook_id FROM {table} WHERE webhook_id = ANY($1::text[]) "  # noqa: S608
             "GROUP BY webhook_id HAVING count(*) > 1) d",
             list(sent_valid),
         )
@@ -259,6 +270,7 @@ def sweep(
     seconds: float,
     workdir: Path,
     dsn: str | None,
+    table: str = "webhook_events",
     profile: Path | None = None,
 ) -> list[dict[str, Any]]:
     results = []
@@ -272,7 +284,7 @@ def sweep(
         expected_rate = max(expected_rate, step["rps"])
         if dsn is not None:
             time.sleep(1.0)  # let the server finish what wrk cut off
-            step["recorded"] = asyncio.run(_check_recorded(dsn, pools, step, workdir / "pools"))
+            step["recorded"] = asyncio.run(_check_recorded(dsn, pools, step, workdir / "pools", table))
         results.append(step)
         sys.stderr.write(
             f"  ingest {target} c={connections}: {step['rps']:.0f} req/s p50 {step['p50_ms']:.1f} ms "
@@ -298,69 +310,132 @@ def sustained(steps: list[dict[str, Any]]) -> dict[str, Any]:
     return {**best, "within_budget": bool(within)}
 
 
+# name in the results → (bare app module, the step's recorded check against its table, or None: no database).
+BARE = {"baseline": ("bench.verify_app", None), "insert": ("bench.verify_insert_app", INSERT_TABLE)}
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    pid: int
+    table: str | None
+
+
 def run(
-    workdir: Path, *, repeats: int, steps: list[int], seconds: float, profile_dir: Path | None = None
+    workdir: Path,
+    *,
+    repeats: int,
+    steps: list[int],
+    seconds: float,
+    profile_dir: Path | None = None,
+    history_rows: int = 0,
 ) -> dict[str, Any]:
-    samples: dict[str, list[float]] = {
-        "gateway_rps": [],
-        "baseline_rps": [],
-        "ratio": [],
-        "gateway_p50_ms": [],
-        "gateway_p99_ms": [],
-        "baseline_p50_ms": [],
-        "baseline_p99_ms": [],
-    }
-    raw: list[dict[str, Any]] = []
-    checks_ok = True
     with full_stack(workdir) as stack:
         upstream_ids = _known_videos(stack)
-        baseline = _start_baseline(stack, workdir)
+        bare: list[tuple[ManagedProcess, int]] = []
         try:
-            for repeat in range(repeats):
-                gateway_steps = sweep(
-                    "gateway",
-                    f"{stack.api_url}/webhooks/openai",
-                    stack.api.pid,
-                    secret=stack.webhook_secret,
+            for name, (module, table) in BARE.items():
+                env = {"BENCH_DSN": stack.dsn, "BENCH_TABLE": table} if table else {}
+                env["BENCH_WEBHOOK_SECRET"] = stack.webhook_secret
+                bare.append(start_app(module, name=name, env=env, logs=workdir / "logs"))
+            gateway = Target("gateway", f"{stack.api_url}/webhooks/openai", stack.api.pid, "webhook_events")
+            targets = [gateway] + [
+                Target(name, f"http://127.0.0.1:{port}/webhooks/openai", process.pid, table)
+                for (name, (_, table)), (process, port) in zip(BARE.items(), bare, strict=True)
+            ]
+
+            def measure(chosen: list[Target], profile: Path | None) -> dict[str, Any]:
+                return _measure(
+                    stack,
+                    chosen,
                     upstream_ids=upstream_ids,
+                    repeats=repeats,
                     steps=steps,
                     seconds=seconds,
                     workdir=workdir,
-                    dsn=stack.dsn,
-                    profile=profile_dir / "ingest-api.txt" if profile_dir is not None and repeat == 0 else None,
+                    profile=profile,
                 )
-                baseline_steps = sweep(
-                    "baseline",
-                    f"http://127.0.0.1:{baseline[1]}/webhooks/openai",
-                    baseline[0].pid,
-                    secret=stack.webhook_secret,
-                    upstream_ids=upstream_ids,
-                    steps=steps,
-                    seconds=seconds,
-                    workdir=workdir,
-                    dsn=None,
-                )
-                gateway, bare = sustained(gateway_steps), sustained(baseline_steps)
-                samples["gateway_rps"].append(gateway["rps"])
-                samples["baseline_rps"].append(bare["rps"])
-                samples["ratio"].append(gateway["rps"] / bare["rps"])
-                samples["gateway_p50_ms"].append(gateway["p50_ms"])
-                samples["gateway_p99_ms"].append(gateway["p99_ms"])
-                samples["baseline_p50_ms"].append(bare["p50_ms"])
-                samples["baseline_p99_ms"].append(bare["p99_ms"])
-                for step in gateway_steps:
-                    checks_ok = checks_ok and step["recorded"]["ok"] and step["server_errors"] == 0
-                raw.append({"repeat": repeat, "gateway": gateway_steps, "baseline": baseline_steps})
+
+            result = measure(targets, profile_dir / "ingest-api.txt" if profile_dir is not None else None)
+            if history_rows:
+                filled = fill(stack.dsn, history_rows, baseline_table=INSERT_TABLE)
+                # The verify-only endpoint touches no database: history cannot change its figure.
+                with_history = measure([t for t in targets if t.table is not None], None)
+                result["history"] = {
+                    **with_history,
+                    "rows": history_rows,
+                    "fill": filled,
+                    "change_percent": {
+                        name: change_percent(result["summary"][name]["median"], summary["median"])
+                        for name, summary in with_history["summary"].items()
+                    },
+                }
         finally:
-            baseline[0].stop()
-        webhook_rows = rows(stack.dsn, "SELECT count(*) FROM webhook_events")[0][0]
+            for process, _ in bare:
+                process.stop()
+        result["webhook_rows"] = rows(stack.dsn, "SELECT count(*) FROM webhook_events")[0][0]
+    result["p99_budget_ms"] = P99_BUDGET_MS
+    return result
+
+
+def _measure(
+    stack: BenchStack,
+    targets: list[Target],
+    *,
+    upstream_ids: list[str],
+    repeats: int,
+    steps: list[int],
+    seconds: float,
+    workdir: Path,
+    profile: Path | None,
+) -> dict[str, Any]:
+    """`repeats` sweeps of every target, in turn; the sustained rate and its latencies, and the ratios of the
+    gateway's rate to each bare endpoint's (`ratio`: to verify-only, `insert_ratio`: to verify + insert)."""
+    names = [target.name for target in targets]
+    samples: dict[str, list[float]] = {}
+    for name in names:
+        for figure in ("rps", "p50_ms", "p99_ms"):
+            samples[f"{name}_{figure}"] = []
+    for name in names[1:]:
+        samples["ratio" if name == "baseline" else f"{name}_ratio"] = []
+    raw: list[dict[str, Any]] = []
+    lost_nothing = {target.name: True for target in targets if target.table}
+    for repeat in range(repeats):
+        entry: dict[str, Any] = {"repeat": repeat}
+        sustained_by: dict[str, dict[str, Any]] = {}
+        for target in targets:
+            target_steps = sweep(
+                target.name,
+                target.url,
+                target.pid,
+                secret=stack.webhook_secret,
+                upstream_ids=upstream_ids,
+                steps=steps,
+                seconds=seconds,
+                workdir=workdir,
+                dsn=stack.dsn if target.table else None,
+                table=target.table or "webhook_events",
+                profile=profile if target.name == "gateway" and repeat == 0 else None,
+            )
+            entry[target.name] = target_steps
+            sustained_by[target.name] = best = sustained(target_steps)
+            for figure in ("rps", "p50_ms", "p99_ms"):
+                samples[f"{target.name}_{figure}"].append(best[figure])
+            if target.table:
+                ok = all(step["recorded"]["ok"] and step["server_errors"] == 0 for step in target_steps)
+                lost_nothing[target.name] = lost_nothing[target.name] and ok
+        for name in names[1:]:
+            ratio = sustained_by["gateway"]["rps"] / sustained_by[name]["rps"]
+            samples["ratio" if name == "baseline" else f"{name}_ratio"].append(ratio)
+        raw.append(entry)
     return {
         "summary": {name: spread(values) for name, values in samples.items()},
         "samples": samples,
         "raw": raw,
-        "webhook_rows": webhook_rows,
-        "no_valid_delivery_lost": checks_ok,
-        "p99_budget_ms": P99_BUDGET_MS,
+        # The gateway's (a goal), and the verify + insert endpoint's: the bare receiver loses nothing either.
+        "no_valid_delivery_lost": bool(lost_nothing.get("gateway")),
+        "insert_lost_nothing": bool(lost_nothing.get("insert")),
     }
 
 
@@ -373,31 +448,3 @@ def _known_videos(stack: BenchStack) -> list[str]:
     if len(ids) != len(created):
         raise RuntimeError("created videos lack upstream ids")
     return ids
-
-
-def _start_baseline(stack: BenchStack, workdir: Path) -> tuple[ManagedProcess, int]:
-    port = free_port()
-    process = ManagedProcess(
-        "verify-baseline",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.verify_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        {"BENCH_WEBHOOK_SECRET": stack.webhook_secret},
-        workdir / "logs" / "verify-baseline.log",
-    ).start()
-    try:
-        process.wait_http(f"http://127.0.0.1:{port}/docs", timeout=60)
-    except BaseException:
-        process.stop()
-        raise
-    return process, port

@@ -33,6 +33,54 @@ OWN_SECTIONS = ("burst_gemini",)
 PACKAGES = ("uvicorn", "fastapi", "starlette", "httpx", "boto3", "botocore", "s3transfer", "asyncpg", "sqlalchemy")
 
 
+# What each figure is measured against: written into the doc above the results (kept here, so a regenerated doc
+# keeps it). One paragraph per line.
+METHOD = [
+    "## Method: what each figure is measured against",
+    "",
+    "Each benchmark builds its own stack (a throwaway database on the local Postgres, a private SeaweedFS, the "
+    "simulator, the API and its workers) and measures, in the same run and on the same stack, a baseline that does "
+    "the least the same job needs. The goals are ratios to these baselines, so a loaded machine moves both sides.",
+    "",
+    "- **1 archive**: one synthetic asset per size (100 MiB, 1 GiB, 4 GiB), from its first webhook to `archived`, "
+    "against the shortest honest pipe (`bench/pipe.py`: httpx stream → boto3 multipart upload) over the same "
+    "upstream URL into the same bucket with the same part size and parts in flight. Each repeat runs a fresh "
+    "worker, so its peak RSS (`VmHWM`) is that size's alone; the peak RSS is *flat* when the medians of all sizes "
+    "are within 5 % of the smallest.",
+    "- **2 ingest**: signed deliveries from `wrk` at a rising number of connections (65 % new, 30 % repeats, 5 % "
+    "badly signed); the figure is the best rate whose p99 stays under 50 ms. Two bare endpoints get the same "
+    "pools the same way, under uvicorn with the gateway's server defaults: one that only verifies the Standard "
+    "Webhooks signature (`bench/verify_app.py`, the ceiling of HTTP + HMAC in Python), and one that verifies it "
+    "and does one `INSERT ... ON CONFLICT DO NOTHING` on raw asyncpg into a table of its own in the same database "
+    "(`bench/verify_insert_app.py`): the least any durable receiver does. The gateway's rate is shown as a ratio "
+    "to each. After every step the database is checked: every valid delivery acknowledged by the gateway (or the "
+    "verify + insert endpoint) is recorded exactly once, no badly signed one at all.",
+    "- **3 burst**: renders released over a 10 s window, timed from the release to the last asset archived, "
+    "against the pipe moving the same assets with the same parallelism (a process per worker, as many uploads at "
+    "once as a worker runs jobs). Run with 1, 2 and 4 workers (each on a fresh stack, the pipe with as many "
+    "processes): throughput in videos/s and the scaling over one worker. The goals use 2 workers.",
+    "- **4 facade**: retrieve and list, one request at a time from one keep-alive client, interleaved with the "
+    "same calls on the simulator directly (what the gateway adds in front of upstream) and on a bare endpoint "
+    "(`bench/auth_read_app.py`, raw asyncpg, no `app` import) that checks the same bearer key the way the gateway "
+    "stores keys (SHA-256 of the key; the first 16 hex characters of the digest find the `api_keys` row, the "
+    "digest is compared in constant time) and reads the caller's video row by id, or its newest 20 by `seq`: the "
+    "least an authenticated retrieve does. Content: an archived asset through the gateway against the same object "
+    "from S3 by a presigned URL.",
+    "- **5 burst_gemini**: the burst through the Gemini simulator (real Veo renders, two images derived from "
+    "each MP4), against the pipe moving the MP4s.",
+    "- **History**: after their empty-database figures, the ingest and facade benchmarks fill their database with "
+    "1,000,000 rows of history (`bench/history.py`, `INSERT ... SELECT generate_series`): completed videos, three "
+    "archived assets each, a webhook event and a finished archive job per video, a delivered callback (two "
+    "attempts) for every other one, and the verify + insert endpoint's own table; all within the last 28 days, "
+    "so the pruner's 30-day retention deletes none of it. Then `VACUUM (ANALYZE)`, a `CHECKPOINT`, and the "
+    "gateway and the baselines that read or write the database are measured again: shown beside the empty "
+    "database's figures with the change in % (`--history-rows N` for another size, 0 to skip).",
+    "",
+    "A results file written before one of these baselines existed shows only the figures it has.",
+    "",
+]
+
+
 # ----- context ----------------------------------------------------------------------------------------
 
 
@@ -234,20 +282,18 @@ def rows_of(benchmarks: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             out.append(("1 archive", f"{entry['label']} MB/s", _fmt(s["gateway_mb_s"]), _fmt(s["pipe_mb_s"])))
             out.append(("1 archive", f"{entry['label']} ratio", _fmt(s["ratio"], 2), ""))
             out.append(("1 archive", f"{entry['label']} worker peak RSS MiB", _fmt(s["worker_rss_mib"]), ""))
-    if "ingest" in benchmarks:
-        s = benchmarks["ingest"]["summary"]
-        out.append(("2 ingest", "deliveries/s at p99 < 50 ms", _fmt(s["gateway_rps"], 0), _fmt(s["baseline_rps"], 0)))
-        out.append(("2 ingest", "ratio", _fmt(s["ratio"], 2), ""))
-        out.append(("2 ingest", "p50 ack ms", _fmt(s["gateway_p50_ms"]), _fmt(s["baseline_p50_ms"])))
-        out.append(("2 ingest", "p99 ack ms", _fmt(s["gateway_p99_ms"]), _fmt(s["baseline_p99_ms"])))
-        out.append(
-            (
-                "2 ingest",
-                "valid deliveries lost",
-                str(0 if benchmarks["ingest"]["no_valid_delivery_lost"] else "SOME"),
-                "",
+        flat = benchmarks["archive"].get("rss_flat")
+        if flat:
+            out.append(
+                (
+                    "1 archive",
+                    f"worker peak RSS flat across sizes (medians within {100 * flat['within']:g} %)",
+                    f"{'yes' if flat['flat'] else 'NO'} (largest {100 * flat['growth']:+.1f} % over smallest)",
+                    "",
+                )
             )
-        )
+    if "ingest" in benchmarks:
+        out += _ingest_rows(benchmarks["ingest"])
     if "burst" in benchmarks:
         s = benchmarks["burst"]["summary"]
         videos = benchmarks["burst"]["videos"]
@@ -273,6 +319,7 @@ def rows_of(benchmarks: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append(("3 burst", "completion→archived p50 s", _fmt(s["p50_latency_s"], 2), ""))
         out.append(("3 burst", "completion→archived p99 s", _fmt(s["p99_latency_s"], 2), ""))
         out.append(("3 burst", "missed deadlines", _fmt(s["missed_deadlines"], 0), ""))
+        out += _workers_rows(benchmarks["burst"])
     if "facade" in benchmarks:
         s = benchmarks["facade"]["summary"]
         out.append(
@@ -286,9 +333,161 @@ def rows_of(benchmarks: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ("4 facade", f"content {label} MB/s", _fmt(s["gateway_content_mb_s"], 0), _fmt(s["s3_content_mb_s"], 0))
         )
         out.append(("4 facade", "content ratio", _fmt(s["content_ratio"], 2), ""))
+        out += _facade_bare_rows(benchmarks["facade"])
     if "burst_gemini" in benchmarks:
         out += _gemini_rows(benchmarks["burst_gemini"])
     return out
+
+
+def _change(change: dict[str, float], name: str) -> str:
+    return f"{change[name]:+.1f} %" if name in change and math.isfinite(change[name]) else "-"
+
+
+def _lost(flag: bool | None) -> str:
+    return "" if flag is None else ("0" if flag else "SOME")
+
+
+def _ingest_rows(ingest: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The gateway beside the verify-only endpoint, then (runs since issue 15) beside verify + INSERT, and the
+    same figures again with history in the database."""
+    name = "2 ingest"
+    s = ingest["summary"]
+    insert = "insert_rps" in s
+    rate = "deliveries/s at p99 < 50 ms"
+    rows = [
+        (
+            name,
+            f"{rate} (baseline: verify only)" if insert else rate,
+            _fmt(s["gateway_rps"], 0),
+            _fmt(s["baseline_rps"], 0),
+        ),
+        (name, "ratio to verify only" if insert else "ratio", _fmt(s["ratio"], 2), ""),
+    ]
+    if insert:
+        rows += [
+            (
+                name,
+                f"{rate} (baseline: verify + INSERT, raw asyncpg)",
+                _fmt(s["gateway_rps"], 0),
+                _fmt(s["insert_rps"], 0),
+            ),
+            (name, "ratio to verify + INSERT", _fmt(s["insert_ratio"], 2), ""),
+        ]
+    rows += [
+        (
+            name,
+            "p50 ack ms (baseline: verify only)" if insert else "p50 ack ms",
+            _fmt(s["gateway_p50_ms"]),
+            _fmt(s["baseline_p50_ms"]),
+        ),
+        (
+            name,
+            "p99 ack ms (baseline: verify only)" if insert else "p99 ack ms",
+            _fmt(s["gateway_p99_ms"]),
+            _fmt(s["baseline_p99_ms"]),
+        ),
+    ]
+    if insert:
+        rows.append(
+            (name, "p99 ack ms (baseline: verify + INSERT)", _fmt(s["gateway_p99_ms"]), _fmt(s["insert_p99_ms"]))
+        )
+    rows.append(
+        (
+            name,
+            "valid deliveries lost (baseline: verify + INSERT)" if insert else "valid deliveries lost",
+            _lost(ingest["no_valid_delivery_lost"]),
+            _lost(ingest.get("insert_lost_nothing")),
+        )
+    )
+    history = ingest.get("history")
+    if history:
+        h, change = history["summary"], history["change_percent"]
+        label = f"{history['rows']:,} rows of history"
+        rows += [
+            (
+                name,
+                f"{label}: deliveries/s (baseline: verify + INSERT)",
+                _fmt(h["gateway_rps"], 0),
+                _fmt(h["insert_rps"], 0),
+            ),
+            (
+                name,
+                f"{label}: change of deliveries/s vs empty database",
+                _change(change, "gateway_rps"),
+                _change(change, "insert_rps"),
+            ),
+            (name, f"{label}: ratio to verify + INSERT", _fmt(h["insert_ratio"], 2), ""),
+            (name, f"{label}: p99 ack ms", _fmt(h["gateway_p99_ms"]), _fmt(h["insert_p99_ms"])),
+            (
+                name,
+                f"{label}: valid deliveries lost",
+                _lost(history["no_valid_delivery_lost"]),
+                _lost(history.get("insert_lost_nothing")),
+            ),
+        ]
+    return rows
+
+
+def _workers_rows(burst: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The burst's throughput per number of workers, beside the pipe with as many processes, and the scaling."""
+    by_workers = burst.get("by_workers") or {}
+    if len(by_workers) < 2:
+        return []
+    rows = []
+    for count, entry in sorted(by_workers.items(), key=lambda item: int(item[0])):
+        s = entry["summary"]
+        plural, processes = ("s", "processes") if int(count) > 1 else ("", "process")
+        rows.append(
+            (
+                "3 burst",
+                f"{count} worker{plural}: videos/s, release → all archived (pipe: {count} {processes})",
+                _fmt(s["videos_per_s"], 1),
+                _fmt(s["pipe_videos_per_s"], 1),
+            )
+        )
+        rows.append(("3 burst", f"{count} worker{plural}: ratio (time)", _fmt(s["ratio"], 2), ""))
+    scaling = ", ".join(
+        f"{count}: {value:.2f}x" for count, value in sorted(burst["scaling"].items(), key=lambda i: int(i[0]))
+    )
+    rows.append(("3 burst", f"scaling: median videos/s over {min(by_workers, key=int)} worker's", scaling, ""))
+    return rows
+
+
+def _facade_bare_rows(facade: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The gateway's retrieve and list beside the bare key check + row read, then the same with history."""
+    s = facade["summary"]
+    if "bare_retrieve_p50_ms" not in s:
+        return []
+    name = "4 facade"
+    bare = "baseline: bare key check + row read, raw asyncpg"
+    rows = [
+        (name, f"retrieve p50 ms ({bare})", _fmt(s["gateway_retrieve_p50_ms"], 2), _fmt(s["bare_retrieve_p50_ms"], 2)),
+        (name, "retrieve ratio to bare", _fmt(s["retrieve_vs_bare"], 2), ""),
+        (
+            name,
+            "list p50 ms (baseline: bare key check + page read)",
+            _fmt(s["gateway_list_p50_ms"], 2),
+            _fmt(s["bare_list_p50_ms"], 2),
+        ),
+        (name, "list ratio to bare", _fmt(s["list_vs_bare"], 2), ""),
+    ]
+    history = facade.get("history")
+    if history:
+        h, change = history["summary"], history["change_percent"]
+        label = f"{history['rows']:,} rows of history"
+        for what in ("retrieve", "list"):
+            gateway, baseline = f"gateway_{what}_p50_ms", f"bare_{what}_p50_ms"
+            rows += [
+                (name, f"{label}: {what} p50 ms (baseline: bare)", _fmt(h[gateway], 2), _fmt(h[baseline], 2)),
+                (
+                    name,
+                    f"{label}: change of {what} p50 vs empty database",
+                    _change(change, gateway),
+                    _change(change, baseline),
+                ),
+                (name, f"{label}: {what} ratio to bare", _fmt(h[f"{what}_vs_bare"], 2), ""),
+            ]
+    return rows
 
 
 def _gemini_rows(gemini: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -406,14 +605,17 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
         written.append(_save(fig, directory / "archive.png"))
     if "ingest" in benchmarks:
         fig, ax = plt.subplots(figsize=(7, 4))
+        names = {"gateway": "gateway", "baseline": "verify only", "insert": "verify + INSERT"}
         for repeat in benchmarks["ingest"]["raw"]:
-            for target, marker in (("gateway", "o"), ("baseline", "s")):
+            for target, marker in (("gateway", "o"), ("baseline", "s"), ("insert", "^")):
+                if target not in repeat:
+                    continue
                 steps = repeat[target]
                 ax.plot(
                     [s["rps"] for s in steps],
                     [s["p99_ms"] for s in steps],
                     marker=marker,
-                    label=f"{target} (repeat {repeat['repeat'] + 1})",
+                    label=f"{names[target]} (repeat {repeat['repeat'] + 1})",
                     alpha=0.7,
                 )
         ax.axhline(50, color="red", linestyle="--", linewidth=1)
@@ -425,24 +627,36 @@ def plot(result: dict[str, Any], directory: Path) -> list[Path]:
         written.append(_save(fig, directory / "ingest.png"))
     if "burst" in benchmarks:
         s = benchmarks["burst"]["summary"]
-        fig, ax = plt.subplots(figsize=(6, 4))
+        by_workers = sorted((benchmarks["burst"].get("by_workers") or {}).items(), key=lambda item: int(item[0]))
+        fig, axes = plt.subplots(1, 2 if len(by_workers) > 1 else 1, figsize=(10 if len(by_workers) > 1 else 6, 4))
+        ax = axes[0] if len(by_workers) > 1 else axes
         bars(
             ax, ["seconds to archive the burst"], {"gateway": [s["gateway_seconds"]], "pipe": [s["pipe_seconds"]]}, "s"
         )
-        ax.set_title(f"3. Burst of {benchmarks['burst']['videos']} videos")
+        ax.set_title(f"{benchmarks['burst']['workers']} workers")
+        if len(by_workers) > 1:
+            bars(
+                axes[1],
+                [f"{count} worker{'s' if int(count) > 1 else ''}" for count, _ in by_workers],
+                {
+                    "gateway": [entry["summary"]["videos_per_s"] for _, entry in by_workers],
+                    "pipe (as many processes)": [entry["summary"]["pipe_videos_per_s"] for _, entry in by_workers],
+                },
+                "videos/s",
+            )
+            axes[1].set_title("throughput by workers")
+        fig.suptitle(f"3. Burst of {benchmarks['burst']['videos']} videos")
         written.append(_save(fig, directory / "burst.png"))
     if "facade" in benchmarks:
         s = benchmarks["facade"]["summary"]
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        bars(
-            left,
-            ["retrieve", "list"],
-            {
-                "gateway": [s["gateway_retrieve_p50_ms"], s["gateway_list_p50_ms"]],
-                "simulator directly": [s["direct_retrieve_p50_ms"], s["direct_list_p50_ms"]],
-            },
-            "p50 ms",
-        )
+        series = {
+            "gateway": [s["gateway_retrieve_p50_ms"], s["gateway_list_p50_ms"]],
+            "simulator directly": [s["direct_retrieve_p50_ms"], s["direct_list_p50_ms"]],
+        }
+        if "bare_retrieve_p50_ms" in s:
+            series["bare key check + read"] = [s["bare_retrieve_p50_ms"], s["bare_list_p50_ms"]]
+        bars(left, ["retrieve", "list"], series, "p50 ms")
         bars(right, ["content"], {"gateway": [s["gateway_content_mb_s"]], "S3 GET": [s["s3_content_mb_s"]]}, "MB/s")
         fig.suptitle("4. Facade overhead")
         written.append(_save(fig, directory / "facade.png"))
@@ -500,8 +714,10 @@ def write_doc(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR) -> Pat
         "make bench-smoke            # tiny sizes, 1 repeat, results in a temp dir (the suite runs this)",
         "make soak                   # 20 minutes with faults; make soak SOAK_MINUTES=5 for a shorter one",
         "python -m bench run --only ingest --repeat 5   # one benchmark",
+        "python -m bench run --only facade --history-rows 100000   # less history than the full run's 1,000,000",
         "```",
         "",
+        *METHOD,
     ]
     if bench is not None:
         info = bench["machine"]
@@ -642,6 +858,14 @@ def _soak_section(soak: dict[str, Any]) -> list[str]:
         "|---|---|",
     ]
     lines += [f"| {name} | {count} |" for name, count in soak["faults"].items()]
+    pruned = soak.get("pruned_rows")
+    if pruned:
+        lines += [
+            "",
+            "Rows the pruner deleted during the soak (retention, `VG_RETENTION__*`): "
+            + ", ".join(f"{table} {count:,}" for table, count in pruned.items())
+            + ".",
+        ]
     lines += ["", "| Invariant | Held | Detail |", "|---|---|---|"]
     for name, check in soak["invariants"].items():
         lines.append(f"| {name} | {'yes' if check['ok'] else '**NO**'} | {check['detail']} |")

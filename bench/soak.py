@@ -883,6 +883,8 @@ def main(*, minutes: float, renders: int, out: str | None) -> int:
     path = report.write_json(result, out_dir, f"soak-{report.today()}.json")
     for name, check in result["invariants"].items():
         sys.stdout.write(f"{'ok  ' if check['ok'] else 'FAIL'} {name}: {check['detail']}\n")
+    if result.get("pruned_rows") is not None:
+        sys.stdout.write(f"rows pruned: {result['pruned_rows']}\n")
     sys.stdout.write(f"faults: {result['faults']}\nresults: {path}\n")
     if out is None:
         sys.stdout.write(f"doc: {report.write_doc()}\n")

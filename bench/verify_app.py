@@ -1,4 +1,5 @@
-"""The webhook-ingest baseline: a bare FastAPI endpoint that only verifies the Standard Webhooks signature.
+"""The first webhook-ingest baseline: a bare FastAPI endpoint that only verifies the Standard Webhooks signature
+(the second, `bench.verify_insert_app`, also stores the delivery).
 
 Run by `bench.ingest` under uvicorn with the gateway's own server settings (default loop and HTTP parser,
 no access log); the secret comes from `BENCH_WEBHOOK_SECRET`. No database, no parsing beyond what

@@ -9,7 +9,8 @@ flight, fewer than `max_rpm` creates sent within the rate window. Until then the
 spending an attempt (`queue.defer`), for about as long as the room takes to free up.
 
 This module owns the policy (what a profile's limits are, how long to wait, what a caller is told when the line
-is full) and the bookkeeping of its outcomes; the queries are in `app.archive.repository` and the queue's.
+is full) and the bookkeeping of its outcomes; the queries are the repositories' (`app.videos.repository`: the
+line and what is in flight; `app.archive.repository`: the admission locks and the waiting inputs) and the queue's.
 
 Never twice: `submitted_at` is committed before the paid call. A job that finds it set without an upstream id
 is an earlier attempt whose answer was lost (a crash, a lost lease); it is left to the reconciler, which finds
@@ -25,14 +26,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.archive import queue
+from app.archive import lifecycle, queue
 from app.archive.repository import ArchiveRepository
-from app.callbacks import service as callbacks_service
-from app.callbacks.service import CallbackEvent
 from app.core.config import Settings, UpstreamSettings, WorkerSettings
 from app.core.errors import RateLimited
-from app.models import JobKind, Video, VideoInput, VideoStatus
+from app.models import JobKind, Video, VideoInput
+from app.models.video import DELETED_BEFORE_SUBMISSION
 from app.upstream.schemas import CreateVideoCommand, ImageInput
+from app.videos.repository import VideoRepository
 
 # The provider counts a create when it arrives, we when we stamp it: the window we count in is this much longer
 # than `rate_window_seconds`, so the spread in how long requests take to reach the provider (an image upload,
@@ -49,9 +50,6 @@ MIN_LINE_WAIT_SECONDS = 0.2
 # A render's length, for the Retry-After of a full line when only `max_concurrent` bounds the profile.
 ESTIMATED_RENDER_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 3600
-
-# A waiting video its caller deleted: failed, with this code, so it is neither billed nor counted as in flight.
-DELETED_BEFORE_SUBMISSION = "deleted_before_submission"
 
 
 class BacklogFull(RateLimited):
@@ -172,7 +170,7 @@ def not_to_submit(video: Video | None) -> str | None:
     if video.submitted_at is not None:
         # Sent once with no answer recorded: sending again could render (and bill) it twice.
         return "an earlier attempt may have reached upstream; left to the reconciler, never sent twice"
-    if video.video_status.is_terminal:
+    if video.status.is_terminal:
         return f"already {video.status}"
     return None
 
@@ -207,9 +205,8 @@ def command_for(video: Video, image: VideoInput | None) -> CreateVideoCommand:
 async def check_backlog(session: AsyncSession, *, profile: str, limits: ProfileLimits, model: str) -> None:
     """429 when the profile's line is full; otherwise the line stays locked for this transaction, so concurrent
     creates cannot all take its last place."""
-    repository = ArchiveRepository.from_session(session)
-    await repository.lock_admission(profile, scope="backlog")
-    waiting = await repository.waiting_count(profile)
+    await ArchiveRepository.from_session(session).lock_admission_backlog(profile)
+    waiting = await VideoRepository.from_session(session).waiting_count(profile)
     if waiting >= limits.max_backlog:
         retry_after = backlog_retry_after(waiting, limits)
         raise BacklogFull(
@@ -239,23 +236,23 @@ async def fail_unsent(
 ) -> None:
     """A waiting video that will never render: failed (so neither billed nor counted in flight), its image
     dropped, and its caller told through `video.failed` like any failed render."""
-    video.status = VideoStatus.FAILED.value
-    video.error_code = code
-    video.error_message = message
+    await lifecycle.fail(session, video, code=code, message=message, settings=settings, notify=notify)
     await ArchiveRepository.from_session(session).drop_video_input(video.id)
-    if notify:
-        await callbacks_service.on_video_event(
-            session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
-        )
 
 
-async def cancel_waiting(session: AsyncSession, *, video: Video) -> None:
-    """The caller deleted a video before it was sent: it never renders, and is never billed."""
-    video.status = VideoStatus.FAILED.value
-    video.error_code = DELETED_BEFORE_SUBMISSION
-    video.error_message = "Deleted before it was sent upstream; it was never rendered."
-    repository = ArchiveRepository.from_session(session)
-    await repository.drop_video_input(video.id)
+async def cancel_waiting(session: AsyncSession, *, video: Video, settings: Settings) -> None:
+    """The caller deleted a video before it was sent: it never renders, and is never billed. Failed with
+    `deleted_before_submission` (so neither billed nor counted in flight); no callback, since the caller who
+    deleted it is the one who would be told."""
+    await lifecycle.fail(
+        session,
+        video,
+        code=DELETED_BEFORE_SUBMISSION,
+        message="Deleted before it was sent upstream; it was never rendered.",
+        settings=settings,
+        notify=False,
+    )
+    await ArchiveRepository.from_session(session).drop_video_input(video.id)
     # Its job finds it deleted and ends; the video behind it need not wait for that.
-    if (next_id := await repository.oldest_waiting(video.upstream_profile)) is not None:
+    if (next_id := await VideoRepository.from_session(session).oldest_waiting(video.upstream_profile)) is not None:
         await queue.wake_submit(session, video_id=next_id)

@@ -40,6 +40,7 @@ from app.archive.storage import ObjectNotFound, StorageError
 from app.core import metrics
 from app.core.config import Settings
 from app.models import AssetState, JobKind, Variant, Video
+from app.videos.repository import VideoRepository
 
 if TYPE_CHECKING:
     from app.archive.jobs import JobContext
@@ -195,7 +196,7 @@ async def _settle(context: JobContext, target: AuditTarget, problem: Problem, de
         return Finding(target.video_id, target.variant, problem, detail, action, reason)
 
     async with context.database.sessionmaker() as session:
-        video = await ArchiveRepository.from_session(session).get_video(target.video_id)
+        video = await VideoRepository.from_session(session).get(target.video_id)
     if video is None or video.deleted_at is not None:
         return finding(Action.CHANGED, "the video was deleted meanwhile")
     derived = target.variant in archive_service.derived_variants(video, context.settings)

@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import admission, queue
@@ -39,6 +38,7 @@ from app.models import AssetState, JobKind, JobState, Variant, Video, VideoStatu
 from app.upstream.client import UpstreamRejected, render_may_have_started
 from app.upstream.router import UpstreamRouter
 from app.upstream.schemas import UpstreamVideo
+from app.videos.repository import VideoRepository
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class LeaseLost(Exception):
     """Another worker holds this job now; whatever we were doing is abandoned without a write."""
 
 
-def retry_delay(job: ClaimedJob, *, base: float, cap: float, now: datetime) -> float | None:
+def job_retry_delay(job: ClaimedJob, *, base: float, cap: float, now: datetime) -> float | None:
     """Seconds until the next attempt, or None when no attempt fits before the deadline. The backoff is
     exponential with equal jitter (app/core/retry.py): retries spread but still wait, the first about `base`."""
     delay = retry.equal_jitter(job.attempts - 1, base=base, cap=cap)
@@ -99,7 +99,7 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
         upstream = await context.upstreams.adapter(video.upstream_profile).retrieve_video(video.upstream_id)
     except ResourceNotFound:
         async with _fenced(context, job) as session:
-            current = await ArchiveRepository.from_session(session).get_video(job.video_id)
+            current = await VideoRepository.from_session(session).get(job.video_id)
             if current is not None:
                 await archive_service.settle_gone_upstream(session, video=current, settings=context.settings)
             await queue.finish(session, job, state=JobState.FAILED, error="upstream answered 404 for the video")
@@ -109,7 +109,7 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
         return
 
     async with _fenced(context, job) as session:
-        current = await ArchiveRepository.from_session(session).get_video(job.video_id)
+        current = await VideoRepository.from_session(session).get(job.video_id)
         if current is None:
             await queue.finish(session, job, state=JobState.SUCCEEDED, error="video vanished")
             return
@@ -118,7 +118,7 @@ async def run_sync(context: JobContext, job: ClaimedJob) -> None:
             session, video=current, upstream=upstream, settings=context.settings
         )
         note = None
-        if current.video_status is VideoStatus.FAILED:
+        if current.status is VideoStatus.FAILED:
             note = f"render failed upstream: {current.error_code}"
         else:
             # Trust the GET over the event: not finished yet; the reconciler keeps polling it.
@@ -153,9 +153,9 @@ async def run_submit(context: JobContext, job: ClaimedJob) -> None:
         return
 
     async with _fenced(context, job) as session:
-        repository = ArchiveRepository.from_session(session)
-        await repository.lock_admission(video.upstream_profile, scope="gate")
-        current = await repository.lock_video(job.video_id)
+        await ArchiveRepository.from_session(session).lock_admission_gate(video.upstream_profile)
+        videos = VideoRepository.from_session(session)
+        current = await videos.lock(job.video_id)
         if (note := admission.not_to_submit(current)) is not None:
             await queue.finish(session, job, state=JobState.SUCCEEDED, error=f"nothing to submit: {note}")
             await _wake_next(session, video.upstream_profile)
@@ -163,14 +163,14 @@ async def run_submit(context: JobContext, job: ClaimedJob) -> None:
         assert current is not None
         # Limits removed from the configuration since it was accepted: no gate, it goes now.
         if limits is not None:
-            wait = admission.verdict(await _capacity(repository, current, limits), limits)
+            wait = admission.verdict(await _capacity(videos, current, limits), limits)
             if wait is not None:
                 await queue.defer(session, job, delay_seconds=wait.seconds, reason=wait.reason)
                 return
-        await repository.mark_submitted(current.id, submitted=True)
+        await videos.mark_submitted(current.id, submitted=True)
         # The next in line may be able to go too (another slot of the window, another render): let it look now.
         await _wake_next(session, current.upstream_profile)
-        command = admission.command_for(current, await repository.video_input(current.id))
+        command = admission.command_for(current, await ArchiveRepository.from_session(session).video_input(current.id))
 
     try:
         upstream = await context.upstreams.adapter(video.upstream_profile).create_video(command)
@@ -180,7 +180,7 @@ async def run_submit(context: JobContext, job: ClaimedJob) -> None:
     await _submission_succeeded(context, job, video.upstream_profile, upstream)
 
 
-async def _capacity(repository: ArchiveRepository, video: Video, limits: admission.ProfileLimits) -> admission.Capacity:
+async def _capacity(repository: VideoRepository, video: Video, limits: admission.ProfileLimits) -> admission.Capacity:
     profile = video.upstream_profile
     ahead = await repository.waiting_count(profile, before_seq=video.seq)
     if ahead:
@@ -195,7 +195,7 @@ async def _capacity(repository: ArchiveRepository, video: Video, limits: admissi
 
 
 async def _wake_next(session: AsyncSession, profile: str) -> None:
-    if (next_id := await ArchiveRepository.from_session(session).oldest_waiting(profile)) is not None:
+    if (next_id := await VideoRepository.from_session(session).oldest_waiting(profile)) is not None:
         await queue.wake_submit(session, video_id=next_id)
 
 
@@ -222,13 +222,12 @@ async def _record_submission(
     context: JobContext, session: AsyncSession, video_id: str, upstream: UpstreamVideo
 ) -> bool:
     """Fold upstream's answer into the video; True when the caller deleted the video while it was being sent."""
-    repository = ArchiveRepository.from_session(session)
-    current = await repository.lock_video(video_id)
+    current = await VideoRepository.from_session(session).lock(video_id)
     if current is None or current.upstream_id is not None:
         return False
     current.upstream_id = upstream.id
     await archive_service.record_upstream_state(session, video=current, upstream=upstream, settings=context.settings)
-    await repository.drop_video_input(video_id)
+    await ArchiveRepository.from_session(session).drop_video_input(video_id)
     logger.info("submitted %s upstream as %s (%s)", video_id, upstream.id, current.upstream_profile)
     return current.deleted_at is not None
 
@@ -239,13 +238,12 @@ async def _submission_failed(context: JobContext, job: ClaimedJob, exc: GatewayE
         # Sent, answer lost: it may be rendering (and billed). Never sent again; failed as unknown and told,
         # exactly as the direct path does.
         async with _fenced(context, job) as session:
-            repository = ArchiveRepository.from_session(session)
-            current = await repository.lock_video(job.video_id)
-            if current is not None and current.upstream_id is None and not current.video_status.is_terminal:
+            current = await VideoRepository.from_session(session).lock(job.video_id)
+            if current is not None and current.upstream_id is None and not current.status.is_terminal:
                 await archive_service.settle_unknown_submission(
                     session, video=current, settings=context.settings, message=exc.message
                 )
-                await repository.drop_video_input(job.video_id)
+                await ArchiveRepository.from_session(session).drop_video_input(job.video_id)
             await queue.finish(session, job, state=JobState.FAILED, error=f"submission outcome unknown: {exc.message}")
         return
     if isinstance(exc, RateLimited | UpstreamError):
@@ -277,16 +275,15 @@ async def _submission_refused(context: JobContext, job: ClaimedJob, exc: Gateway
         delay = max(delay, float(asked))  # the provider's own word on when to come back
     logger.warning("job %s: upstream refused the create of %s, retry in %.1fs: %s", job.id, job.video_id, delay, exc)
     async with _fenced(context, job) as session:
-        await ArchiveRepository.from_session(session).mark_submitted(job.video_id, submitted=False)
+        await VideoRepository.from_session(session).mark_submitted(job.video_id, submitted=False)
         await queue.retry(session, job, delay_seconds=delay, error=f"upstream refused the create: {exc.message}")
 
 
 async def _fail_unsent(context: JobContext, job: ClaimedJob, *, code: str, message: str) -> None:
     """The video will not render: failed, its caller told; the next in line may go."""
     async with _fenced(context, job) as session:
-        repository = ArchiveRepository.from_session(session)
-        current = await repository.lock_video(job.video_id)
-        if current is not None and current.upstream_id is None and not current.video_status.is_terminal:
+        current = await VideoRepository.from_session(session).lock(job.video_id)
+        if current is not None and current.upstream_id is None and not current.status.is_terminal:
             await admission.fail_unsent(session, video=current, code=code, message=message, settings=context.settings)
         await queue.finish(session, job, state=JobState.FAILED, error=f"{code}: {message}")
         if current is not None:
@@ -321,11 +318,8 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
         return  # the failure is recorded (a retry, or the asset given up)
 
     async with _fenced(context, job) as session:
-        # Sibling variants finishing together take turns here, so the last one to commit sees every other
-        # variant archived (READ COMMITTED: each statement after the lock sees their commits): it alone
-        # records the completion-to-archive time, and `after_asset_outcome` cannot miss the last variant.
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"archive:{video.id}"})
-        await ArchiveRepository.from_session(session).set_asset(
+        repository = ArchiveRepository.from_session(session)
+        await repository.set_asset(
             job.video_id,
             variant.value,
             state=AssetState.ARCHIVED.value,
@@ -336,16 +330,22 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
             error=None,
         )
         await queue.finish(session, job, state=JobState.SUCCEEDED)
+        # Sibling variants finishing together take turns under the video's outcome lock (taken after the write
+        # above, held until commit), so the last one sees every other variant archived: it alone records the
+        # completion-to-archive time, and `after_asset_outcome` (which takes the same lock) cannot miss the last
+        # variant.
+        await repository.lock_video_outcomes(job.video_id)
         await archive_service.after_asset_outcome(session, video_id=job.video_id, settings=context.settings)
-        assets = await archive_service.assets_of(session, video_id=job.video_id)
-        video_archived = all(asset.state == AssetState.ARCHIVED.value for asset in assets)
+        video_archived = all(
+            asset.state == AssetState.ARCHIVED.value for asset in await repository.assets_of(job.video_id)
+        )
     logger.info("archived %s %s: %d bytes, sha256 %s", job.video_id, variant.value, stored.bytes, stored.sha256)
     if variant is Variant.VIDEO and archive_service.derived_variants(video, context.settings):
         # The MP4 is in: queue the variants made from it. In a transaction of its own, after the one above
-        # has released the advisory lock (queueing takes the queue's unique index, which a sibling job's
+        # has released the outcome lock (queueing takes the queue's unique index, which a sibling job's
         # transaction may hold while it waits for that lock). Lost in a crash here, the reconciler queues them.
         async with context.database.sessionmaker.begin() as session:
-            if current := await ArchiveRepository.from_session(session).get_video(video.id):
+            if current := await VideoRepository.from_session(session).get(video.id):
                 await archive_service.schedule_downloads(session, video=current, settings=context.settings)
     landed = datetime.now(UTC)
     slack = None if job.deadline is None else (job.deadline - landed).total_seconds()
@@ -386,7 +386,7 @@ async def _fetch_upstream(
 async def _derive(context: JobContext, job: ClaimedJob, variant: Variant, key: str) -> StoredObject | None:
     """Make `variant` from the archived MP4 (streamed from S3) and store it; None when it failed."""
     async with context.database.sessionmaker() as session:
-        mp4 = await archive_service.archived_asset(session, video_id=job.video_id, variant=Variant.VIDEO)
+        mp4 = await ArchiveRepository.from_session(session).archived_asset(job.video_id, Variant.VIDEO)
     if mp4 is None or mp4.s3_key is None:
         # Queued only after the MP4 landed; an audit repair may have taken it out of service since. Wait for it.
         await _retry(context, job, error="the MP4 it is made from is not archived (yet)", variant=variant)
@@ -459,7 +459,7 @@ async def _fenced(context: JobContext, job: ClaimedJob) -> AsyncIterator[AsyncSe
 
 async def _load_video(context: JobContext, video_id: str) -> Video | None:
     async with context.database.sessionmaker() as session:
-        return await ArchiveRepository.from_session(session).get_video(video_id)
+        return await VideoRepository.from_session(session).get(video_id)
 
 
 def _past_deadline(job: ClaimedJob, *, margin_seconds: float = 0.0) -> bool:
@@ -520,7 +520,7 @@ async def _retry(
         if isinstance(exc, UpstreamError) and exc.code == "upstream_auth_failed"
         else settings.retry_base_seconds
     )
-    delay = retry_delay(job, base=base, cap=settings.retry_max_seconds, now=datetime.now(UTC))
+    delay = job_retry_delay(job, base=base, cap=settings.retry_max_seconds, now=datetime.now(UTC))
     if delay is None:
         if variant is not None:
             await _expire(context, job, variant, f"the download window closed while retrying: {error}")

@@ -29,11 +29,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.archive.queue import queries
+from app.archive import queue
 from app.core import metrics
 from app.core.config import RetentionSettings
 from app.core.db import Database
@@ -89,7 +88,7 @@ async def prune_once(
     report = PruneReport()
     async with database.engine.connect() as connection:
         try:
-            locked = bool((await connection.execute(text(queries()["prune_lock"]))).scalar_one())
+            locked = await queue.try_prune_lock(connection)
             await connection.commit()
         except BaseException:
             await _discard(connection)  # whether it took the lock is unknown: its session goes, and the lock with it
@@ -105,7 +104,8 @@ async def prune_once(
                     keep=seconds,
                     settings=settings,
                     report=report,
-                    timeouts={"lock_timeout": lock_timeout, "statement_timeout": statement_timeout},
+                    lock_timeout=lock_timeout,
+                    statement_timeout=statement_timeout,
                 )
         finally:
             await _unlock(connection)
@@ -121,18 +121,20 @@ async def _prune_table(
     keep: float,
     settings: RetentionSettings,
     report: PruneReport,
-    timeouts: dict[str, str],
+    lock_timeout: str,
+    statement_timeout: str,
 ) -> None:
-    statement = text(queries()[f"prune_{table}"])
     for _ in range(settings.max_batches_per_pass):
         began = time.monotonic()
         try:
             async with connection.begin():
-                await connection.execute(text(queries()["prune_timeouts"]), timeouts)
-                deleted = int(
-                    (
-                        await connection.execute(statement, {"keep_seconds": keep, "batch_size": settings.batch_size})
-                    ).scalar_one()
+                deleted = await queue.prune_batch(
+                    connection,
+                    table,
+                    keep_seconds=keep,
+                    batch_size=settings.batch_size,
+                    lock_timeout=lock_timeout,
+                    statement_timeout=statement_timeout,
                 )
         except DBAPIError as error:
             sqlstate = getattr(error.orig, "sqlstate", None)
@@ -154,7 +156,7 @@ async def _unlock(connection: AsyncConnection) -> None:
     try:
         if connection.in_transaction():
             await connection.rollback()
-        await connection.execute(text(queries()["prune_unlock"]))
+        await queue.prune_unlock(connection)
         await connection.commit()
     except asyncio.CancelledError:
         await _discard(connection)

@@ -1,5 +1,5 @@
--- Every query of the archive job queue, and the pruner's. Loaded once by app/archive/queue.py; the queue's are
--- run by it alone, the `prune_*` ones by app/archive/pruner.py.
+-- Every query of the archive job queue, and the pruner's. Loaded once, and run only, by app/archive/queue.py: the
+-- queue's on the caller's session, the `prune_*` ones on the connection of app/archive/pruner.py's pass.
 -- Times are always the database's now(): a worker with a skewed clock can neither steal nor stretch a lease.
 
 -- name: enqueue
@@ -120,6 +120,13 @@ WHERE kind = 'download' AND state IN ('queued', 'running') AND deadline IS NOT N
   AND deadline <= now() + make_interval(secs => :within_seconds)
 ORDER BY deadline
 LIMIT :limit;
+
+-- name: jobs_of_video
+-- Every job of one video, whatever its state, oldest first (the console's timeline of a video).
+SELECT id, kind, variant, state, attempts, max_attempts, last_error, created_at, updated_at, finished_at
+FROM archive_jobs
+WHERE video_id = :video_id
+ORDER BY id;
 
 -- name: prune_lock
 -- One pruner at a time among all workers: a session-level advisory lock on the pruner's own connection, held for

@@ -1,4 +1,6 @@
-"""The archive job queue: the only module that runs `queries.sql`, always on the caller's session.
+"""The archive job queue: the only module that runs `queries.sql`, and the one owner of the `archive_jobs` rows
+(decision 008: no ORM query of them anywhere). The queue's queries run on the caller's session; the pruner's on
+the connection its pass holds.
 
 Enqueueing on the caller's session is what lets a webhook delivery and its job commit together. A claimed
 job carries its lease token; every later change is fenced by it, so a worker that lost its lease (paused,
@@ -16,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import JobKind, JobState
 
@@ -179,3 +181,56 @@ async def oldest_queued_seconds(session: AsyncSession) -> float | None:
 async def at_risk(session: AsyncSession, *, within_seconds: float, limit: int = 50) -> list[dict[str, Any]]:
     """Live download jobs whose deadline is near: the ones an operator must look at first."""
     return await _run(session, "at_risk", within_seconds=within_seconds, limit=limit)
+
+
+@dataclass(frozen=True)
+class JobHistory:
+    """One job of a video as the console's timeline shows it."""
+
+    id: int
+    kind: str
+    variant: str | None
+    state: str
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+async def jobs_of(session: AsyncSession, *, video_id: str) -> list[JobHistory]:
+    """Every job of the video, whatever its state, oldest first."""
+    return [JobHistory(**row) for row in await _run(session, "jobs_of_video", video_id=video_id)]
+
+
+# ----- the pruner's statements (app/archive/pruner.py), on its pass's own connection ---------------
+
+
+async def try_prune_lock(connection: AsyncConnection) -> bool:
+    """Take the pruner's session-level lock on this connection; False when another worker holds it."""
+    return bool((await connection.execute(text(queries()["prune_lock"]))).scalar_one())
+
+
+async def prune_unlock(connection: AsyncConnection) -> None:
+    await connection.execute(text(queries()["prune_unlock"]))
+
+
+async def prune_batch(
+    connection: AsyncConnection,
+    table: str,
+    *,
+    keep_seconds: float,
+    batch_size: int,
+    lock_timeout: str,
+    statement_timeout: str,
+) -> int:
+    """Delete one batch of `table`'s prunable rows in the connection's open transaction; the rows deleted.
+
+    The transaction-local timeouts come first: the batch must never wait long for a lock, nor run long.
+    """
+    await connection.execute(
+        text(queries()["prune_timeouts"]), {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
+    )
+    params = {"keep_seconds": keep_seconds, "batch_size": batch_size}
+    return int((await connection.execute(text(queries()[f"prune_{table}"]), params)).scalar_one())

@@ -22,9 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from app.archive.admission import enqueue_submit
-from app.archive.repository import ArchiveRepository
 from app.archive.service import enqueue_sync, schedule_downloads
 from app.archive.submissions import resolve_cut_off_creates
+from app.videos.repository import VideoRepository
+from app.webhooks.repository import WebhookRepository
 
 if TYPE_CHECKING:
     from app.archive.jobs import JobContext
@@ -63,7 +64,7 @@ async def reconcile_once(
             on_progress(looked_at, None)
 
     async with context.database.sessionmaker.begin() as session:
-        repository = ArchiveRepository.from_session(session)
+        repository = VideoRepository.from_session(session)
         stale = await repository.videos_to_reconcile(
             stale_before=now - timedelta(seconds=settings.reconcile_interval_seconds),
             created_after=since or now - timedelta(seconds=settings.sync_horizon_seconds),
@@ -72,7 +73,8 @@ async def reconcile_once(
         for video in stale:
             syncs += await enqueue_sync(session, video=video, settings=settings) is not None
             looked()
-        for video in await repository.match_orphan_events(limit=BATCH):
+        matched = await WebhookRepository.from_session(session).match_orphan_events(limit=BATCH)
+        for video in await repository.by_ids(sorted(matched)):
             syncs += await enqueue_sync(session, video=video, settings=settings) is not None
             looked()
         for video in await repository.completed_videos_missing_assets(limit=BATCH):

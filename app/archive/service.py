@@ -7,24 +7,25 @@ read the video upstream, to know whether a download can still succeed before any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.archive import queue
+from app.archive import lifecycle, queue
 from app.archive.repository import ArchiveRepository
 from app.callbacks import service as callbacks_service
 from app.callbacks.service import CallbackEvent
 from app.core.config import Settings, WorkerSettings
 from app.core.errors import GatewayError, ResourceNotFound
-from app.models import Asset, AssetState, JobKind, Variant, Video, VideoStatus
+from app.models import AssetState, JobKind, Variant, Video, VideoStatus
+from app.models.video import SUBMISSION_UNKNOWN, UPSTREAM_NOT_FOUND
 from app.upstream.capabilities import ALL_VARIANTS, served_variants
 from app.upstream.router import UnknownProfile, UpstreamRouter
 from app.upstream.schemas import UpstreamVideo
-from app.videos.state import apply_upstream_state, fail_gone_upstream, fail_unknown_submission
+from app.videos.repository import VideoRepository
 
 
 def download_deadline(video: Video, settings: WorkerSettings) -> datetime:
@@ -73,7 +74,7 @@ async def schedule_downloads(
     are created once, and the queue's unique index keeps one live job per asset. Returns how many jobs were
     newly queued.
     """
-    if video.video_status is not VideoStatus.COMPLETED:
+    if video.status is not VideoStatus.COMPLETED:
         return 0
     repository = ArchiveRepository.from_session(session)
     assets = await repository.ensure_assets(video.id)
@@ -115,7 +116,7 @@ async def settle_download_outcome(session: AsyncSession, *, video_id: str, setti
     """After a download ended for good (its job gave up, or maintenance expired or dead-lettered it): the
     images made from an MP4 that could not be archived settle with it, then the video's outcome is reported
     (once, and only when every variant is settled)."""
-    video = await ArchiveRepository.from_session(session).get_video(video_id)
+    video = await VideoRepository.from_session(session).get(video_id)
     if video is not None and derived_variants(video, settings):
         await schedule_downloads(session, video=video, settings=settings, report_settled=False)
     await after_asset_outcome(session, video_id=video_id, settings=settings)
@@ -125,14 +126,10 @@ async def record_upstream_state(
     session: AsyncSession, *, video: Video, upstream: UpstreamVideo, settings: Settings
 ) -> None:
     """Fold upstream's view into the video and act on a new terminal state in the same transaction:
-    a completion queues the downloads, a failure tells the caller."""
-    before = apply_upstream_state(video, upstream, now=datetime.now(UTC))
-    if video.video_status is VideoStatus.COMPLETED:
+    a completion queues the downloads, a failure tells the caller (`lifecycle.apply_upstream`)."""
+    await lifecycle.apply_upstream(session, video, upstream, settings=settings)
+    if video.status is VideoStatus.COMPLETED:
         await schedule_downloads(session, video=video, settings=settings)
-    elif video.video_status is VideoStatus.FAILED and before is not VideoStatus.FAILED:
-        await callbacks_service.on_video_event(
-            session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
-        )
 
 
 CUT_OFF_SUBMISSION = (
@@ -146,31 +143,29 @@ async def settle_unknown_submission(
 ) -> None:
     """A create whose outcome upstream never told us: failed as `upstream_submission_unknown` (kept billable,
     never re-sent), and the caller told through its callback like any failure."""
-    fail_unknown_submission(video, message=message)
-    await callbacks_service.on_video_event(
-        session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
-    )
+    await lifecycle.fail(session, video, code=SUBMISSION_UNKNOWN, message=message, settings=settings)
 
 
 async def settle_gone_upstream(session: AsyncSession, *, video: Video, settings: Settings) -> None:
     """A video upstream no longer knows (404) before it finished here: failed `upstream_not_found`, and the
-    caller told through its callback like every other failure."""
-    if video.video_status.is_terminal:
-        return
-    fail_gone_upstream(video)
-    await callbacks_service.on_video_event(
-        session, video=video, event=CallbackEvent.FAILED, settings=settings.callbacks
+    caller told through its callback like every other failure. A video that finished already stays as it is."""
+    await lifecycle.fail(
+        session, video, code=UPSTREAM_NOT_FOUND, message="Upstream no longer knows this video.", settings=settings
     )
 
 
 async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings: Settings) -> None:
-    """Once every variant is settled: `video.archived` if all are archived, else `video.archive_failed`."""
+    """Once every variant is settled: `video.archived` if all are archived, else `video.archive_failed`.
+
+    Judged under the video's outcome lock (`ArchiveRepository.lock_video_outcomes`), held until the transaction
+    ends: the caller has written its assets already, so the last transaction to settle a variant sees them all.
+    """
     repository = ArchiveRepository.from_session(session)
-    await repository.serialize_outcomes(video_id)
+    await repository.lock_video_outcomes(video_id)
     states = {asset.state for asset in await repository.assets_of(video_id)}
     if not states or states & {AssetState.PENDING.value, AssetState.DOWNLOADING.value}:
         return
-    video = await repository.get_video(video_id)
+    video = await VideoRepository.from_session(session).get(video_id)
     if video is None:
         return
     event = CallbackEvent.ARCHIVED if states == {AssetState.ARCHIVED.value} else CallbackEvent.ARCHIVE_FAILED
@@ -252,11 +247,11 @@ async def replay(
     is queued, once upstream said yes (the CLI's progress display).
     """
     repository = ArchiveRepository.from_session(session)
-    video = await repository.get_video(video_id)
+    video = await VideoRepository.from_session(session).get(video_id)
     if (
         video is None
         or video.deleted_at is not None
-        or video.video_status is not VideoStatus.COMPLETED
+        or video.status is not VideoStatus.COMPLETED
         or video.upstream_id is None
     ):
         return ReplayOutcome(ReplayResult.NOT_COMPLETED)
@@ -297,11 +292,3 @@ async def replay(
 async def request_audit(session: AsyncSession, *, video_id: str, variant: Variant) -> None:
     """Have the integrity audit check this asset's object first thing (e.g. serving found it missing in S3)."""
     await ArchiveRepository.from_session(session).stamp_audited(video_id, variant.value, checked=False)
-
-
-async def assets_of(session: AsyncSession, *, video_id: str) -> Sequence[Asset]:
-    return await ArchiveRepository.from_session(session).assets_of(video_id)
-
-
-async def archived_asset(session: AsyncSession, *, video_id: str, variant: Variant) -> Asset | None:
-    return await ArchiveRepository.from_session(session).archived_asset(video_id, variant)

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.archive.repository import ArchiveRepository
 from app.archive.service import record_upstream_state, settle_unknown_submission
 from app.core.config import Settings
 from app.core.errors import GatewayError
 from app.models import Video, VideoOrigin
 from app.upstream.router import UnknownProfile, UpstreamRouter
 from app.upstream.schemas import UpstreamVideo
+from app.videos.repository import VideoRepository
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ async def resolve_cut_off_creates(
     settings: Settings,
 ) -> SubmissionOutcome:
     """Adopt each cut-off create upstream has exactly one unclaimed match for; settle the others as unknown."""
-    repository = ArchiveRepository.from_session(session)
+    repository = VideoRepository.from_session(session)
     adopted = settled = 0
     by_profile: dict[str, list[Video]] = {}
     for video in videos:
@@ -100,7 +100,7 @@ async def resolve_cut_off_creates(
 
 
 async def _matches(
-    repository: ArchiveRepository, rows: list[Video], *, upstreams: UpstreamRouter, settings: Settings
+    repository: VideoRepository, rows: list[Video], *, upstreams: UpstreamRouter, settings: Settings
 ) -> dict[str, UpstreamVideo]:
     """Our video id → the one upstream render it can only be; rows with no unambiguous match are left out."""
     profile = rows[0].upstream_profile
@@ -122,7 +122,7 @@ async def _matches(
     for video in rows:
         source_upstream_id = None
         if video.remixed_from is not None:
-            source = await repository.get_video(video.remixed_from)
+            source = await repository.get(video.remixed_from)
             source_upstream_id = source.upstream_id if source is not None else None
         key = _match_key(video, source_upstream_id)
         earliest = _sent_at(video).timestamp() - CLOCK_SKEW_SECONDS

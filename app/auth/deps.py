@@ -2,9 +2,11 @@
 
 Routes take them through `CurrentCaller`, `CurrentKey` and `AdminAuth` (app/deps.py, with every alias).
 
-Authentication and the key's request-rate check run in one short transaction of their own, before the
-route touches its session: the rate counter's row lock is never held for a whole request, and a request
-never needs two pooled connections at once. Good keys are looked up on every request (never cached), so a
+`authenticate_request` runs in one short transaction of its own, before the route touches its session, and
+runs the check it is handed (app/deps.py hands it the key's request-rate check of app/limits) in that same
+transaction: the rate counter's row lock is never held for a whole request, and a request never needs two
+pooled connections at once. Auth takes the check as an argument so that it imports nothing of app/limits
+(limits depends on auth: callers and keys are auth's). Good keys are looked up on every request (never cached), so a
 revocation, an expiry or a limit change applies to the very next request. Refused keys are remembered for a
 few seconds (app/auth/bad_keys.py), so a flood of one bad key costs no query.
 
@@ -18,10 +20,11 @@ request's scope, so the server's access log (which prints the path with its quer
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Depends, Request
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import keys
 from app.auth import service as auth_service
@@ -30,14 +33,15 @@ from app.auth.service import Principal
 from app.auth.throttle import address_of
 from app.core.errors import ResourceNotFound, Unauthenticated
 from app.core.resources import resources
-from app.limits import service as limits_service
-from app.models import ApiKey, Caller
 
 logger = logging.getLogger(__name__)
 
 # Query parameters that carry credentials in common API conventions; none is a parameter of ours.
 QUERY_KEY_PARAMS = frozenset({"api_key", "apikey", "api-key", "key", "access_token", "token"})
 REDACTED = "[redacted]"
+
+# What else must pass, in authentication's transaction, before a request is let in (the key's request rate).
+Admission = Callable[[AsyncSession, Principal], Awaitable[None]]
 
 
 def refuse_keys_in_query(request: Request) -> None:
@@ -58,7 +62,8 @@ def refuse_keys_in_query(request: Request) -> None:
     )
 
 
-async def get_principal(request: Request) -> Principal:
+async def authenticate_request(request: Request, *, admit: Admission) -> Principal:
+    """The request's caller and key, then `admit` run on the same short transaction (its refusal is raised)."""
     refuse_keys_in_query(request)
     app = resources(request)
     settings = app.settings
@@ -79,20 +84,9 @@ async def get_principal(request: Request) -> Principal:
             except Unauthenticated:
                 refused.add(key_digest)
                 raise
-            await limits_service.admit_request(
-                session, api_key=principal.api_key, caller=principal.caller, settings=settings.limits
-            )
+            await admit(session, principal)
     request.state.principal = principal
     return principal
-
-
-async def get_current_caller(principal: Annotated[Principal, Depends(get_principal)]) -> Caller:
-    """The caller (detached from any session: use its id, not its relationships)."""
-    return principal.caller
-
-
-async def get_current_key(principal: Annotated[Principal, Depends(get_principal)]) -> ApiKey:
-    return principal.api_key
 
 
 async def require_admin(request: Request) -> None:

@@ -1,4 +1,6 @@
-"""Queries on callers and API keys. Validity (revoked, expired, disabled) is decided by the database's clock."""
+"""Every query of the `callers` and `api_keys` tables (their one repository, decision 008): keys by lookup, the
+admin API's listings, and the caller's stored limits (which the limits lock and read). Validity (revoked,
+expired, disabled) is decided by the database's clock."""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.repository import Repository
 from app.models import ApiKey, Caller, KeyRequestWindow
 
 
@@ -23,13 +26,16 @@ class KeyRow:
 
 
 @dataclass(frozen=True)
-class CallerRepository:
-    session: AsyncSession
+class CallerOverrides:
+    """A caller's own limits as stored on its row; None: the deployment's default (app/limits)."""
 
-    @classmethod
-    def from_session(cls, session: AsyncSession) -> CallerRepository:
-        return cls(session)
+    requests_per_minute: int | None
+    max_concurrent_renders: int | None
+    budget_usd_per_period: Decimal | None
+    budget_period: str | None
 
+
+class CallerRepository(Repository):
     async def get_key_by_lookup(self, lookup: str) -> tuple[ApiKey, Caller] | None:
         """The usable key with this lookup: not revoked, not expired, its caller not disabled."""
         statement = (
@@ -83,10 +89,58 @@ class CallerRepository:
         key = await self.session.get(ApiKey, key_id, populate_existing=True)
         return key
 
-    async def add(self, instance: Caller | ApiKey) -> None:
-        self.session.add(instance)
-        await self.session.flush()
-
     async def refresh(self, instance: Caller | ApiKey) -> None:
         await self.session.flush()
         await self.session.refresh(instance)
+
+    async def caller_names(self, caller_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+        if not caller_ids:
+            return {}
+        rows = await self.session.execute(select(Caller.id, Caller.name).where(Caller.id.in_(caller_ids)))
+        return {row[0]: row[1] for row in rows.all()}
+
+    # ----- the caller's stored limits (app/limits) ----------------------------------------------
+
+    async def lock_caller(self, caller_id: uuid.UUID) -> CallerOverrides:
+        """The caller's limits as now stored, with its row locked until this transaction ends.
+
+        Every admission of a render takes this lock first, so two concurrent creates cannot both read the
+        same spend and both pass. `FOR NO KEY UPDATE` does not block foreign-key checks of other inserts.
+        """
+        statement = (
+            select(
+                Caller.requests_per_minute,
+                Caller.max_concurrent_renders,
+                Caller.budget_usd_per_period,
+                Caller.budget_period,
+            )
+            .where(Caller.id == caller_id)
+            .with_for_update(key_share=True)
+        )
+        row = (await self.session.execute(statement)).one()
+        return CallerOverrides(
+            requests_per_minute=row[0],
+            max_concurrent_renders=row[1],
+            budget_usd_per_period=row[2],
+            budget_period=row[3],
+        )
+
+    async def caller_overrides(self, caller_id: uuid.UUID) -> CallerOverrides | None:
+        caller = await self.session.get(Caller, caller_id, populate_existing=True)
+        if caller is None:
+            return None
+        return CallerOverrides(
+            requests_per_minute=caller.requests_per_minute,
+            max_concurrent_renders=caller.max_concurrent_renders,
+            budget_usd_per_period=caller.budget_usd_per_period,
+            budget_period=caller.budget_period,
+        )
+
+    async def set_overrides(self, caller_id: uuid.UUID, values: dict[str, object]) -> None:
+        if values:
+            await self.session.execute(
+                update(Caller)
+                .where(Caller.id == caller_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )

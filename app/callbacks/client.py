@@ -1,6 +1,6 @@
 """The HTTP side of a callback: one signed POST to a pinned address, never following a redirect.
 
-The request goes to the IP the destination check approved (`destinations.pin`), with the `Host` header and
+The request goes to the IP the destination check approved (`outbound_urls.pin`), with the `Host` header and
 the TLS server name (SNI, and so certificate verification) set to the original host name; nothing resolves
 the name again between the check and the connection. No proxy from the environment is used (it would
 resolve on our behalf), no connection is kept alive (a pooled connection is keyed by IP and must not carry
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from app.callbacks.destinations import PinnedTarget
+from app.core.outbound_urls import PinnedTarget
 from app.models import AttemptOutcome
 
 USER_AGENT = "video-gateway-callbacks/1.0"

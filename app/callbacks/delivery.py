@@ -20,11 +20,10 @@ from typing import Protocol
 import httpx
 from standardwebhooks import Webhook
 
-from app.callbacks import destinations
 from app.callbacks.client import CallbackClient, SendResult
 from app.callbacks.repository import CallbackRepository, ClaimedDelivery
 from app.callbacks.service import new_secret
-from app.core import metrics, retry
+from app.core import metrics, outbound_urls, retry
 from app.core.config import CallbackSettings, Settings
 from app.core.db import Database
 from app.models import AttemptOutcome, DeliveryState
@@ -45,7 +44,7 @@ class DeliveryContext(Protocol):
     def database(self) -> Database: ...
 
 
-def retry_delay(attempt: int, settings: CallbackSettings, *, rng: random.Random | None = None) -> float | None:
+def callback_retry_delay(attempt: int, settings: CallbackSettings, *, rng: random.Random | None = None) -> float | None:
     """Seconds before the attempt after `attempt` (1-based), or None when `attempt` was the last."""
     if attempt >= settings.max_attempts:
         return None
@@ -96,8 +95,8 @@ async def _attempt(
 ) -> None:
     address: str | None = None
     try:
-        target = await destinations.pin(delivery.url, settings)
-    except destinations.DestinationRefused as exc:
+        target = await outbound_urls.pin(delivery.url, settings)
+    except outbound_urls.DestinationRefused as exc:
         result = SendResult(AttemptOutcome.REFUSED, error=str(exc))
     else:
         address = target.address
@@ -114,7 +113,7 @@ async def _record(
     address: str | None,
     settings: CallbackSettings,
 ) -> None:
-    retry_in = None if result.delivered else retry_delay(delivery.attempts, settings)
+    retry_in = None if result.delivered else callback_retry_delay(delivery.attempts, settings)
     if result.delivered:
         state = DeliveryState.DELIVERED
     elif retry_in is None:
@@ -164,9 +163,9 @@ async def _record(
 def _host_of(url: str) -> str:
     """For logs: the host only (a path or query string may carry the receiver's token)."""
     try:
-        return destinations.parse(url).netloc
-    except destinations.DestinationRefused:
+        return outbound_urls.parse(url).netloc
+    except outbound_urls.DestinationRefused:
         return "(invalid URL)"
 
 
-__all__ = ["DeliveryContext", "deliver_due", "retry_delay", "signature_headers"]
+__all__ = ["DeliveryContext", "callback_retry_delay", "deliver_due", "signature_headers"]

@@ -1,4 +1,5 @@
-"""ORM queries of the callbacks: secrets, standing endpoints, the outbox and its attempt log.
+"""Every query of the callback tables (their one repository, decision 008): secrets, standing endpoints, the
+outbox and its attempt log.
 
 The outbox is claimed like the archive queue: `FOR UPDATE SKIP LOCKED` in a short transaction that also
 pushes `next_attempt_at` past the attempt's time budget (the claim is its lease), so concurrent workers
@@ -15,10 +16,9 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.repository import Repository
 from app.models import (
-    Asset,
     CallbackAttempt,
     CallbackDelivery,
     CallbackEndpoint,
@@ -38,14 +38,7 @@ class ClaimedDelivery:
     attempts: int  # including the one just claimed
 
 
-@dataclass(frozen=True)
-class CallbackRepository:
-    session: AsyncSession
-
-    @classmethod
-    def from_session(cls, session: AsyncSession) -> CallbackRepository:
-        return cls(session)
-
+class CallbackRepository(Repository):
     # ----- secrets ------------------------------------------------------------------------------
 
     async def ensure_secret(self, caller_id: uuid.UUID, *, new_secret: str) -> CallbackSecret:
@@ -106,11 +99,10 @@ class CallbackRepository:
     ) -> CallbackEndpoint | None:
         """Subscribe `url` unless the caller already has `max_endpoints` live ones; None when over.
 
-        The count and the insert are serialized per caller by a transaction-level advisory lock, so concurrent
-        subscriptions cannot together pass the cap. A URL already subscribed is returned, at the cap too.
+        The count and the insert are serialized per caller (`lock_endpoints`), so concurrent subscriptions
+        cannot together pass the cap. A URL already subscribed is returned, at the cap too.
         """
-        lock_key = func.hashtextextended(f"callback-endpoints:{caller_id}", 0)
-        await self.session.execute(select(func.pg_advisory_xact_lock(lock_key)))
+        await self.lock_endpoints(caller_id)
         live = CallbackEndpoint.caller_id == caller_id, CallbackEndpoint.deleted_at.is_(None)
         existing = await self.session.execute(select(CallbackEndpoint).where(*live, CallbackEndpoint.url == url))
         if (endpoint := existing.scalar_one_or_none()) is not None:
@@ -120,6 +112,14 @@ class CallbackRepository:
         if count >= max_endpoints:
             return None
         return await self.add_endpoint(caller_id, endpoint_id=endpoint_id, url=url)
+
+    async def lock_endpoints(self, caller_id: uuid.UUID) -> None:
+        """Hold, until this transaction ends, the lock under which the caller's endpoints are counted and added.
+
+        An advisory lock on the caller, not a row lock: before its first endpoint there is no row to lock.
+        """
+        lock_key = func.hashtextextended(f"callback-endpoints:{caller_id}", 0)
+        await self.session.execute(select(func.pg_advisory_xact_lock(lock_key)))
 
     async def add_endpoint(self, caller_id: uuid.UUID, *, endpoint_id: str, url: str) -> CallbackEndpoint:
         """Subscribe `url` (once: subscribing it again returns the live endpoint)."""
@@ -166,10 +166,6 @@ class CallbackRepository:
         return True
 
     # ----- the outbox ---------------------------------------------------------------------------
-
-    async def assets_of(self, video_id: str) -> Sequence[Asset]:
-        rows = await self.session.execute(select(Asset).where(Asset.video_id == video_id).order_by(Asset.variant))
-        return rows.scalars().all()
 
     async def add_deliveries(self, rows: list[dict[str, Any]]) -> int:
         """Insert outbox rows; one per (video, event, URL) ever, so repeating an event adds nothing."""
@@ -314,3 +310,12 @@ class CallbackRepository:
             .order_by(CallbackAttempt.delivery_id, CallbackAttempt.attempt, CallbackAttempt.id)
         )
         return rows.scalars().all()
+
+    async def deliveries_of_video(self, video_id: str) -> Sequence[CallbackDelivery]:
+        """Every delivery about one video, whoever's endpoint, oldest first (the console's timeline of a video)."""
+        statement = select(CallbackDelivery).where(CallbackDelivery.video_id == video_id).order_by(CallbackDelivery.id)
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def video_of_delivery(self, delivery_id: int) -> str | None:
+        statement = select(CallbackDelivery.video_id).where(CallbackDelivery.id == delivery_id)
+        return (await self.session.execute(statement)).scalar_one_or_none()

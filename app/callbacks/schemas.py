@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.callbacks.service import DeliveryRecord
 from app.core.timestamps import unix_seconds, unix_seconds_or_none
-from app.models import CallbackAttempt, CallbackEndpoint, CallbackSecret
+from app.models import CallbackAttempt, CallbackEndpoint, CallbackSecret, DeliveryState
 
 
 class EndpointCreate(BaseModel):
@@ -109,7 +109,7 @@ class DeliveryObject(BaseModel):
             endpoint_id=row.endpoint_id,
             state=row.state,
             attempts=[AttemptObject.from_row(attempt) for attempt in record.attempts],
-            next_attempt_at=unix_seconds(row.next_attempt_at) if row.state == "pending" else None,
+            next_attempt_at=unix_seconds(row.next_attempt_at) if row.state == DeliveryState.PENDING else None,
             created_at=unix_seconds(row.created_at),
             finished_at=unix_seconds_or_none(row.finished_at),
         )

@@ -20,11 +20,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.callbacks import destinations
+from app.archive.repository import ArchiveRepository
 from app.callbacks.repository import CallbackRepository
+from app.core import outbound_urls
 from app.core.config import CallbackSettings
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
-from app.models import CallbackAttempt, CallbackDelivery, CallbackEndpoint, CallbackSecret, Caller, Video
+from app.models import CallbackAttempt, CallbackDelivery, CallbackEndpoint, CallbackSecret, Caller, DeliveryState, Video
 from app.upstream.ids import as_caller_text
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ def validate_callback_url(url: str, settings: CallbackSettings, *, param: str = 
     the allowed CIDRs; delivery checks again, on the address it connects to.
     """
     try:
-        destinations.check_url(url, settings)
-    except destinations.DestinationRefused as exc:
+        outbound_urls.check_url(url, settings)
+    except outbound_urls.DestinationRefused as exc:
         raise InvalidRequest(f"Invalid '{param}': {exc}.", param=param, code="invalid_callback_url") from None
 
 
@@ -96,7 +97,7 @@ async def _event_body(
 ) -> dict[str, Any]:
     archive = {
         asset.variant: {"state": asset.state, "bytes": asset.bytes, "sha256": asset.sha256}
-        for asset in await repository.assets_of(video.id)
+        for asset in await ArchiveRepository.from_session(repository.session).assets_of(video.id)
     }
     message = as_caller_text(video.error_message, upstream_id=video.upstream_id, video_id=video.id)
     error = {"code": video.error_code, "message": message} if video.error_code else None
@@ -186,6 +187,15 @@ async def list_deliveries(
     for attempt in await repository.attempts_of(list(by_delivery)):
         by_delivery[attempt.delivery_id].append(attempt)
     return [DeliveryRecord(delivery, by_delivery[delivery.id]) for delivery in deliveries]
+
+
+def can_retry(delivery: CallbackDelivery, *, logged_attempts: int) -> bool:
+    """Whether `retry_delivery` would queue `delivery` now, so the console offers the button only then: failed,
+    or pending with every attempt it claimed logged (none in flight). The same condition as the update in
+    `CallbackRepository.retry_now`; delivered and cancelled deliveries are final."""
+    return delivery.state == DeliveryState.FAILED or (
+        delivery.state == DeliveryState.PENDING and delivery.attempts == logged_attempts
+    )
 
 
 async def retry_delivery(session: AsyncSession, *, delivery_id: int) -> bool:

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.repository import Repository
 from app.models import Character
 
 
-@dataclass(frozen=True)
-class CharacterRepository:
-    session: AsyncSession
-
-    @classmethod
-    def from_session(cls, session: AsyncSession) -> CharacterRepository:
-        return cls(session)
-
-    async def add(self, character: Character) -> Character:
-        self.session.add(character)
-        await self.session.flush()
-        return character
-
+class CharacterRepository(Repository):
     async def get_owned(self, character_id: str, *, caller_id: uuid.UUID) -> Character | None:
         """The caller's character, or None for unknown and other callers' ids alike."""
         statement = select(Character).where(Character.id == character_id, Character.caller_id == caller_id)

@@ -1,4 +1,5 @@
-"""What each console page shows, assembled from the console's queries and the other domains' services.
+"""What each console page shows, assembled from the owning domains' repositories (the console has no table of
+its own) and their services.
 
 The definitions an operator already knows are reused, not re-derived: "at risk" is the ops CLI's
 (`archive.queue.at_risk`, a live download whose window closes within `VG_CONSOLE__AT_RISK_MINUTES`), usage and
@@ -23,18 +24,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import queue
 from app.archive import service as archive_service
+from app.archive.repository import ArchiveRepository
 from app.archive.storage import ArchiveStorage
 from app.auth import service as auth_service
-from app.auth.repository import KeyRow
+from app.auth.repository import CallerRepository, KeyRow
 from app.callbacks import service as callbacks_service
-from app.console.repository import ConsoleRepository, Direction, EventCursor, VideoCursor
+from app.callbacks.repository import CallbackRepository
 from app.console.tap import DeliveryLog, TappedDelivery
 from app.core.config import Settings
 from app.core.errors import ResourceNotFound
 from app.limits import service as limits_service
 from app.limits.service import EffectiveLimits, PeriodSpend
-from app.models import AssetState, Variant, Video, VideoStatus, WebhookEvent
+from app.models import AssetState, AttemptOutcome, JobState, Variant, Video, VideoStatus, WebhookEvent
 from app.upstream.router import UpstreamRouter
+from app.videos.repository import Direction, VideoCursor, VideoRepository
+from app.webhooks.repository import EventCursor, WebhookRepository
 
 STATUSES: Final = tuple(status.value for status in VideoStatus)
 CHART_DAYS: Final = 14
@@ -129,13 +133,13 @@ async def video_page(
 ) -> VideoPage:
     """One page of the table, newest first: `after` continues towards older rows, `before` back towards newer.
     `with_callers=False` skips the filter's list of callers (the self-refresh redraws only the rows)."""
-    repository = ConsoleRepository.from_session(session)
+    videos_repository = VideoRepository.from_session(session)
     limit = settings.console.page_size
     decoded = decode_cursor(before) or decode_cursor(after)
     direction: Direction = "newer" if decode_cursor(before) else "older"
     cursor = VideoCursor(decoded[0], decoded[1]) if decoded else None
     found = list(
-        await repository.video_page(
+        await videos_repository.page(
             status=filters.status, caller_id=filters.caller_id, cursor=cursor, direction=direction, limit=limit + 1
         )
     )
@@ -143,7 +147,7 @@ async def video_page(
         # Fewer than a page of newer rows left: that is the first page, shown full.
         direction, cursor = "older", None
         found = list(
-            await repository.video_page(
+            await videos_repository.page(
                 status=filters.status, caller_id=filters.caller_id, cursor=None, direction="older", limit=limit + 1
             )
         )
@@ -155,10 +159,10 @@ async def video_page(
     newer = encode_cursor(videos[0].created_at, videos[0].id) if videos and cursor is not None else None
     risky = await queue.at_risk(session, within_seconds=settings.console.at_risk_minutes * 60, limit=AT_RISK_LIMIT)
     at_risk_ids = {str(row["video_id"]) for row in risky}
-    names = await repository.caller_names({video.caller_id for video in videos})
+    names = await CallerRepository.from_session(session).caller_names({video.caller_id for video in videos})
     kinds = settings.profile_kinds()
     archive: dict[str, dict[str, str]] = {}
-    for asset in await repository.assets_of_videos([video.id for video in videos]):
+    for asset in await ArchiveRepository.from_session(session).assets_of_videos([video.id for video in videos]):
         archive.setdefault(asset.video_id, {})[asset.variant] = asset.state
     now = datetime.now(UTC)
     return VideoPage(
@@ -257,12 +261,11 @@ class VideoDetail:
 async def video_detail(
     session: AsyncSession, *, settings: Settings, storage: ArchiveStorage, video_id: str
 ) -> VideoDetail:
-    repository = ConsoleRepository.from_session(session)
-    video = await repository.video(video_id)
+    video = await VideoRepository.from_session(session).get(video_id)
     if video is None:
         raise ResourceNotFound(f"No video with id '{video_id}'.", param="video_id")
-    names = await repository.caller_names({video.caller_id})
-    assets = await archive_service.assets_of(session, video_id=video.id)
+    names = await CallerRepository.from_session(session).caller_names({video.caller_id})
+    assets = await ArchiveRepository.from_session(session).assets_of(video.id)
     risky = await queue.at_risk(session, within_seconds=settings.console.at_risk_minutes * 60, limit=AT_RISK_LIMIT)
     row = _row(
         video,
@@ -284,25 +287,26 @@ async def video_detail(
                 asset.s3_key, ttl_seconds=settings.s3.presign_ttl_seconds, content_type=variant.content_type
             )
         views.append(AssetView(asset.variant, asset.state, asset.bytes, asset.sha256, asset.error, url))
-    deliveries = await repository.callback_deliveries_of(video.id)
-    attempts = await repository.callback_attempts_of([delivery.id for delivery in deliveries])
+    callbacks = CallbackRepository.from_session(session)
+    deliveries = await callbacks.deliveries_of_video(video.id)
+    attempts = await callbacks.attempts_of([delivery.id for delivery in deliveries])
     timeline = [TimelineEntry(video.created_at, "created", f"created ({video.model}, {video.size}, {video.seconds}s)")]
     if video.completed_at is not None:
         timeline.append(TimelineEntry(video.completed_at, "completed", "completed upstream"))
-    if video.video_status is VideoStatus.FAILED:
+    if video.status is VideoStatus.FAILED:
         timeline.append(
             TimelineEntry(video.updated_at, "failed", f"failed: {video.error_code}", video.error_message, problem=True)
         )
-    for event in await repository.webhook_events_of(video.id):
+    for event in await WebhookRepository.from_session(session).events_of(video.id):
         timeline.append(
             TimelineEntry(
                 event.received_at, "webhook", f"webhook {event.event_type}: {event.outcome}", event.webhook_id
             )
         )
-    for job in await repository.jobs_of(video.id):
+    for job in await queue.jobs_of(session, video_id=video.id):
         what = f"{job.kind} job" + (f" ({job.variant})" if job.variant else "")
         timeline.append(TimelineEntry(job.created_at, "job", f"{what} queued"))
-        if job.state != "queued" or job.attempts:
+        if job.state != JobState.QUEUED or job.attempts:
             detail = f"attempts {job.attempts}/{job.max_attempts}"
             if job.last_error:
                 detail += f"; last error: {job.last_error}"
@@ -313,8 +317,8 @@ async def video_detail(
                     f"{what} {job.state}",
                     detail,
                     # An earlier attempt's error is only a note once the job succeeded.
-                    problem=job.state in ("failed", "expired", "dead")
-                    or (job.state != "succeeded" and bool(job.last_error)),
+                    problem=job.state in (JobState.FAILED, JobState.EXPIRED, JobState.DEAD)
+                    or (job.state != JobState.SUCCEEDED and bool(job.last_error)),
                 )
             )
     for asset in assets:
@@ -336,7 +340,7 @@ async def video_detail(
                 "attempt",
                 f"callback attempt {attempt.attempt}: {attempt.outcome}",
                 f"{status}" + (f"; {attempt.error}" if attempt.error else ""),
-                problem=attempt.outcome != "delivered",
+                problem=attempt.outcome != AttemptOutcome.DELIVERED,
             )
         )
     timeline.sort(key=lambda entry: entry.at)
@@ -359,9 +363,7 @@ async def video_detail(
                 state=delivery.state,
                 attempts=delivery.attempts,
                 last_error=delivery.last_error,
-                # The same rule as callbacks.service.retry_delivery, so the button is offered only when it works.
-                retryable=delivery.state == "failed"
-                or (delivery.state == "pending" and delivery.attempts == logged.get(delivery.id, 0)),
+                retryable=callbacks_service.can_retry(delivery, logged_attempts=logged.get(delivery.id, 0)),
             )
             for delivery in deliveries
         ],
@@ -388,14 +390,14 @@ async def rearchive(
     session: AsyncSession, *, settings: Settings, upstreams: UpstreamRouter, video_id: str
 ) -> archive_service.ReplayOutcome:
     """Download the video's variants again where upstream still has them; nothing archived is discarded."""
-    if await ConsoleRepository.from_session(session).video(video_id) is None:
+    if await VideoRepository.from_session(session).get(video_id) is None:
         raise ResourceNotFound(f"No video with id '{video_id}'.", param="video_id")
     return await archive_service.replay(session, video_id=video_id, settings=settings, upstreams=upstreams)
 
 
 async def retry_callback(session: AsyncSession, *, delivery_id: int) -> tuple[str, bool]:
     """The delivery's video (to go back to its page) and whether the retry was queued."""
-    video_id = await ConsoleRepository.from_session(session).video_of_delivery(delivery_id)
+    video_id = await CallbackRepository.from_session(session).video_of_delivery(delivery_id)
     if video_id is None:
         raise ResourceNotFound(f"No callback delivery {delivery_id}.", param="delivery_id")
     return video_id, await callbacks_service.retry_delivery(session, delivery_id=delivery_id)
@@ -426,7 +428,7 @@ async def webhook_page(
         except ValueError:
             cursor = None
     limit = settings.console.page_size
-    found = list(await ConsoleRepository.from_session(session).webhook_page(cursor=cursor, limit=limit + 1))
+    found = list(await WebhookRepository.from_session(session).page(cursor=cursor, limit=limit + 1))
     stored = found[:limit]
     older = encode_cursor(stored[-1].received_at, stored[-1].id) if len(found) > limit else None
     wanted = outcome if outcome in TAP_OUTCOMES else None

@@ -19,6 +19,7 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Settings
+from app.core.logging import redact_text, sensitive_key
 
 # Enough to see a burst of refusals; bounded so a flood of junk costs a fixed amount of memory.
 MAX_DELIVERIES: Final = 200
@@ -26,8 +27,9 @@ MAX_HEADERS: Final = 40
 MAX_VALUE_CHARS: Final = 300
 MAX_ANSWER_BYTES: Final = 4096
 REDACTED: Final = "[redacted]"
-# Whole values hidden; `webhook-signature` keeps its version tags (`v1,[redacted]`), which help debugging.
-SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"})
+# What is secret is decided by the log's rules (app/core/logging.py): a header whose name is a sensitive key
+# is hidden whole, credentials inside any other value are masked. One exception: `webhook-signature` keeps
+# its version tags (`v1,[redacted]`), which help debugging.
 SIGNATURE_HEADER: Final = "webhook-signature"
 
 
@@ -53,12 +55,14 @@ def redacted_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     for name_bytes, value_bytes in raw[:MAX_HEADERS]:
         name = name_bytes.decode("latin-1").lower()
         value = value_bytes.decode("latin-1")
-        if name in SECRET_HEADERS:
-            value = REDACTED
-        elif name == SIGNATURE_HEADER:
+        if name == SIGNATURE_HEADER:  # before the rule below, which would hide it whole (a "signature")
             value = redact_signature(value)
-        elif len(value) > MAX_VALUE_CHARS:
-            value = value[:MAX_VALUE_CHARS] + "…"
+        elif sensitive_key(name):
+            value = REDACTED
+        else:
+            value = redact_text(value)  # before the cut, so no credential is cut in two and missed
+            if len(value) > MAX_VALUE_CHARS:
+                value = value[:MAX_VALUE_CHARS] + "…"
         shown.append((name, value))
     return shown
 

@@ -3,13 +3,16 @@
 Services raise subclasses of `GatewayError` (status, type and code live on the class); the handlers
 installed by `install_error_handlers` render them, FastAPI's validation errors, unknown routes and any
 unexpected exception in the same shape, so the stock `openai` SDK maps every answer to its exception class.
+`error_response` is the one rendering of a `GatewayError`: the handlers return it, and the pure ASGI
+middlewares that answer before any route (the body size limit, the idempotency middleware) send it as the
+ASGI app it is, so their refusals are the same bytes as a route's.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +22,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
+
+# What a client is told of anything unexpected: nothing of what went wrong (that is in the log).
+UNEXPECTED_ERROR_MESSAGE: Final = "The server had an error processing your request."
 
 
 def error_body(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -162,13 +168,22 @@ def log_unexpected(exc: BaseException, *, what: str = "unhandled error") -> None
     logger.exception(what, exc_info=exc)
 
 
+def error_response(error: GatewayError) -> JSONResponse:
+    """`error` as every answer of the gateway renders it: OpenAI's shape, the class's status, its headers.
+
+    Pure ASGI code answers with it as an ASGI app (`await error_response(error)(scope, receive, send)`)."""
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+
+def unexpected_error(*, headers: Mapping[str, str] | None = None) -> GatewayError:
+    """OpenAI's 500 for an unexpected exception (`server_error`, no code), rendered by `error_response`."""
+    return GatewayError(UNEXPECTED_ERROR_MESSAGE, headers=headers)
+
+
 def unexpected_error_response(exc: Exception) -> JSONResponse:
     """Logs `exc` (once) and returns OpenAI's 500; what `AccessLog` sends for anything that escapes a route."""
     log_unexpected(exc)
-    return JSONResponse(
-        error_body("The server had an error processing your request.", type="server_error"),
-        status_code=500,
-    )
+    return error_response(unexpected_error())
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -176,7 +191,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -206,8 +221,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 raise exc  # not the database's: handled as before, where unexpected exceptions end (AccessLog)
             return unexpected_error_response(exc)
         logger.warning("database unavailable: %s", type(exc).__name__)
-        unavailable = database_unavailable_error()
-        return JSONResponse(unavailable.body(), status_code=unavailable.status_code, headers=unavailable.headers)
+        return error_response(database_unavailable_error())
 
     # OSError: asyncpg's own socket errors (a refused connection) reach the route unwrapped.
     for database_error in (DBAPIError, DisconnectionError, PoolTimeoutError, OSError):

@@ -8,6 +8,8 @@ Every record goes through structlog's `ProcessorFormatter`, so the code's plain 
 Secrets are `SecretStr` and never logged on purpose; the redaction processor is the second line of defence:
 it masks values under sensitive keys (authorization, api_key, secret, signature, token, password,
 X-Amz-Signature...) and such parameters inside URLs, bearer tokens and `whsec_` secrets in any string.
+These are the gateway's one set of redaction rules: the console's webhook tap (app/console/tap.py) hides
+request headers by the same `sensitive_key` and `redact_text`.
 
 A request id travels to the worker through Postgres: `stamp_transaction` puts it in a transaction-local
 setting (`vg.request_id`) that the `request_id` columns of `webhook_events` and `archive_jobs` take as their
@@ -98,7 +100,8 @@ async def stamp_transaction(session: AsyncSession) -> None:
 # ----- redaction ----------------------------------------------------------------------------------
 
 
-def _sensitive(key: object) -> bool:
+def sensitive_key(key: object) -> bool:
+    """Whether a value stored under `key` (a log field, a mapping's key, a header's name) is masked whole."""
     if not isinstance(key, str):
         return False
     normalized = key.lower().replace("-", "_")
@@ -121,7 +124,7 @@ def _redact(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {key: REDACTED if _sensitive(key) else _redact(item, depth + 1) for key, item in value.items()}
+        return {key: REDACTED if sensitive_key(key) else _redact(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_redact(item, depth + 1) for item in value)
     return value
@@ -166,7 +169,7 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     for key, value in list(event_dict.items()):
         if key.startswith("_"):
             continue  # `_record`, `_from_structlog`: the formatter's own, never rendered
-        event_dict[key] = REDACTED if _sensitive(key) and value is not None else _redact(value)
+        event_dict[key] = REDACTED if sensitive_key(key) and value is not None else _redact(value)
     return event_dict
 
 

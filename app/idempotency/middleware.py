@@ -16,16 +16,22 @@ is durable before the client sees any of it, so a client whose connection droppe
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.keys import parse_bearer
+from app.core.body_limit import MALFORMED, declared_length
 from app.core.config import Settings
-from app.core.errors import GatewayError, InvalidRequest, ServiceUnavailable, database_unavailable, error_body
-from app.core.limits import MALFORMED, declared_length
+from app.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    ServiceUnavailable,
+    database_unavailable,
+    error_response,
+    unexpected_error,
+)
 from app.core.resources import resources_of
 from app.idempotency.fingerprint import InvalidKey, parse_key, request_fingerprint
 from app.idempotency.repository import StoredAnswer
@@ -88,7 +94,8 @@ class IdempotencyMiddleware:
         try:
             key = parse_key(values)
         except InvalidKey as exc:
-            await _send_error(send, InvalidRequest(str(exc), param="Idempotency-Key", code="invalid_idempotency_key"))
+            refusal = InvalidRequest(str(exc), param="Idempotency-Key", code="invalid_idempotency_key")
+            await error_response(refusal)(scope, receive, send)
             return
         presented = parse_bearer(_header(headers, b"authorization"))
         if presented is None:
@@ -112,15 +119,17 @@ class IdempotencyMiddleware:
                 database.sessionmaker, presented_key=presented, key=key, fingerprint=fingerprint
             )
         except GatewayError as exc:
-            await _send_error(send, exc)
+            await error_response(exc)(scope, receive, send)
             return
         except Exception as exc:
             logger.exception("idempotency: could not claim a key")
             # Nothing was done either way: a database that is away is a 503 (retry), anything else a 500.
+            failure: GatewayError
             if database_unavailable(exc):
-                await _send_error(send, ServiceUnavailable("The request could not be recorded; nothing was done."))
+                failure = ServiceUnavailable("The request could not be recorded; nothing was done.")
             else:
-                await _send_error(send, GatewayError("The server had an error processing your request."))
+                failure = unexpected_error()
+            await error_response(failure)(scope, receive, send)
             return
         if outcome is None:
             await self.app(scope, _replay(body, receive), send)  # not authenticated: the route answers 401
@@ -189,16 +198,9 @@ class IdempotencyMiddleware:
 def _unexpected_error_answer() -> StoredAnswer:
     # What the app's own handler of unexpected errors says, plus `x-should-retry: false`: the failure may have
     # come after the render was started, and the stored answer is what every repeat gets.
-    body = json.dumps(error_body("The server had an error processing your request.", type="server_error")).encode()
-    return StoredAnswer(
-        status=500,
-        headers=[
-            ("content-type", "application/json"),
-            ("content-length", str(len(body))),
-            ("x-should-retry", "false"),
-        ],
-        body=body,
-    )
+    answer = error_response(unexpected_error(headers={"x-should-retry": "false"}))
+    headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.raw_headers]
+    return StoredAnswer(status=answer.status_code, headers=headers, body=bytes(answer.body))
 
 
 def _replay(chunks: list[bytes], receive: Receive, *, chunked: bool = False) -> Receive:
@@ -229,11 +231,3 @@ async def _send_answer(send: Send, answer: StoredAnswer, *, replayed: bool) -> N
         headers.append((REPLAYED_HEADER.encode(), b"true"))
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
-
-
-async def _send_error(send: Send, error: GatewayError) -> None:
-    body = json.dumps(error.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers.extend((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items())
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.repository import Repository
 from app.models import IdempotencyRecord
 from app.models.idempotency import IdempotencyState
 
@@ -31,14 +31,7 @@ class ExistingRecord:
     answer: StoredAnswer | None
 
 
-@dataclass(frozen=True)
-class IdempotencyRepository:
-    session: AsyncSession
-
-    @classmethod
-    def from_session(cls, session: AsyncSession) -> IdempotencyRepository:
-        return cls(session)
-
+class IdempotencyRepository(Repository):
     async def claim(
         self, *, caller_id: uuid.UUID, key: str, fingerprint: str, token: uuid.UUID, ttl: timedelta
     ) -> bool:

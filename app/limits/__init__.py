@@ -1,1 +1,1 @@
-"""Per-key request rates, concurrent renders, spend budgets and usage; keys and limits administration."""
+"""Per-key request rates, concurrent renders, spend budgets and usage, and their administration."""

@@ -26,12 +26,14 @@ from typing import Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.repository import CallerOverrides, CallerRepository
 from app.core.config import LimitSettings
 from app.core.errors import ResourceNotFound
 from app.limits import window
 from app.limits.errors import ConcurrentRendersExceeded, QuotaExceeded, RequestRateExceeded
-from app.limits.repository import CallerOverrides, LimitsRepository, ProfileUsageRow, UsageRow
+from app.limits.repository import LimitsRepository
 from app.models import ApiKey, Caller
+from app.videos.repository import ProfileUsageRow, UsageRow, VideoRepository
 
 Period = Literal["day", "month"]
 CENT = Decimal("0.01")
@@ -119,10 +121,10 @@ async def admit_render(
     Takes a lock on the caller's row that the video service's commit of the new row releases, so the
     render admitted here is counted by the next admission.
     """
-    repository = LimitsRepository.from_session(session)
-    limits = effective_limits(await repository.lock_caller(caller.id), settings)
-    now, start = await repository.period_bounds(limits.budget_period)
-    spent = _spent(await repository.billed_seconds_by_model(caller.id, since=start), settings)
+    limits = effective_limits(await CallerRepository.from_session(session).lock_caller(caller.id), settings)
+    now, start = await LimitsRepository.from_session(session).period_bounds(limits.budget_period)
+    videos = VideoRepository.from_session(session)
+    spent = _spent(await videos.billed_seconds_by_model(caller.id, since=start), settings)
     cost = render_cost(model, int(seconds), settings)
     if spent + cost > limits.budget_usd_per_period:
         end = period_end(start, limits.budget_period)
@@ -132,7 +134,7 @@ async def admit_render(
             f"The budget renews at {end.isoformat()}.",
             retry_after_seconds=max(1, int((end - now).total_seconds())),
         )
-    active = await repository.active_renders(caller.id)
+    active = await videos.active_renders(caller.id)
     if active >= limits.max_concurrent_renders:
         raise ConcurrentRendersExceeded(
             f"Too many renders in progress: {active} of {limits.max_concurrent_renders} allowed at once. "
@@ -221,16 +223,16 @@ async def usage(
 ) -> UsageReport:
     """The caller's renders, seconds and cost per UTC day and model in [start_date, end_date], the same per
     upstream profile (with its kind from `profile_kinds`), plus where it stands in the current budget period."""
-    repository = LimitsRepository.from_session(session)
-    overrides = await repository.caller_overrides(caller.id)
+    overrides = await CallerRepository.from_session(session).caller_overrides(caller.id)
     if overrides is None:
         raise ResourceNotFound("No such caller.")
     limits = effective_limits(overrides, settings)
     start = datetime.combine(start_date, time.min, tzinfo=UTC)
     end = datetime.combine(end_date + timedelta(days=1), time.min, tzinfo=UTC)
-    rows = await repository.usage(caller.id, start=start, end=end)
-    _, period_start = await repository.period_bounds(limits.budget_period)
-    spent = _spent(await repository.billed_seconds_by_model(caller.id, since=period_start), settings)
+    videos = VideoRepository.from_session(session)
+    rows = await videos.usage_by_day(caller.id, start=start, end=end)
+    _, period_start = await LimitsRepository.from_session(session).period_bounds(limits.budget_period)
+    spent = _spent(await videos.billed_seconds_by_model(caller.id, since=period_start), settings)
     return UsageReport(
         start_date=start_date,
         end_date=end_date,
@@ -243,9 +245,9 @@ async def usage(
             spent_usd=spent,
         ),
         limits=limits,
-        active_renders=await repository.active_renders(caller.id),
+        active_renders=await videos.active_renders(caller.id),
         providers=profile_usage(
-            await repository.usage_by_profile(caller.id, start=start, end=end),
+            await videos.usage_by_profile(caller.id, start=start, end=end),
             kinds=profile_kinds or {},
             settings=settings,
         ),
@@ -265,7 +267,7 @@ class LimitsView:
 
 
 async def get_limits(session: AsyncSession, *, caller_id: uuid.UUID, settings: LimitSettings) -> LimitsView:
-    overrides = await LimitsRepository.from_session(session).caller_overrides(caller_id)
+    overrides = await CallerRepository.from_session(session).caller_overrides(caller_id)
     if overrides is None:
         raise ResourceNotFound(f"No caller found with id '{caller_id}'.", param="caller_id")
     return LimitsView(caller_id=caller_id, overrides=overrides, effective=effective_limits(overrides, settings))
@@ -279,7 +281,7 @@ async def update_limits(
     if unknown:
         raise ValueError(f"not a limit: {sorted(unknown)}")
     await get_limits(session, caller_id=caller_id, settings=settings)  # 404 for an unknown caller
-    await LimitsRepository.from_session(session).set_overrides(caller_id, dict(changes))
+    await CallerRepository.from_session(session).set_overrides(caller_id, dict(changes))
     return await get_limits(session, caller_id=caller_id, settings=settings)
 
 

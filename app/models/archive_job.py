@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
+from app.models.types import StrEnumType
 
 
 class JobKind(StrEnum):
@@ -61,10 +62,10 @@ class ArchiveJob(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[JobKind] = mapped_column(StrEnumType(JobKind, 20))
     video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
     variant: Mapped[str | None] = mapped_column(String(20))
-    state: Mapped[str] = mapped_column(String(20), default=JobState.QUEUED.value)
+    state: Mapped[JobState] = mapped_column(StrEnumType(JobState, 20), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
     run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

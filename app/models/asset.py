@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
+from app.models.types import StrEnumType
 
 
 class Variant(StrEnum):
@@ -68,7 +69,7 @@ class Asset(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
     variant: Mapped[str] = mapped_column(String(20))
-    state: Mapped[str] = mapped_column(String(20), default=AssetState.PENDING.value)
+    state: Mapped[AssetState] = mapped_column(StrEnumType(AssetState, 20), default=AssetState.PENDING)
     s3_key: Mapped[str | None] = mapped_column(Text)
     content_type: Mapped[str | None] = mapped_column(String(100))
     bytes: Mapped[int | None] = mapped_column(BigInteger)

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
+from app.models.types import StrEnumType
 
 
 class DeliveryState(StrEnum):
@@ -99,7 +100,7 @@ class CallbackDelivery(Base):
     endpoint_id: Mapped[str | None] = mapped_column(ForeignKey("callback_endpoints.id", ondelete="CASCADE"))
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(20), default=DeliveryState.PENDING.value)
+    state: Mapped[DeliveryState] = mapped_column(StrEnumType(DeliveryState, 20), default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_status: Mapped[int | None] = mapped_column(Integer)
@@ -123,7 +124,7 @@ class CallbackAttempt(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     address: Mapped[str | None] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[AttemptOutcome] = mapped_column(StrEnumType(AttemptOutcome, 20))
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int | None] = mapped_column(Integer)

@@ -1,4 +1,5 @@
-"""Indexes the operator console's queries need (app/console owns those queries; migration 0009 creates them).
+"""Indexes the operator console's pages need (their queries are the tables' repositories': `page_statement` of
+app/videos/repository.py, `WebhookRepository.page` and `events_of`; migration 0009 creates them).
 
 Declared here, beside the tables, so the models and the migrated schema stay identical (the drift test).
 """

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
+from app.models.types import StrEnumType
 
 
 class IdempotencyState(StrEnum):
@@ -32,7 +33,7 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     # SHA-256 (hex) of method, path, query and the normalised body (multipart by its parts, not its bytes).
     fingerprint: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(20))
+    state: Mapped[IdempotencyState] = mapped_column(StrEnumType(IdempotencyState, 20))
     # Fences completion and release: only the request that made this claim may finish it.
     claim_token: Mapped[uuid.UUID]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

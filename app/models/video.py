@@ -1,10 +1,19 @@
-"""Videos as the gateway knows them: owner, upstream id, the request, and the last state seen upstream."""
+"""Videos as the gateway knows them: owner, upstream id, the request, and the last state seen upstream.
+
+Also the rules of a video's status, as plain values (no upstream or domain types): the status only moves
+forward, queued → in_progress → completed | failed, and a terminal status never changes again, because
+webhooks are unordered and polls race them. `Video.advance` and `Video.fail` apply them; every status change
+after the create goes through `app.archive.lifecycle`, which calls them and queues the callback each one owes.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Final
 
 from sqlalchemy import (
     BigInteger,
@@ -24,6 +33,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
+from app.models.types import StrEnumType
+
+logger = logging.getLogger(__name__)
 
 
 class VideoOrigin(StrEnum):
@@ -46,8 +58,35 @@ class VideoStatus(StrEnum):
         return self in (VideoStatus.COMPLETED, VideoStatus.FAILED)
 
 
+# How far along a status is: a video never moves to a lower rank (webhooks and polls arrive in any order).
+STATUS_RANK: Final[dict[VideoStatus, int]] = {
+    VideoStatus.QUEUED: 0,
+    VideoStatus.IN_PROGRESS: 1,
+    VideoStatus.COMPLETED: 2,
+    VideoStatus.FAILED: 2,
+}
+
+# Error codes the gateway itself gives a failed video (upstream's own codes are copied as they come).
+# A create that may have reached upstream but whose answer we never got: kept failed (and billable, since it may
+# be rendering), never re-sent blindly; the limits count it like a render.
+SUBMISSION_UNKNOWN: Final = "upstream_submission_unknown"
+# Upstream answered 404 for a video that had not finished here.
+UPSTREAM_NOT_FOUND: Final = "upstream_not_found"
+# A waiting video (admission control) its caller deleted before it was sent: neither billed nor counted in flight.
+DELETED_BEFORE_SUBMISSION: Final = "deleted_before_submission"
+# Upstream said failed without saying why.
+UPSTREAM_FAILED: Final = "upstream_failed"
+UPSTREAM_FAILED_MESSAGE: Final = "The render failed upstream."
+
+# Providers that report no progress (most live ones) get one synthesized from the time since the create:
+# it rises quickly at first and approaches, never reaches, the ceiling, so it only ever moves forward and
+# never claims a finished render. TIME_CONSTANT is about a typical render's length.
+SYNTHETIC_CEILING: Final = 95
+SYNTHETIC_TIME_CONSTANT_SECONDS: Final = 60.0
+
+
 # Accepted, not yet sent upstream: waiting for its profile's capacity (admission control). The partial indexes'
-# predicates, repeated by the queries that use them (app/archive/repository.py) so the planner picks them.
+# predicates, repeated by the queries that use them (app/videos/repository.py) so the planner picks them.
 WAITING = "submitted_at IS NULL AND upstream_id IS NULL AND status = 'queued' AND deleted_at IS NULL"
 # Sent upstream (or being sent) and not finished: what a profile's `max_concurrent` counts (deleted ones aside).
 IN_FLIGHT = "submitted_at IS NOT NULL AND status IN ('queued', 'in_progress')"
@@ -89,14 +128,16 @@ class Video(Base):
     size: Mapped[str] = mapped_column(String(20))
     seconds: Mapped[str] = mapped_column(String(10))
     prompt: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default=VideoStatus.QUEUED.value)
+    status: Mapped[VideoStatus] = mapped_column(StrEnumType(VideoStatus, 20), default=VideoStatus.QUEUED)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(200))
     error_message: Mapped[str | None] = mapped_column(Text)
     # The caller's video this one was made from (a remix's, edit's or extension's source); NULL for a create and
     # for an edit or extension of an uploaded MP4.
     remixed_from: Mapped[str | None] = mapped_column(ForeignKey("videos.id"))
-    origin: Mapped[str] = mapped_column(String(20), server_default="create", default=VideoOrigin.CREATE.value)
+    origin: Mapped[VideoOrigin] = mapped_column(
+        StrEnumType(VideoOrigin, 20), server_default="create", default=VideoOrigin.CREATE
+    )
     # What the render is charged for when it is not `seconds`: an extension renders only its new segment,
     # while its `seconds` is the stitched total. NULL: `seconds`.
     billed_seconds: Mapped[int | None] = mapped_column(Integer)
@@ -120,10 +161,63 @@ class Video(Base):
     caller_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSONB)
 
     @property
-    def video_status(self) -> VideoStatus:
-        return VideoStatus(self.status)
-
-    @property
     def provider_model(self) -> str:
         """The model id its profile's provider knows: what every adapter call about this video must name."""
         return self.upstream_model or self.model
+
+    # ----- status rules (called by app.archive.lifecycle only) -------------------------------------------
+
+    def synthesized_progress(self, *, now: datetime) -> int:
+        """A progress for a provider that reports none, from the time since upstream got the render."""
+        # From when upstream got the render: a create that waited its turn (admission control) starts at 0.
+        started = self.submitted_at or self.created_at
+        elapsed = max((now - started).total_seconds(), 0.0) if started is not None else 0.0
+        return int(SYNTHETIC_CEILING * (1 - math.exp(-elapsed / SYNTHETIC_TIME_CONSTANT_SECONDS)))
+
+    def advance(
+        self,
+        status: str,
+        *,
+        progress: int | None,
+        completed_at: datetime | None,
+        expires_at: datetime | None,
+        error_code: str | None,
+        error_message: str | None,
+        now: datetime,
+    ) -> VideoStatus:
+        """Take upstream's view of the render, never moving backwards and never changing a terminal status.
+
+        Returns the status the video had before, so the caller can act on a transition exactly once. An unknown
+        status is logged and changes nothing but `refreshed_at` (the video was read upstream all the same).
+        """
+        self.refreshed_at = now
+        current = self.status
+        try:
+            incoming = VideoStatus(status)
+        except ValueError:
+            logger.warning("upstream reported unknown status %r for %s", status, self.id)
+            return current
+        if current.is_terminal:
+            # Settled once: a later answer (a provider that re-dates its "done" on every poll) changes nothing.
+            return current
+        if STATUS_RANK[incoming] < STATUS_RANK[current]:
+            return current
+        self.status = incoming
+        if progress is None and incoming is VideoStatus.IN_PROGRESS:
+            progress = self.synthesized_progress(now=now)
+        self.progress = 100 if incoming is VideoStatus.COMPLETED else max(self.progress, progress or 0)
+        self.completed_at = completed_at or self.completed_at
+        self.expires_at = expires_at or self.expires_at
+        if incoming is VideoStatus.FAILED:
+            self.error_code = error_code or UPSTREAM_FAILED
+            self.error_message = error_message or UPSTREAM_FAILED_MESSAGE
+        return current
+
+    def fail(self, code: str, message: str) -> bool:
+        """Fail the video with our own error; True only when this call failed it (a terminal video stays as is)."""
+        if self.status.is_terminal:
+            return False
+        self.status = VideoStatus.FAILED
+        self.error_code = code
+        self.error_message = message
+        return True

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
 from app.models.archive_job import REQUEST_ID_DEFAULT
+from app.models.types import StrEnumType
 
 
 class EventOutcome(StrEnum):
@@ -46,7 +47,7 @@ class WebhookEvent(Base):
     upstream_profile: Mapped[str] = mapped_column(String(100), server_default="default", default="default")
     upstream_video_id: Mapped[str | None] = mapped_column(String(200))
     video_id: Mapped[str | None] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[EventOutcome] = mapped_column(StrEnumType(EventOutcome, 20))
     body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The receiving request's id (X-Request-ID), set by the database from the transaction (see ArchiveJob).

@@ -29,6 +29,7 @@ from app.archive.storage import ArchiveStorage, make_client
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.timestamps import short_duration
+from app.models import JobState
 from app.ops.cli_errors import CliError, http_problem, s3_endpoint, s3_unreachable, s3_unreachable_line
 from app.ops.smoke import smoke
 from app.upstream.router import UpstreamRouter
@@ -113,7 +114,7 @@ def status(
         table = Table(title="Archive queue")
         table.add_column("state")
         table.add_column("jobs", justify="right")
-        for state in ("queued", "running", "succeeded", "failed", "expired", "dead"):
+        for state in JobState:
             table.add_row(state, str(states.get(state, 0)))
         console.print(table)
         console.print(f"oldest runnable queued job waits for {short_duration(oldest)}")

@@ -1,12 +1,12 @@
-"""Fetching a caller's https `input_reference.image_url`: through the callbacks' destination guard, and in
-our own words whatever goes wrong.
+"""Fetching a caller's https `input_reference.image_url`: through the outbound URL guard callbacks use too
+(app/core/outbound_urls.py), and in our own words whatever goes wrong.
 
 The gateway fetches the image itself rather than forwarding the link upstream. Only then does one guard
 decide where the request goes: a provider that fetched it would resolve the name on its own network (a
 self-hosted one sits inside ours) at a time of its choosing, after our check. The bytes are then judged
 like an upload (type, size, pixel count) before anything is paid for, and sent upstream as a file part.
 
-The guard is `app.callbacks.destinations` under `image_url_policy`: https only, no credentials, canonical
+The guard is `app.core.outbound_urls` under `image_url_policy`: https only, no credentials, canonical
 IPs, public unicast addresses reached, every other kind (loopback, private, link-local, CGNAT, NAT64, ...)
 only when the operator lists it (`VG_API__IMAGE_URL_ALLOWED_DESTINATIONS`), cloud metadata never. The name is
 resolved once and the checked address is the one connected to (`pin_with`), with the name as Host and TLS
@@ -24,10 +24,10 @@ import asyncio
 
 import httpx
 
-from app.callbacks import destinations
-from app.callbacks.destinations import DestinationRefused, PinnedTarget, Policy
+from app.core import outbound_urls
 from app.core.config import ApiSettings
 from app.core.errors import InvalidRequest, PayloadTooLarge
+from app.core.outbound_urls import DestinationRefused, PinnedTarget, Policy
 
 PARAM = "input_reference.image_url"
 USER_AGENT = "video-gateway-image-fetch/1.0"
@@ -39,7 +39,7 @@ UNREACHABLE = f"Could not download '{PARAM}'"
 def image_url_policy(settings: ApiSettings) -> Policy:
     return Policy(
         label=PARAM,
-        allow=destinations.AllowList.parse(settings.image_url_allowed_destinations),
+        allow=outbound_urls.AllowList.parse(settings.image_url_allowed_destinations),
         allow_list="image_url allow-list (VG_API__IMAGE_URL_ALLOWED_DESTINATIONS)",
         schemes=("https",),
         allow_http=False,
@@ -66,7 +66,7 @@ class ImageFetcher:
         try:
             async with asyncio.timeout(self.settings.image_url_timeout_seconds):
                 try:
-                    target = await destinations.pin_with(url, self._policy)
+                    target = await outbound_urls.pin_with(url, self._policy)
                 except DestinationRefused as exc:
                     raise InvalidRequest(f"Invalid '{PARAM}': {exc}.", param=PARAM, code="invalid_image_url") from None
                 return await self._download(target, max_bytes=max_bytes)

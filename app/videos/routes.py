@@ -1,12 +1,14 @@
 """`/v1/videos`: parse, call the video service, answer in the contract's shape."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the edit and extension handler names a dependency built inside
+# `derivation_handler`, and FastAPI can only resolve such annotations when they are real objects, not strings.
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from app.core.config import Settings
 from app.deps import CurrentCaller, SessionDep, SettingsDep, VideoServiceDep
 from app.idempotency.paid import paid_upstream_call
 from app.models import Variant, VideoOrigin
@@ -30,14 +32,13 @@ async def remix_command(request: Request) -> inputs.RemixCommand:
     return await inputs.parse_remix(request)
 
 
-async def edit_request(request: Request, settings: SettingsDep) -> inputs.DerivationRequest:
-    return await inputs.parse_derivation(request, origin=VideoOrigin.EDIT, max_video_bytes=settings.api.max_video_bytes)
+def derivation_request(origin: VideoOrigin) -> Callable[[Request, Settings], Awaitable[inputs.DerivationRequest]]:
+    """The body parser of an edit or an extension: the two differ only in the origin the parser is given."""
 
+    async def parse(request: Request, settings: SettingsDep) -> inputs.DerivationRequest:
+        return await inputs.parse_derivation(request, origin=origin, max_video_bytes=settings.api.max_video_bytes)
 
-async def extension_request(request: Request, settings: SettingsDep) -> inputs.DerivationRequest:
-    return await inputs.parse_derivation(
-        request, origin=VideoOrigin.EXTENSION, max_video_bytes=settings.api.max_video_bytes
-    )
+    return parse
 
 
 CREATE_FIELDS_SCHEMA = {
@@ -284,33 +285,37 @@ async def remix_video(
     return VideoObject.from_row(await service.remix(session, caller=caller, video_id=video_id, command=command))
 
 
-@router.post(
+def derivation_handler(origin: VideoOrigin) -> Callable[..., Awaitable[VideoObject]]:
+    """The one handler of `POST /edits` and `POST /extensions`, with the body parser of `origin`."""
+
+    @paid_upstream_call
+    async def derive_video(
+        caller: CurrentCaller,
+        session: SessionDep,
+        service: VideoServiceDep,
+        request: Annotated[inputs.DerivationRequest, Depends(derivation_request(origin))],
+    ) -> VideoObject:
+        return VideoObject.from_row(await service.derive(session, caller=caller, request=request))
+
+    return derive_video
+
+
+# Named as their handlers were before they became one: the names make the OpenAPI operation ids.
+router.add_api_route(
     "/edits",
+    derivation_handler(VideoOrigin.EDIT),
+    methods=["POST"],
+    name="edit_video",
     response_model=VideoObject,
     summary="Edit a completed video, or an uploaded MP4, into a new video",
     openapi_extra=derivation_body(extension=False),
 )
-@paid_upstream_call
-async def edit_video(
-    caller: CurrentCaller,
-    session: SessionDep,
-    service: VideoServiceDep,
-    request: Annotated[inputs.DerivationRequest, Depends(edit_request)],
-) -> VideoObject:
-    return VideoObject.from_row(await service.derive(session, caller=caller, request=request))
-
-
-@router.post(
+router.add_api_route(
     "/extensions",
+    derivation_handler(VideoOrigin.EXTENSION),
+    methods=["POST"],
+    name="extend_video",
     response_model=VideoObject,
     summary="Extend a completed video, or an uploaded MP4, by a new segment",
     openapi_extra=derivation_body(extension=True),
 )
-@paid_upstream_call
-async def extend_video(
-    caller: CurrentCaller,
-    session: SessionDep,
-    service: VideoServiceDep,
-    request: Annotated[inputs.DerivationRequest, Depends(extension_request)],
-) -> VideoObject:
-    return VideoObject.from_row(await service.derive(session, caller=caller, request=request))

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import admission
 from app.archive import service as archive_service
+from app.archive.repository import ArchiveRepository
 from app.archive.storage import ArchiveStorage, ObjectNotFound, StorageError
 from app.callbacks import service as callbacks_service
 from app.core import metrics
@@ -53,9 +54,6 @@ from app.videos.uploads import whole_seconds
 logger = logging.getLogger(__name__)
 
 STREAM_CHUNK = 64 * 1024
-# The integrity audit's state for an archived copy found missing that upstream can no longer provide. Compared
-# as a string: the state arrives with the audit's own migration, and this check must not wait for it.
-LOST_ASSET_STATE = "lost"
 # An archived copy that S3 cannot find (an operator's or a repair's window): the caller may come back later.
 ASSET_UNAVAILABLE_RETRY_AFTER_SECONDS = 60
 # Archive keys already reported at ERROR by this process; later requests for them log at WARNING.
@@ -168,7 +166,7 @@ class VideoService:
         await limits_service.admit_render(
             session, caller=caller, model=source.model, seconds=source.seconds, settings=self._settings.limits
         )
-        if source.upstream_id is None or source.video_status is not VideoStatus.COMPLETED:
+        if source.upstream_id is None or source.status is not VideoStatus.COMPLETED:
             raise InvalidRequest(
                 f"Video '{video_id}' can be remixed only once it has completed.",
                 param="video_id",
@@ -278,7 +276,7 @@ class VideoService:
         video = await VideoRepository.from_session(session).get_owned(video_id, caller_id=caller.id)
         if video is None:
             raise ResourceNotFound(f"No video found with id '{video_id}'.", param="video.id", code="not_found")
-        if video.upstream_id is None or video.video_status is not VideoStatus.COMPLETED:
+        if video.upstream_id is None or video.status is not VideoStatus.COMPLETED:
             action = "extended" if request.origin is VideoOrigin.EXTENSION else "edited"
             raise InvalidRequest(
                 f"Video '{video_id}' can be {action} only once it has completed (status: {video.status}).",
@@ -291,7 +289,7 @@ class VideoService:
         """The video, refreshed from upstream if due, with its archive state per variant."""
         video = await self._owned(session, caller=caller, video_id=video_id)
         await self._refresh_if_due(session, video)
-        return video, list(await archive_service.assets_of(session, video_id=video.id))
+        return video, list(await ArchiveRepository.from_session(session).assets_of(video.id))
 
     async def list_page(
         self,
@@ -317,10 +315,13 @@ class VideoService:
         if video.upstream_id is None:
             # Maybe waiting to be sent (admission control), or being sent: decided under the row lock the worker's
             # submit takes too, so it is either never sent, or sent and then deleted upstream by the worker.
-            video = await VideoRepository.from_session(session).lock(video.id)
+            locked = await VideoRepository.from_session(session).lock(video.id)
+            if locked is None:  # forgotten meanwhile: its create failed before anything started upstream
+                raise not_found(video_id)
+            video = locked
             if admission.is_waiting(video):
                 # Never sent, so nothing upstream or archived to delete (and the lock is not held across S3).
-                await admission.cancel_waiting(session, video=video)
+                await admission.cancel_waiting(session, video=video, settings=self._settings)
                 video.deleted_at = datetime.now(UTC)
                 await session.flush()
                 return video
@@ -346,7 +347,7 @@ class VideoService:
         """The variant's bytes: the archived copy when there is one (`byte_range` honoured), else upstream's
         (whole: `byte_range` is ignored there)."""
         video = await self._owned(session, caller=caller, video_id=video_id)
-        archived = await archive_service.archived_asset(session, video_id=video.id, variant=variant)
+        archived = await ArchiveRepository.from_session(session).archived_asset(video.id, variant)
         if archived is not None and archived.s3_key is not None:
             # Our copy outlives upstream's one-hour window; serve it whenever we have it.
             try:
@@ -356,7 +357,7 @@ class VideoService:
                 await archive_service.request_audit(session, video_id=video.id, variant=variant)
                 await session.commit()
                 raise
-        if await self._asset_state(session, video_id=video.id, variant=variant) == LOST_ASSET_STATE:
+        if await self._asset_state(session, video_id=video.id, variant=variant) == AssetState.LOST:
             raise ResourceNotFound(
                 f"The archived {variant.value} of video '{video.id}' was lost, and upstream no longer has it; "
                 "it cannot be served.",
@@ -364,7 +365,7 @@ class VideoService:
                 code="asset_lost",
             )
         await self._refresh_if_due(session, video)
-        if video.video_status is not VideoStatus.COMPLETED or video.upstream_id is None:
+        if video.status is not VideoStatus.COMPLETED or video.upstream_id is None:
             raise ResourceNotFound(
                 f"Video '{video_id}' is not ready yet (status: {video.status}); content is available once "
                 "it has completed.",
@@ -396,7 +397,7 @@ class VideoService:
         expires_at = int(datetime.now(UTC).timestamp()) + ttl
         archived = [
             asset
-            for asset in await archive_service.assets_of(session, video_id=video.id)
+            for asset in await ArchiveRepository.from_session(session).assets_of(video.id)
             if asset.state == AssetState.ARCHIVED.value and asset.s3_key is not None
         ]
         order = [variant.value for variant in Variant]
@@ -466,8 +467,8 @@ class VideoService:
         )
 
     @staticmethod
-    async def _asset_state(session: AsyncSession, *, video_id: str, variant: Variant) -> str | None:
-        assets = await archive_service.assets_of(session, video_id=video_id)
+    async def _asset_state(session: AsyncSession, *, video_id: str, variant: Variant) -> AssetState | None:
+        assets = await ArchiveRepository.from_session(session).assets_of(video_id)
         return next((asset.state for asset in assets if asset.variant == variant.value), None)
 
     async def _owned(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
@@ -552,8 +553,15 @@ class VideoService:
         await admission.check_backlog(session, profile=video.upstream_profile, limits=limits, model=video.model)
         repository = VideoRepository.from_session(session)
         await repository.add(video)
-        if command.image is not None:
-            await repository.add_input(video.id, command.image)
+        if (image := command.image) is not None:
+            await ArchiveRepository.from_session(session).add_input(
+                video.id,
+                image=image.data,
+                content_type=image.content_type,
+                filename=image.filename,
+                width=image.width,
+                height=image.height,
+            )
         await admission.enqueue_submit(session, video_id=video.id, settings=self._worker_settings)
         await session.commit()
         return video
@@ -612,7 +620,7 @@ class VideoService:
         await archive_service.record_upstream_state(session, video=video, upstream=upstream, settings=self._settings)
 
     async def _refresh_if_due(self, session: AsyncSession, video: Video) -> None:
-        if video.upstream_id is None or video.video_status.is_terminal:
+        if video.upstream_id is None or video.status.is_terminal:
             return
         now = datetime.now(UTC)
         if video.refreshed_at is not None and now - video.refreshed_at < self._refresh_interval:

@@ -1,53 +1,30 @@
-"""Queries of the webhook receiver: record a delivery once, and find the video an event is about."""
+"""Every query of the `webhook_events` table (its one repository, decision 008): record a delivery once, match
+orphans to the videos that now claim them, and the stored deliveries the console and the CLI list.
+
+The video an event is about is found through `app.videos.repository`.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.repository import Repository
 from app.models import EventOutcome, Video, WebhookEvent
 
 
 @dataclass(frozen=True)
-class WebhookRepository:
-    session: AsyncSession
+class EventCursor:
+    received_at: datetime
+    id: uuid.UUID
 
-    @classmethod
-    def from_session(cls, session: AsyncSession) -> WebhookRepository:
-        return cls(session)
 
-    async def video_by_upstream_ids(self, upstream_ids: Sequence[str], *, profile: str) -> Video | None:
-        """Our video for one of these upstream ids (the forms one event's object may take), deleted or not (the
-        caller decides what a deleted one means)."""
-        if not upstream_ids:
-            return None
-        statement = (
-            select(Video)
-            .where(Video.upstream_profile == profile, Video.upstream_id.in_(list(upstream_ids)))
-            .order_by(Video.created_at)
-            .limit(1)
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
-
-    async def unfinished_videos(self, *, profile: str, limit: int) -> Sequence[Video]:
-        """The profile's live videos still queued or in progress, newest first."""
-        statement = (
-            select(Video)
-            .where(
-                Video.upstream_profile == profile,
-                Video.upstream_id.is_not(None),
-                Video.deleted_at.is_(None),
-                Video.status.in_(("queued", "in_progress")),
-            )
-            .order_by(Video.created_at.desc())
-            .limit(limit)
-        )
-        return (await self.session.execute(statement)).scalars().all()
-
+class WebhookRepository(Repository):
     async def recent(self, *, limit: int, outcome: str | None = None) -> Sequence[WebhookEvent]:
         """The latest stored deliveries, newest first, optionally of one outcome."""
         statement = select(WebhookEvent).order_by(WebhookEvent.received_at.desc()).limit(limit)
@@ -88,3 +65,41 @@ class WebhookRepository:
             .returning(WebhookEvent.id)
         )
         return (await self.session.execute(statement)).scalar_one_or_none() is not None
+
+    async def match_orphan_events(self, *, limit: int) -> set[str]:
+        """Mark webhook events that arrived before their video was ours as matched; returns those videos' ids.
+
+        A webhook can beat the commit of our create row (or come from another project); it is kept as an
+        orphan and matched here once a live video with that upstream id exists.
+        """
+        matched = (
+            update(WebhookEvent)
+            .where(
+                WebhookEvent.outcome == EventOutcome.ORPHAN.value,
+                WebhookEvent.upstream_video_id == Video.upstream_id,
+                WebhookEvent.upstream_profile == Video.upstream_profile,
+                Video.deleted_at.is_(None),
+                WebhookEvent.id.in_(
+                    select(WebhookEvent.id).where(WebhookEvent.outcome == EventOutcome.ORPHAN.value).limit(limit)
+                ),
+            )
+            .values(outcome=EventOutcome.MATCHED.value, video_id=Video.id)
+            .returning(Video.id)
+        )
+        return set((await self.session.execute(matched)).scalars().all())
+
+    async def events_of(self, video_id: str) -> Sequence[WebhookEvent]:
+        """The deliveries about one video, oldest first (the console's timeline of a video)."""
+        statement = select(WebhookEvent).where(WebhookEvent.video_id == video_id).order_by(WebhookEvent.received_at)
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def page(self, *, cursor: EventCursor | None, limit: int) -> Sequence[WebhookEvent]:
+        """Newest first, after `cursor` (the last row of the previous page): keyset-paged on (received_at, id),
+        never OFFSET (an index of migration 0009 serves it)."""
+        statement = select(WebhookEvent)
+        if cursor is not None:
+            statement = statement.where(
+                tuple_(WebhookEvent.received_at, WebhookEvent.id) < tuple_(cursor.received_at, cursor.id)
+            )
+        statement = statement.order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc()).limit(limit)
+        return (await self.session.execute(statement)).scalars().all()

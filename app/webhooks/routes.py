@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from app.core import metrics
+from app.core.body_limit import declared_length
 from app.core.config import DEFAULT_PROFILE, Settings, UpstreamSettings
 from app.core.errors import (
     GatewayError,
@@ -27,9 +28,7 @@ from app.core.errors import (
     WebhookSignatureInvalid,
     database_unavailable,
 )
-from app.core.limits import declared_length
-from app.core.resources import resources
-from app.deps import SettingsDep
+from app.deps import SettingsDep, request_transaction
 from app.webhooks import service as webhook_service
 from app.webhooks.kinds import webhook_kind
 from app.webhooks.schemas import DeliveredEvent, WebhookAck
@@ -47,13 +46,8 @@ async def delivery_session(request: Request) -> AsyncIterator[AsyncSession]:
     """
     profile: str = getattr(request.state, "webhook_profile", DEFAULT_PROFILE)
     try:
-        async with resources(request).database.sessionmaker() as session:
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit()
+        async with request_transaction(request) as session:
+            yield session
     except Exception as exc:
         if not database_unavailable(exc):
             raise

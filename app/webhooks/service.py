@@ -20,6 +20,7 @@ from app.archive import service as archive_service
 from app.core.config import DEFAULT_PROFILE, WorkerSettings
 from app.core.logging import stamp_transaction
 from app.models import EventOutcome, Video, WebhookEvent
+from app.videos.repository import VideoRepository
 from app.webhooks.repository import WebhookRepository
 from app.webhooks.schemas import OPENAI_VIDEO_EVENTS, DeliveredEvent
 
@@ -54,17 +55,17 @@ async def receive(
     """
     # The stored event and its sync job remember this request's id, for the worker's log lines.
     await stamp_transaction(session)
-    repository = WebhookRepository.from_session(session)
+    videos = VideoRepository.from_session(session)
     video: Video | None = None
     to_sync: Sequence[Video] = ()
     if event.type in video_events and event.object_id is None:
         # Names no video: every unfinished one of this profile may be the one that finished.
-        to_sync = await repository.unfinished_videos(profile=profile, limit=HINT_BATCH)
+        to_sync = await videos.unfinished_videos(profile=profile, limit=HINT_BATCH)
         outcome = EventOutcome.ENQUEUED if to_sync else EventOutcome.IGNORED
     elif event.type in video_events and event.object_id is not None:
         # Looked up before the insert so the row is written once with its final outcome; a duplicate pays one
         # indexed read and acts on nothing.
-        video = await repository.video_by_upstream_ids(
+        video = await videos.by_upstream_ids(
             [event.object_id] if upstream_ids is None else upstream_ids, profile=profile
         )
         if video is None:
@@ -75,7 +76,7 @@ async def receive(
             outcome = EventOutcome.ENQUEUED
     else:
         outcome = EventOutcome.IGNORED
-    inserted = await repository.record(
+    inserted = await WebhookRepository.from_session(session).record(
         webhook_id=event.webhook_id,
         event_id=event.event_id,
         event_type=event.type,

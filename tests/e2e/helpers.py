@@ -17,7 +17,7 @@ import httpx
 
 from app.archive.storage import make_client
 from app.dev.processes import ManagedProcess
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 
 T = TypeVar("T")
 MIB = 1024 * 1024

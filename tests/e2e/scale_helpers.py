@@ -17,7 +17,8 @@ import httpx
 
 from app.archive.storage import ArchiveStorage, make_client
 from app.core.config import S3Settings
-from tests.e2e.conftest import SIMULATOR_KEY, Stack
+from tests.support.settings import SIMULATOR_KEY
+from tests.support.stack import Stack
 
 VARIANTS = ("video", "thumbnail", "spritesheet")
 # Bodies of both the simulator and S3 are read in pieces of this size while hashing.

@@ -23,8 +23,6 @@ from standardwebhooks import Webhook
 
 from app.archive.storage import ArchiveStorage
 from app.models import Variant
-from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.e2e.conftest import Stack
 from tests.e2e.scale_helpers import (
     VARIANTS,
     CreatedVideo,
@@ -36,6 +34,8 @@ from tests.e2e.scale_helpers import (
     simulator_digests,
     wait_until_archived,
 )
+from tests.support.settings import TEST_WEBHOOK_SECRET
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

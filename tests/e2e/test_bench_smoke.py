@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from bench.report import rows_of
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +29,9 @@ def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def positive(summary: dict[str, Any]) -> bool:
-    return summary["n"] >= 1 and summary["min"] > 0
+    count: int = summary["n"]
+    smallest: float = summary["min"]
+    return count >= 1 and smallest > 0
 
 
 # Every benchmark builds its own stacks, one after another: on a busy 2-core machine the whole smoke run
@@ -44,10 +48,12 @@ def test_every_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
     assert set(benchmarks) == {"archive", "ingest", "burst", "facade", "burst_gemini"}
 
     sizes = benchmarks["archive"]["sizes"]
-    assert len(sizes) == 2
+    assert len(sizes) == 3
     for entry in sizes.values():
         for figure in ("gateway_mb_s", "pipe_mb_s", "ratio", "worker_rss_mib"):
             assert positive(entry["summary"][figure]), (entry["label"], figure)
+    flat = benchmarks["archive"]["rss_flat"]
+    assert len(flat["medians_mib"]) == 3 and flat["growth"] >= 0 and flat["flat"] == (flat["growth"] <= 0.05)
 
     ingest = benchmarks["ingest"]
     assert positive(ingest["summary"]["gateway_rps"]) and positive(ingest["summary"]["baseline_rps"])
@@ -58,12 +64,30 @@ def test_every_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
     # 5 % of the pool is badly signed: some were refused, and none was recorded.
     assert sum(step["unauthorized"] for step in steps) > 0
     assert all(step["recorded"]["bad_recorded"] == 0 for step in steps)
+    # The verify + INSERT baseline: measured the same way, and durable too (what it acknowledged is in its table).
+    assert positive(ingest["summary"]["insert_rps"]) and positive(ingest["summary"]["insert_ratio"])
+    assert ingest["insert_lost_nothing"] is True
+    assert all(step["recorded"]["valid_answered"] > 0 for step in ingest["raw"][0]["insert"])
+    # Measured again with history in the database: the gateway and the verify + INSERT endpoint.
+    history = ingest["history"]
+    assert history["fill"]["written"]["videos"] == history["rows"] > 0
+    assert history["fill"]["written"]["bench_ingest_baseline"] == history["rows"]
+    assert positive(history["summary"]["gateway_rps"]) and positive(history["summary"]["insert_rps"])
+    assert history["no_valid_delivery_lost"] is True and history["insert_lost_nothing"] is True
+    assert set(history["change_percent"]) >= {"gateway_rps", "insert_rps"}
 
     burst = benchmarks["burst"]
     assert positive(burst["summary"]["gateway_seconds"]) and positive(burst["summary"]["pipe_seconds"])
     assert burst["summary"]["missed_deadlines"]["max"] == 0
     assert burst["raw"][0]["assets"] == 3 * burst["videos"]
     assert burst["raw"][0]["webhooks_seen"] == burst["videos"]
+    # The same burst with each number of workers (1 and 2 in the smoke run), each beside its pipe.
+    assert set(burst["by_workers"]) == {"1", "2"} and burst["workers"] == 2
+    for count, entry in burst["by_workers"].items():
+        assert positive(entry["summary"]["videos_per_s"]) and positive(entry["summary"]["pipe_videos_per_s"]), count
+        assert entry["summary"]["missed_deadlines"]["max"] == 0, count
+        assert entry["raw"][0]["assets"] == 3 * burst["videos"], count
+    assert burst["scaling"]["1"] == 1.0
 
     # Veo through the Gemini simulator: the MP4 archived and the two images derived from it, for every video.
     gemini = benchmarks["burst_gemini"]
@@ -77,6 +101,18 @@ def test_every_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
     facade = benchmarks["facade"]
     for figure in ("gateway_retrieve_p50_ms", "direct_retrieve_p50_ms", "gateway_content_mb_s", "s3_content_mb_s"):
         assert positive(facade["summary"][figure]), figure
+    # The bare key check + row read, and the retrieve and list again with history in the database.
+    for figure in ("bare_retrieve_p50_ms", "bare_list_p50_ms", "retrieve_vs_bare", "list_vs_bare"):
+        assert positive(facade["summary"][figure]), figure
+        assert positive(facade["history"]["summary"][figure]), figure
+    assert facade["history"]["fill"]["written"]["assets"] == 3 * facade["history"]["rows"]
+
+    # The table shows the new baselines and the history beside the empty database.
+    figures = {figure for _, figure, _, _ in rows_of(benchmarks)}
+    assert "ratio to verify + INSERT" in figures and "retrieve ratio to bare" in figures
+    assert any(figure.endswith("rows of history: change of retrieve p50 vs empty database") for figure in figures)
+    assert any(figure.startswith("worker peak RSS flat") for figure in figures)
+    assert any(figure.startswith("scaling:") for figure in figures)
 
     # Every goal was evaluated (met or not: a smoke run measures nothing).
     assert len(result["goals"]) >= 12

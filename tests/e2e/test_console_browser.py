@@ -25,8 +25,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from app.dev.processes import free_port
-from tests.e2e.conftest import Stack
 from tests.e2e.helpers import sql, wait_for
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -41,8 +41,8 @@ import httpx
 import pytest
 
 from app.dev.processes import gateway_command
-from tests.e2e.conftest import Stack
 from tests.support.helm_chart import SECRET_ENV, assert_valid_for_kubernetes, by_kind, pod_specs, render
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -10,16 +10,17 @@ caller. By id, the SDK is called with `video=openai.omit, extra_body={"video": {
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from tests.e2e.conftest import Stack
 from tests.e2e.helpers import asset_rows, object_digest, retrieve_video, wait_for
 from tests.e2e.test_live_providers_sdk import RENDERS
 from tests.e2e.test_openai_sdk import mp4_facts
+from tests.support.stack import Stack
 from tests.support.videos import mp4_bytes
 
 pytestmark = pytest.mark.e2e
@@ -119,10 +120,11 @@ class TestEditAndExtend:
                 poll_interval_ms=200,
             )
             assert source.status == "completed"
-            for call in (
+            calls: tuple[Callable[[], object], ...] = (
                 lambda: client.videos.edit(prompt="x", **by_id(source.id)),
                 lambda: client.videos.extend(prompt="x", seconds="4", **by_id(source.id)),
-            ):
+            )
+            for call in calls:
                 with pytest.raises(openai.BadRequestError) as caught:
                     call()
                 assert caught.value.code == "unsupported_by_provider"

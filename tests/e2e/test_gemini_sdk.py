@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import signal
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import Stack
 from tests.e2e.helpers import (
     MIB,
     asset_rows,
@@ -34,6 +34,7 @@ from tests.e2e.helpers import (
 )
 from tests.e2e.test_edits_extensions_sdk import by_id
 from tests.e2e.test_openai_sdk import mp4_facts
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -208,5 +209,5 @@ class TestArchiveFaults:
             # Nobody polls through the API (the database is read directly) and no webhook arrives: only the
             # reconciler can find them.
             for video_id in ids:
-                wait_for(lambda v=video_id: archived_in_database(stack, v), timeout=90, what=f"{video_id} archived")
+                wait_for(partial(archived_in_database, stack, video_id), timeout=90, what=f"{video_id} archived")
             assert sql(stack, "SELECT count(*) AS n FROM webhook_events")[0]["n"] == 0

@@ -17,6 +17,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import SIMULATOR_KEY, Stack
 from tests.e2e.helpers import asset_rows, object_digest, retrieve_video, sql, wait_for
 from tests.e2e.test_openai_sdk import mp4_facts
+from tests.support.settings import SIMULATOR_KEY
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -152,7 +154,7 @@ def test_every_webhook_lost_the_reconciler_still_archives_all_three(
         # Nobody polls through the API (the database is read directly) and no webhook arrives: only the
         # reconciler can find them.
         for video_id in ids:
-            wait_for(lambda v=video_id: archived_in_database(stack, v), timeout=120, what=f"{video_id} archived")
+            wait_for(partial(archived_in_database, stack, video_id), timeout=120, what=f"{video_id} archived")
         assert sql(stack, "SELECT count(*) AS n FROM webhook_events")[0]["n"] == 0
 
 

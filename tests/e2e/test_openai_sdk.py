@@ -9,7 +9,7 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

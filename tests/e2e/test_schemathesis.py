@@ -28,7 +28,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from app.core.config import S3Settings
-from tests.e2e.conftest import Stack, running_stack
+from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -59,6 +59,10 @@ def api_key(live_stack: Stack) -> str:
     return live_stack.new_caller_key()
 
 
+# A generated request; the operations come from the loaded document (`operations_of`), typed no further.
+ApiCase = schemathesis.Case[Any]
+
+
 def operations_of(schema: Any) -> list[Any]:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 25  # the whole contract (admin and webhooks included), not a stray subset
@@ -79,7 +83,7 @@ def test_no_server_errors_and_documented_responses_match(live_stack: Stack, api_
 
         @settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
-        def exercise(case: schemathesis.Case) -> None:
+        def exercise(case: ApiCase) -> None:
             response = case.call_and_validate(
                 base_url=live_stack.api_url,
                 headers=auth_for(case.operation.path, api_key),
@@ -126,7 +130,7 @@ HOSTILE_JSON = st.one_of(
 )
 
 
-def mutate(case: schemathesis.Case, data: st.DataObject) -> None:
+def mutate(case: ApiCase, data: st.DataObject) -> None:
     """Swap some of the generated path, query and body values for hostile ones (Hypothesis decides which)."""
     for name in list(case.path_parameters or {}):
         if data.draw(st.booleans(), label=f"hostile path {name}"):
@@ -150,7 +154,7 @@ def test_hostile_values_never_get_a_server_error(live_stack: Stack, api_key: str
 
         @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(), data=st.data())
-        def exercise(case: schemathesis.Case, data: st.DataObject) -> None:
+        def exercise(case: ApiCase, data: st.DataObject) -> None:
             mutate(case, data)
             response = case.call(base_url=live_stack.api_url, headers=auth_for(case.operation.path, api_key))
             statuses.append(response.status_code)

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from app.archive.storage import ArchiveStorage
-from tests.e2e.conftest import Stack
 from tests.e2e.helpers import (
     MIB,
     asset_rows,
@@ -38,6 +37,7 @@ from tests.e2e.helpers import (
     wait_exit,
     wait_for,
 )
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

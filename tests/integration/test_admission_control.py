@@ -30,7 +30,6 @@ from app.archive.jobs import JobContext, run_job
 from app.archive.queue import ClaimedJob
 from app.archive.storage import ArchiveStorage
 from app.archive.worker import Worker
-from app.auth import service as auth_service
 from app.core.config import LimitSettings, S3Settings, SimulatorSettings, UpstreamProfile
 from app.core.db import Database
 from app.main import create_app
@@ -39,9 +38,10 @@ from app.simulator import create_simulator_app
 from app.simulator.errors import SimulatorError
 from app.simulator.runtime import Simulator
 from app.upstream.router import UpstreamRouter
-from tests.conftest import make_settings
-from tests.integration.conftest import gateway_client
-from tests.integration.worker.conftest import worker_settings
+from tests.support.factories import make_caller
+from tests.support.gateway import gateway_client
+from tests.support.settings import make_settings
+from tests.support.worker import worker_settings
 
 SIM_KEY = "sim-key"
 LIMITED_HOST = "limited.test"
@@ -235,15 +235,14 @@ def admission_stack(
         upstreams = UpstreamRouter(settings, transport=transport)
         storage = ArchiveStorage(s3_settings)
         await storage.ensure_bucket()
-        async with database.sessionmaker.begin() as session:
-            issued = await auth_service.create_caller(session, name=f"adm-{uuid.uuid4().hex[:10]}")
+        caller = await make_caller(database)
         context = JobContext(settings=settings, database=database, upstreams=upstreams, storage=storage)
         async with (
             simulator_app.router.lifespan_context(simulator_app),
             app.router.lifespan_context(app),
-            gateway_client(app, issued.key) as api,
+            gateway_client(app, caller.key) as api,
         ):
-            yield Stack(settings, profile, api, issued.caller.id, simulator_app, database, context, transport)
+            yield Stack(settings, profile, api, caller.id, simulator_app, database, context, transport)
             # What a test leaves waiting must not be picked up by another test's worker.
             async with database.sessionmaker.begin() as session:
                 mine = select(Video.id).where(Video.upstream_profile == profile)
@@ -341,7 +340,7 @@ class TestAdmissionControl:
             async def all_settled() -> bool:
                 videos = await stack.videos(ids)
                 completed = sum(video.status == "completed" for video in videos)
-                return all(video.video_status.is_terminal for video in videos) and (
+                return all(video.status.is_terminal for video in videos) and (
                     await stack.archived(ids) == 3 * completed
                 )
 
@@ -380,7 +379,7 @@ class TestAdmissionControl:
             sampler = asyncio.create_task(sample())
 
             async def all_settled() -> bool:
-                return all(video.video_status.is_terminal for video in await stack.videos(ids))
+                return all(video.status.is_terminal for video in await stack.videos(ids))
 
             try:
                 await stack.drive(all_settled)
@@ -414,6 +413,10 @@ class TestAdmissionControl:
         async with admission_stack(max_rpm=1, rate_window_seconds=60) as stack:
             spent_before = (await stack.api.get("/v1/usage")).json()["current_period"]["spent_usd"]
             video_id = (await stack.create("never mind")).json()["id"]
+            async with stack.database.sessionmaker.begin() as session:
+                await session.execute(
+                    update(Video).where(Video.id == video_id).values(callback_url="https://hooks.example.com/v")
+                )
             assert (await stack.api.delete(f"/v1/videos/{video_id}")).status_code == 200
             await stack.worker().run_until_idle()
             assert stack.stats()["create_requests"] == 0
@@ -422,6 +425,12 @@ class TestAdmissionControl:
             [job] = await stack.submit_jobs(video_id)
             assert job.state == "succeeded" and "deleted" in (job.last_error or "")
             assert (await stack.api.get("/v1/usage")).json()["current_period"]["spent_usd"] == spent_before
+            # The caller deleted it: nobody is told it failed.
+            async with stack.database.sessionmaker() as session:
+                events = await session.execute(
+                    select(CallbackDelivery.event_type).where(CallbackDelivery.video_id == video_id)
+                )
+                assert list(events.scalars()) == []
 
     async def test_a_video_deleted_while_it_is_being_sent_is_deleted_upstream_too(
         self, admission_stack: StackFactory
@@ -530,10 +539,19 @@ class TestAdmissionControl:
         async with admission_stack(max_rpm=5, rate_window_seconds=60) as stack:
             stack.set_faults(server_error_next=1, burst_routes=["create_video"])
             video_id = (await stack.create("answered 500")).json()["id"]
+            async with stack.database.sessionmaker.begin() as session:
+                await session.execute(
+                    update(Video).where(Video.id == video_id).values(callback_url="https://hooks.example.com/v")
+                )
             await stack.worker().run_until_idle()
             body = (await stack.api.get(f"/v1/videos/{video_id}")).json()
             assert (body["status"], body["error"]["code"]) == ("failed", "upstream_submission_unknown")
             assert stack.stats()["create_requests"] == 1
+            async with stack.database.sessionmaker() as session:
+                events = await session.execute(
+                    select(CallbackDelivery.event_type).where(CallbackDelivery.video_id == video_id)
+                )
+                assert list(events.scalars()) == ["video.failed"]
 
     async def test_the_input_image_waits_with_the_video_and_reaches_upstream(
         self, admission_stack: StackFactory

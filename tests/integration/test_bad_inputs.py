@@ -22,14 +22,14 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
-from app.callbacks import destinations
+from app.core import outbound_urls
 from app.core.config import S3Settings
 from app.core.resources import resources_of
 from app.main import create_app
 from app.upstream.image_url import ImageFetcher
-from tests.conftest import TEST_WEBHOOK_SECRET, make_settings
-from tests.integration.conftest import gateway_client
+from tests.support.gateway import gateway_client
 from tests.support.images import data_url, image_bytes
+from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
 from tests.support.transports import CountingTransport
 from tests.unit.callbacks.test_destinations import ADDRESS_VECTORS, METADATA_VECTORS, NON_CANONICAL
 
@@ -444,8 +444,8 @@ class TestHostileIdsCursorsAndBodies:
         ids=["retrieve", "delete", "content", "assets", "remix", "control character", "too long"],
     )
     async def test_a_video_id_of_the_wrong_shape_is_400(self, api: httpx.AsyncClient, method: str, path: str) -> None:
-        body = {"json": {"prompt": "p"}} if method == "POST" else {}
-        assert_refused(await api.request(method, path, **body), 400, "video_id", "invalid_value")
+        body = {"prompt": "p"} if method == "POST" else None
+        assert_refused(await api.request(method, path, json=body), 400, "video_id", "invalid_value")
 
     async def test_a_well_shaped_unknown_id_is_still_404(self, api: httpx.AsyncClient) -> None:
         assert (await api.get("/v1/videos/video_nope")).status_code == 404
@@ -658,7 +658,7 @@ class TestImageUrlDestinations:
             seen.append(request)
             return httpx.Response(200, stream=httpx.ByteStream(PNG_720x1280), headers={"content-type": "image/png"})
 
-        monkeypatch.setattr(destinations, "resolve", lambda host: [ipaddress.ip_address("93.184.216.34")])
+        monkeypatch.setattr(outbound_urls, "resolve", lambda host: [ipaddress.ip_address("93.184.216.34")])
         service = resources_of(gateway_app).video_service
         monkeypatch.setattr(
             service, "images", ImageFetcher(service.images.settings, transport=httpx.MockTransport(serve))

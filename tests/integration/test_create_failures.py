@@ -11,8 +11,8 @@ from app.core.config import CallbackSettings
 from app.core.db import Database
 from app.main import create_app
 from app.models import CallbackDelivery, Video
-from tests.conftest import make_settings
-from tests.integration.conftest import NewCaller, gateway_client
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import make_settings
 
 
 class ScriptedUpstream(httpx.AsyncBaseTransport):

@@ -21,8 +21,8 @@ from app.core.config import (
 from app.core.db import Database
 from app.main import create_app
 from app.models import Video
-from tests.conftest import TEST_WEBHOOK_SECRET, make_settings
-from tests.integration.conftest import NewCaller, gateway_client
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
 from tests.support.transports import CountingTransport
 
 

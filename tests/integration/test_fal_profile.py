@@ -36,9 +36,9 @@ from app.main import create_app
 from app.models import ArchiveJob, Asset, Video, WebhookEvent
 from app.simulator.fal import create_fal_simulator_app
 from app.upstream.router import UpstreamRouter
-from tests.conftest import make_settings
-from tests.integration.conftest import NewCaller, gateway_client
-from tests.integration.worker.conftest import worker_settings
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import make_settings
+from tests.support.worker import worker_settings
 
 FAL_KEY = "fal-key"
 VEO = "fal-ai/veo3.1"

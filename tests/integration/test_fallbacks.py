@@ -42,10 +42,11 @@ from app.models import ArchiveJob, Asset, JobKind, Video, WebhookEvent
 from app.simulator import create_gemini_simulator_app, create_simulator_app
 from app.simulator.fal import create_fal_simulator_app
 from app.upstream.router import UpstreamRouter
-from tests.conftest import make_settings
-from tests.integration.conftest import NewCaller, gateway_client
 from tests.integration.test_fal_profile import Deferred, served
-from tests.integration.worker.conftest import worker_settings
+from tests.support.factories import make_video
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import make_settings
+from tests.support.worker import worker_settings
 
 VEO = "veo-3.1-generate-preview"
 FAL_VEO = "fal-ai/veo3.1"
@@ -473,22 +474,19 @@ class TestACutOffCreate:
         caller = (await stack.create(model="sora-2")).json()
         caller_id = (await stack.row(caller["id"])).caller_id
         video_id = f"video_{uuid.uuid4().hex}"
-        async with stack.database.sessionmaker.begin() as session:
-            session.add(
-                Video(
-                    id=video_id,
-                    caller_id=caller_id,
-                    model="sora-2-pro",
-                    upstream_profile="fb-alt",
-                    upstream_model=ALT_MODEL,
-                    size="1280x720",
-                    seconds="4",
-                    prompt="lost in transit",
-                    status="queued",
-                    progress=0,
-                    submitted_at=datetime.now(UTC) - timedelta(seconds=5),
-                )
-            )
+        await make_video(
+            stack.database,
+            video_id=video_id,
+            caller=caller_id,
+            status="queued",
+            upstream_id=None,
+            profile="fb-alt",
+            model="sora-2-pro",
+            upstream_model=ALT_MODEL,
+            size="1280x720",
+            prompt="lost in transit",
+            submitted_at=datetime.now(UTC) - timedelta(seconds=5),
+        )
         async with stack.database.sessionmaker.begin() as session:
             cut_off = await session.get(Video, video_id)
             assert cut_off is not None

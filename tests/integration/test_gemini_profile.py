@@ -26,9 +26,10 @@ from app.core.db import Database
 from app.main import create_app
 from app.models import ArchiveJob, Video, WebhookEvent
 from app.simulator import create_gemini_simulator_app, create_simulator_app
-from tests.conftest import TEST_WEBHOOK_SECRET, make_settings
-from tests.integration.conftest import NewCaller, gateway_client
-from tests.integration.test_several_upstreams import ByHost, signed
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
+from tests.support.transports import ByHost
+from tests.support.webhooks import signed
 
 VEO_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 VEO = "veo-3.1-generate-preview"
@@ -71,9 +72,9 @@ class Veo:
 @pytest.fixture
 async def veo(database_url: str, seaweedfs_s3: S3Settings, new_caller_key: NewCaller) -> AsyncIterator[Veo]:
     gemini = create_gemini_simulator_app(
-        SimulatorSettings(api_key=GEMINI_KEY, queue_seconds=0.2, render_seconds=1.2, fps=2)  # type: ignore[arg-type]
+        SimulatorSettings(api_key=GEMINI_KEY, queue_seconds=0.2, render_seconds=1.2, fps=2)
     )
-    main = create_simulator_app(SimulatorSettings(api_key="sim-key", queue_seconds=0, render_seconds=0.2, fps=2))  # type: ignore[arg-type]
+    main = create_simulator_app(SimulatorSettings(api_key="sim-key", queue_seconds=0, render_seconds=0.2, fps=2))
     settings = make_settings(database_url, upstream_base_url="http://main.test/v1").model_copy(
         update={
             "s3": seaweedfs_s3,
@@ -81,9 +82,9 @@ async def veo(database_url: str, seaweedfs_s3: S3Settings, new_caller_key: NewCa
                 "veo": UpstreamProfile(
                     kind="gemini",
                     base_url="http://gemini.test",
-                    api_key=GEMINI_KEY,  # type: ignore[arg-type]
+                    api_key=GEMINI_KEY,
                     models=[VEO, "veo-3.1-fast-generate-preview"],
-                    webhook_secrets=VEO_SECRET,  # type: ignore[arg-type]
+                    webhook_secrets=VEO_SECRET,
                     retry_base_seconds=0.01,
                     retry_max_seconds=0.05,
                 )

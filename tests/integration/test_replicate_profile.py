@@ -36,10 +36,10 @@ from app.main import create_app
 from app.models import ArchiveJob, Asset, Video, WebhookEvent
 from app.simulator.replicate import create_replicate_simulator_app
 from app.upstream.router import UpstreamRouter
-from tests.conftest import TEST_WEBHOOK_SECRET, make_settings
-from tests.integration.conftest import NewCaller, gateway_client
-from tests.integration.test_several_upstreams import signed
-from tests.integration.worker.conftest import worker_settings
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
+from tests.support.webhooks import signed
+from tests.support.worker import worker_settings
 
 REPLICATE_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 TOKEN = "r8_gateway_test_token"

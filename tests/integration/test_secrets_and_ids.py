@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.core.config import WebhookSettings
 from app.core.resources import resources_of
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 async def test_video_ids_are_128_random_bits(api: httpx.AsyncClient) -> None:
@@ -41,9 +41,7 @@ async def test_health_answers_reveal_no_configuration(gateway_app: FastAPI) -> N
 def test_the_api_refuses_to_start_with_webhooks_on_and_no_usable_secret(
     database_url: str, configured: str | None
 ) -> None:
-    settings = make_settings(database_url).model_copy(
-        update={"webhooks": WebhookSettings(secrets=configured)}  # type: ignore[arg-type]
-    )
+    settings = make_settings(database_url).model_copy(update={"webhooks": WebhookSettings(secrets=configured)})
     with pytest.raises(ValueError, match="secret"):
         create_app(settings)
     # With webhooks switched off, the same settings start.

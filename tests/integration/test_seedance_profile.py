@@ -36,10 +36,10 @@ from app.models import ArchiveJob, Asset, Variant, Video, WebhookEvent
 from app.simulator import create_simulator_app
 from app.simulator.seedance import create_seedance_simulator_app
 from app.upstream.router import UpstreamRouter
-from tests.conftest import make_settings
-from tests.integration.conftest import NewCaller, gateway_client
-from tests.integration.test_several_upstreams import ByHost
-from tests.integration.worker.conftest import worker_settings
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import make_settings
+from tests.support.transports import ByHost
+from tests.support.worker import worker_settings
 
 ARK_KEY = "ark-key"
 PRO = "seedance-1-0-pro-250528"

@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from standardwebhooks import Webhook
 
 from app.core.config import S3Settings, SimulatorSettings, UpstreamProfile
 from app.core.db import Database
 from app.main import create_app
 from app.models import ArchiveJob, Video
 from app.simulator import create_simulator_app
-from tests.conftest import TEST_WEBHOOK_SECRET, make_settings
-from tests.integration.conftest import NewCaller, gateway_client
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
+from tests.support.transports import ByHost
+from tests.support.webhooks import signed
 
 PRO_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-class ByHost(httpx.AsyncBaseTransport):
-    """Routes each request to the in-process app serving its host."""
-
-    def __init__(self, apps: dict[str, FastAPI]) -> None:
-        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.transports[request.url.host].handle_async_request(request)
 
 
 @pytest.fixture
@@ -41,7 +30,7 @@ async def two_upstreams(
     database_url: str, seaweedfs_s3: S3Settings, new_caller_key: NewCaller
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, FastAPI]]]:
     simulators = {
-        host: create_simulator_app(SimulatorSettings(api_key=key, queue_seconds=0, render_seconds=0.2, fps=2))  # type: ignore[arg-type]
+        host: create_simulator_app(SimulatorSettings(api_key=key, queue_seconds=0, render_seconds=0.2, fps=2))
         for host, key in (("main.test", "sim-key"), ("pro.test", "pro-key"))
     }
     settings = make_settings(database_url, upstream_base_url="http://main.test/v1").model_copy(
@@ -50,9 +39,9 @@ async def two_upstreams(
             "upstreams": {
                 "pro": UpstreamProfile(
                     base_url="http://pro.test/v1",
-                    api_key="pro-key",  # type: ignore[arg-type]
+                    api_key="pro-key",
                     models=["sora-2-pro"],
-                    webhook_secrets=PRO_SECRET,  # type: ignore[arg-type]
+                    webhook_secrets=PRO_SECRET,
                 )
             },
         }
@@ -65,20 +54,6 @@ async def two_upstreams(
         gateway_client(app, await new_caller_key()) as api,
     ):
         yield api, simulators
-
-
-def signed(secret: str, body: dict[str, object]) -> tuple[bytes, dict[str, str]]:
-    raw = json.dumps(body).encode()
-    webhook_id = "wh_" + secrets.token_hex(8)
-    now = datetime.now(UTC)
-    signature = Webhook(secret).sign(webhook_id, now, raw.decode())
-    headers = {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature,
-        "content-type": "application/json",
-    }
-    return raw, headers
 
 
 async def create_stats(app: FastAPI, key: str) -> int:

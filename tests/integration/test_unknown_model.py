@@ -16,8 +16,8 @@ from app.core.config import UpstreamProfile
 from app.core.db import Database
 from app.main import create_app
 from app.models import Video
-from tests.conftest import make_settings
-from tests.integration.conftest import NewCaller, gateway_client
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import make_settings
 from tests.support.transports import CountingTransport
 
 GatewayFactory = Callable[..., AbstractAsyncContextManager[tuple[httpx.AsyncClient, CountingTransport]]]

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from app.core.db import Database
-from app.models import Asset, Video
-from tests.integration.conftest import SIMULATOR_KEY
+from app.models import Asset, Video, VideoStatus
 from tests.integration.test_videos_api import create, wait_until_terminal
+from tests.support.settings import SIMULATOR_KEY
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ class TestPassedThroughMessages:
         async with database.sessionmaker.begin() as session:
             row = await session.get(Video, video["id"])
             assert row is not None
-            row.status, row.error_code, row.error_message = "failed", "internal", f"Render {theirs} failed."
+            row.status, row.error_code, row.error_message = VideoStatus.FAILED, "internal", f"Render {theirs} failed."
             await session.execute(
                 update(Asset)
                 .where(Asset.video_id == row.id, Asset.variant == "video")

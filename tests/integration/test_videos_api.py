@@ -14,9 +14,9 @@ from sqlalchemy import update
 from app.core.db import Database
 from app.main import create_app
 from app.models import Video
-from tests.conftest import make_settings
-from tests.integration.conftest import NewCaller, gateway_client
+from tests.support.gateway import NewCaller, gateway_client
 from tests.support.images import data_url, image_bytes
+from tests.support.settings import make_settings
 from tests.support.transports import CountingTransport
 
 VIDEO_FIELDS = {

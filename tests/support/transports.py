@@ -1,10 +1,11 @@
-"""httpx transports for tests: count what the gateway sends upstream."""
+"""httpx transports for tests: count what the gateway sends upstream, route by host to in-process apps."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import httpx
+from fastapi import FastAPI
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
@@ -23,3 +24,13 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class ByHost(httpx.AsyncBaseTransport):
+    """Routes each request to the in-process app serving its host."""
+
+    def __init__(self, apps: dict[str, FastAPI]) -> None:
+        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.transports[request.url.host].handle_async_request(request)

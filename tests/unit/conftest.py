@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from app.callbacks import destinations
-from app.callbacks.destinations import IPAddress
+from app.core import outbound_urls
+from app.core.outbound_urls import IPAddress
 
 
 @pytest.fixture
@@ -21,5 +21,5 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
             raise OSError("name not known")
         return [ipaddress.ip_address(address) for address in answers[host]]
 
-    monkeypatch.setattr(destinations, "resolve", resolve)
+    monkeypatch.setattr(outbound_urls, "resolve", resolve)
     return answers

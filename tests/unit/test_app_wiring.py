@@ -13,8 +13,8 @@ from starlette.routing import Mount
 
 from app.console.tap import WebhookTap
 from app.core.access_log import AccessLog
+from app.core.body_limit import BodySizeLimit
 from app.core.config import Mode, Settings, UpstreamProfile, WebhookSettings
-from app.core.limits import BodySizeLimit
 from app.idempotency import middleware as idempotency
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.idempotency.paid import is_paid

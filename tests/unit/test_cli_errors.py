@@ -213,7 +213,7 @@ class TestErrorLine:
 
     def test_secrets_of_the_settings_are_masked(self) -> None:
         settings = dev_settings(
-            upstream=UpstreamSettings(api_key="sk-live-0123456789"),  # type: ignore[arg-type]
+            upstream=UpstreamSettings(api_key="sk-live-0123456789"),
             db={"url": unreachable_url(5432)},
         )
         line = error_line(ValueError(f"sent sk-live-0123456789 to {PASSWORD}"), settings=settings)

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from app.core.limits import MALFORMED, PAST_ANY_LIMIT, BodySizeLimit, declared_length
+from app.core.body_limit import MALFORMED, PAST_ANY_LIMIT, BodySizeLimit, declared_length
 
 
 def headers(*values: bytes) -> list[tuple[bytes, bytes]]:

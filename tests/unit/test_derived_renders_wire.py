@@ -4,6 +4,7 @@ sources each kind of profile can derive from (no network: scripted transports)."
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -90,11 +91,12 @@ class TestCapabilities:
 
     def test_a_provider_that_only_renders_from_prompts_refuses_each_with_unsupported_by_provider(self) -> None:
         plain = ModelCapabilities(provider="Someone", seconds=("5",), sizes=("1280x720",))
-        for refuse in (
+        refusals: tuple[Callable[[], object], ...] = (
             lambda: check_edit("m", plain, BY_ID),
             lambda: check_extend("m", plain, seconds="5", source=BY_ID),
             lambda: check_characters("m", plain),
-        ):
+        )
+        for refuse in refusals:
             with pytest.raises(InvalidRequest) as caught:
                 refuse()
             assert caught.value.code == "unsupported_by_provider"
@@ -118,7 +120,7 @@ class TestCapabilities:
 
 @pytest.mark.parametrize("kind", ["seedance", "fal", "replicate"])
 async def test_live_kinds_that_cannot_derive_answer_400_if_called_anyway(kind: str) -> None:
-    settings = UpstreamSettings(kind=kind, base_url="http://upstream.test", api_key="k")  # type: ignore[arg-type]
+    settings = UpstreamSettings(kind=kind, base_url="http://upstream.test", api_key="k")
     adapter = build_adapter(
         settings, profile="p", transport=httpx.MockTransport(lambda r: httpx.Response(500)), allow_http=True
     )

@@ -23,7 +23,6 @@ from app.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.limits.repository import ProfileUsageRow
 from app.limits.service import profile_usage
 from app.main import create_app
 from app.models import Video
@@ -31,6 +30,7 @@ from app.upstream.client import NO_RETRY_HEADERS, UpstreamClient
 from app.upstream.router import UpstreamRouter
 from app.upstream.schemas import CreateVideoCommand
 from app.videos import fallbacks
+from app.videos.repository import ProfileUsageRow
 
 VEO = "veo-3.1-generate-preview"
 FAL_VEO = "fal-ai/veo3.1"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import httpx
@@ -34,10 +34,10 @@ def adapter_with(
     settings = UpstreamSettings(
         kind="gemini",
         base_url="https://gen.test",
-        api_key="goog-secret",  # type: ignore[arg-type]
+        api_key="goog-secret",
         retry_base_seconds=0,
         retry_max_seconds=0,
-        **overrides,  # type: ignore[arg-type]
+        **overrides,
     )
     return GeminiAdapter(settings, profile="veo", transport=httpx.MockTransport(record)), seen
 
@@ -49,7 +49,7 @@ def command(**changes: object) -> CreateVideoCommand:
     return CreateVideoCommand(**fields)  # type: ignore[arg-type]
 
 
-def done(response: dict[str, object]) -> Callable[[httpx.Request], httpx.Response]:
+def done(response: Mapping[str, object]) -> Callable[[httpx.Request], httpx.Response]:
     return lambda _r: httpx.Response(200, json={"name": NAME, "done": True, "response": response})
 
 

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.callbacks import destinations
-from app.callbacks.destinations import DestinationRefused
+from app.core import outbound_urls
 from app.core.config import ApiSettings, CallbackSettings
 from app.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from app.core.outbound_urls import DestinationRefused
 from app.upstream.image_url import ImageFetcher, image_url_policy
 from tests.support.images import image_bytes
 from tests.unit.callbacks.test_destinations import ADDRESS_VECTORS, METADATA_VECTORS, NON_CANONICAL
@@ -32,7 +32,7 @@ def https(url: str) -> str:
 
 def refusal(url: str, settings: ApiSettings = NOTHING_LISTED) -> str:
     with pytest.raises(DestinationRefused) as caught:
-        destinations.check_with(url, image_url_policy(settings))
+        outbound_urls.check_with(url, image_url_policy(settings))
     return str(caught.value)
 
 
@@ -47,7 +47,7 @@ class TestGuard:
 
     @pytest.mark.parametrize("url", ["https://8.8.8.8/a.png", "https://[2606:4700:4700::1111]:8443/a.png"])
     def test_a_public_address_passes_without_being_listed(self, url: str) -> None:
-        destinations.check_with(url, image_url_policy(NOTHING_LISTED))
+        outbound_urls.check_with(url, image_url_policy(NOTHING_LISTED))
 
     @pytest.mark.parametrize(
         "url",
@@ -76,13 +76,13 @@ class TestGuard:
         assert "use https" in refusal(url, ApiSettings(image_url_allowed_destinations=["img.test"]))
 
     def test_an_allow_listed_private_network_is_reachable(self) -> None:
-        destinations.check_with(
+        outbound_urls.check_with(
             "https://10.1.2.3/a.png", image_url_policy(ApiSettings(image_url_allowed_destinations=["10.0.0.0/8"]))
         )
 
     def test_a_name_resolving_to_a_public_address_passes(self, resolver: dict[str, list[str]]) -> None:
         resolver["img.test"] = ["93.184.216.34"]
-        destinations.check_with("https://img.test/a.png", image_url_policy(NOTHING_LISTED))
+        outbound_urls.check_with("https://img.test/a.png", image_url_policy(NOTHING_LISTED))
 
     @pytest.mark.parametrize(
         ("addresses", "named"),
@@ -101,7 +101,7 @@ class TestGuard:
     def test_callbacks_keep_their_default_deny(self) -> None:
         # The generalisation must not let a callback reach a public address the operator did not list.
         with pytest.raises(DestinationRefused, match="callback allow-list"):
-            destinations.check_url("https://8.8.8.8/hook", CallbackSettings())
+            outbound_urls.check_url("https://8.8.8.8/hook", CallbackSettings())
 
 
 def fetcher() -> tuple[ImageFetcher, list[httpx.Request]]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.archive.jobs import retry_delay
+from app.archive.jobs import job_retry_delay
 from app.archive.queue import ClaimedJob
 from app.core import retry
 from app.core.config import AuthSettings, CallbackSettings, UpstreamSettings
@@ -50,7 +50,7 @@ class TestBackoff:
             ceiling = min(120.0, 2.0 * (2.0 ** max(attempts - 1, 0)))
             expected = ceiling / 2 + random.Random(attempts).uniform(0, ceiling / 2)
             random.seed(attempts)
-            assert retry_delay(job(attempts, None), base=2.0, cap=120.0, now=NOW) == expected
+            assert job_retry_delay(job(attempts, None), base=2.0, cap=120.0, now=NOW) == expected
 
 
 class TestStrategies:
@@ -99,24 +99,24 @@ class TestStrategies:
 
 class TestDeadline:
     def test_without_a_deadline_the_delay_is_the_backoff(self) -> None:
-        delay = retry_delay(job(3, None), base=2.0, cap=120.0, now=NOW)
+        delay = job_retry_delay(job(3, None), base=2.0, cap=120.0, now=NOW)
         assert delay is not None and 4.0 <= delay <= 8.0
 
     def test_a_retry_is_never_scheduled_past_the_deadline(self) -> None:
         deadline = NOW + timedelta(seconds=30)
         for attempts in range(1, 12):
-            delay = retry_delay(job(attempts, deadline), base=2.0, cap=120.0, now=NOW)
+            delay = job_retry_delay(job(attempts, deadline), base=2.0, cap=120.0, now=NOW)
             assert delay is not None and NOW + timedelta(seconds=delay) < deadline
 
     def test_no_retry_once_the_window_has_closed(self) -> None:
-        assert retry_delay(job(2, NOW - timedelta(seconds=1)), base=2.0, cap=120.0, now=NOW) is None
-        assert retry_delay(job(2, NOW + timedelta(seconds=0.5)), base=2.0, cap=120.0, now=NOW) is None
+        assert job_retry_delay(job(2, NOW - timedelta(seconds=1)), base=2.0, cap=120.0, now=NOW) is None
+        assert job_retry_delay(job(2, NOW + timedelta(seconds=0.5)), base=2.0, cap=120.0, now=NOW) is None
 
     def test_attempts_within_one_hour_are_bounded_by_the_window(self) -> None:
         """Simulate a job failing every time inside a one-hour window: it stops at the deadline."""
         deadline = NOW + timedelta(hours=1)
         clock, attempts = NOW, 0
-        while (delay := retry_delay(job(attempts + 1, deadline), base=2.0, cap=120.0, now=clock)) is not None:
+        while (delay := job_retry_delay(job(attempts + 1, deadline), base=2.0, cap=120.0, now=clock)) is not None:
             attempts += 1
             clock += timedelta(seconds=delay)
             assert clock < deadline

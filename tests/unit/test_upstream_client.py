@@ -57,10 +57,10 @@ def fail(exc: type[Exception]) -> Callable[[httpx.Request], httpx.Response]:
 def client_with(transport: httpx.MockTransport, *, allow_http: bool = True, **overrides: object) -> UpstreamClient:
     settings = UpstreamSettings(
         base_url="http://upstream.test/v1",
-        api_key="up-secret",  # type: ignore[arg-type]
+        api_key="up-secret",
         retry_base_seconds=0,
         retry_max_seconds=0,
-        **overrides,  # type: ignore[arg-type]
+        **overrides,
     )
     return UpstreamClient(settings, transport=transport, allow_http_redirects=allow_http)
 

@@ -24,7 +24,7 @@ from app.archive.storage import RANGED_MAX_FETCH_BYTES, ArchiveStorage, ObjectNo
 from app.models.asset import Variant
 from app.simulator import render
 from app.simulator.render import RenderJob, render_assets
-from tests.integration.archive.conftest import MIB
+from tests.support.settings import MIB
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -26,7 +26,7 @@ from app.archive.storage import (
 )
 from app.core.config import S3Settings
 from app.models.asset import Variant
-from tests.integration.archive.conftest import MIB
+from tests.support.settings import MIB
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

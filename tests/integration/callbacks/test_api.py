@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from app.callbacks.service import CallbackEvent
-from tests.integration.callbacks.conftest import CallbackStack, Receiver
-from tests.integration.conftest import gateway_client
+from tests.support.callbacks import CallbackStack, Receiver
+from tests.support.gateway import gateway_client
 
 
 class TestStandingEndpoints:

@@ -23,9 +23,9 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.main import create_app
 from app.models import Video
-from tests.integration.callbacks.conftest import Receiver, callback_settings
-from tests.integration.conftest import NewCaller, gateway_client
-from tests.integration.worker.conftest import ArchiveStack
+from tests.support.callbacks import Receiver, callback_settings
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.worker import ArchiveStack
 
 
 @dataclass
@@ -124,3 +124,8 @@ class TestCallbackAfterArchive:
         body = json.loads(receiver.requests[0].body)
         assert body["type"] == "video.failed" and body["data"]["id"] == video_id
         assert body["data"]["error"]["code"] == "moderation_blocked"
+
+        # Upstream says failed again (a repeated sync): the failure was told once, and stays told once.
+        await flow.archive(video_id)
+        await delivery.deliver_due(flow.context)
+        assert len(receiver.requests) == 1

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.callbacks import destinations
-from app.callbacks.destinations import IPAddress
+from app.core import outbound_urls
+from app.core.outbound_urls import IPAddress
 from app.models import Video
-from tests.integration.callbacks.conftest import CallbackStack, Receiver, StackFactory, callback_settings
+from tests.support.callbacks import CallbackStack, Receiver, StackFactory, callback_settings
 from tests.support.transports import CountingTransport
 
 NOT_ALLOWED = "not in the operator's callback allow-list"
@@ -101,7 +101,7 @@ class TestCreateRefusesForbiddenCallbacks:
             assert host == "billing.internal"
             return [ipaddress.ip_address("10.20.30.40")]
 
-        monkeypatch.setattr(destinations, "resolve", resolve)
+        monkeypatch.setattr(outbound_urls, "resolve", resolve)
         response = await create(client, "http://billing.internal:8080/video-done")
         assert response.status_code == 400
         message = response.json()["error"]["message"]

@@ -11,18 +11,13 @@ import logging
 import pytest
 from standardwebhooks import Webhook
 
-from app.callbacks import delivery, destinations, service
-from app.callbacks.destinations import IPAddress
+from app.callbacks import delivery, service
 from app.callbacks.service import CallbackEvent
+from app.core import outbound_urls
 from app.core.db import Database
+from app.core.outbound_urls import IPAddress
 from app.models import Video, VideoStatus
-from tests.integration.callbacks.conftest import (
-    CallbackStack,
-    Receiver,
-    SenderContext,
-    StackFactory,
-    callback_settings,
-)
+from tests.support.callbacks import CallbackStack, Receiver, SenderContext, StackFactory, callback_settings
 
 
 class TestSignedDelivery:
@@ -185,7 +180,7 @@ class TestDnsRebinding:
                 raise OSError("name not known")
             return [ipaddress.ip_address(answers[host])]
 
-        monkeypatch.setattr(destinations, "resolve", resolve)
+        monkeypatch.setattr(outbound_urls, "resolve", resolve)
         url = f"http://hooks.rebind.test:{receiver.port}/hook"
         _, client = await stack.new_caller()
         async with client:

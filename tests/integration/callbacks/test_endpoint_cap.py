@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.integration.callbacks.conftest import Receiver, StackFactory, callback_settings
+from tests.support.callbacks import Receiver, StackFactory, callback_settings
 
 
 class TestEndpointCap:

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from app.console.routes import router as console_router
 from app.console.session import COOKIE_NAME, SessionKeys
 from app.core.resources import resources_of
-from tests.integration.console.conftest import ADMIN_KEY, browser, csrf_token, sign_in
+from tests.support.console import ADMIN_KEY, browser, csrf_token, sign_in
 
 PUBLIC = {("GET", "/console/login"), ("POST", "/console/login")}
 SAMPLE_PARAMS = {"video_id": "video_doesnotexist", "delivery_id": "1"}

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import httpx
@@ -16,18 +16,40 @@ from standardwebhooks import Webhook
 
 from app.core.db import Database
 from app.models import ArchiveJob, CallbackDelivery
-from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.integration.conftest import gateway_client
-from tests.integration.console.conftest import (
-    PAGE_SIZE,
-    ROW_IDS,
-    SeedCaller,
-    SeedVideos,
-    csrf_token,
-    sign_in,
-)
+from tests.support.console import PAGE_SIZE, ROW_IDS, csrf_token, sign_in
+from tests.support.factories import MadeCaller, make_caller, make_video
+from tests.support.gateway import gateway_client
+from tests.support.settings import TEST_WEBHOOK_SECRET
 
 SIGNATURE = "v1,bm90LXRoZS1yZWFsLWhtYWMtb2YtdGhpcy1ib2R5ISE="  # well formed (32 bytes), but not the HMAC of the body
+
+
+async def videos_at(
+    database: Database,
+    caller: MadeCaller,
+    statuses: list[str],
+    *,
+    same_time: bool = False,
+    start: datetime | None = None,
+) -> list[str]:
+    """Videos of `caller` written straight to the table, in one transaction: `statuses` in order, one second apart
+    from `start` (an hour ago by default), or all at `start` with `same_time`; their ids."""
+    start = start or datetime.now(UTC) - timedelta(hours=1)
+    async with database.sessionmaker.begin() as session:
+        return [
+            (
+                await make_video(
+                    session,
+                    caller=caller,
+                    status=status,
+                    upstream_id=None,
+                    size="1280x720",
+                    prompt=f"seeded {index}",
+                    created_at=start if same_time else start + timedelta(seconds=index),
+                )
+            ).id
+            for index, status in enumerate(statuses)
+        ]
 
 
 def rows_of(response: httpx.Response) -> list[str]:
@@ -44,36 +66,32 @@ def link(response: httpx.Response, rel: str) -> str | None:
 
 
 class TestVideoTable:
-    async def test_filters_by_caller_and_status(
-        self, operator: httpx.AsyncClient, seed_caller: SeedCaller, seed_videos: SeedVideos
-    ) -> None:
-        mine, other = await seed_caller(), await seed_caller()
-        queued, completed = await seed_videos(mine.caller_id, ["queued", "completed"])
-        await seed_videos(other.caller_id, ["completed"])
-        assert rows_of(await operator.get("/console/videos", params={"caller": str(mine.caller_id)})) == [
+    async def test_filters_by_caller_and_status(self, operator: httpx.AsyncClient, database: Database) -> None:
+        mine, other = await make_caller(database), await make_caller(database)
+        queued, completed = await videos_at(database, mine, ["queued", "completed"])
+        await videos_at(database, other, ["completed"])
+        assert rows_of(await operator.get("/console/videos", params={"caller": str(mine.id)})) == [
             completed,
             queued,
         ]
-        by_status = rows_of(
-            await operator.get("/console/videos", params={"caller": str(mine.caller_id), "status": "queued"})
-        )
+        by_status = rows_of(await operator.get("/console/videos", params={"caller": str(mine.id), "status": "queued"}))
         assert by_status == [queued]
         everyone_completed = rows_of(await operator.get("/console/videos", params={"status": "completed"}))
         assert queued not in everyone_completed
 
     async def test_keyset_pages_walk_every_row_once_both_ways(
-        self, operator: httpx.AsyncClient, seed_caller: SeedCaller, seed_videos: SeedVideos
+        self, operator: httpx.AsyncClient, database: Database
     ) -> None:
-        caller = await seed_caller()
+        caller = await make_caller(database)
         # Seeded first, so older than every spread row: three rows at one instant, their order left to the id.
-        tied = await seed_videos(caller.caller_id, ["completed"] * 3, same_time=True)
-        spread = await seed_videos(caller.caller_id, ["queued"] * 5)
+        tied = await videos_at(database, caller, ["completed"] * 3, same_time=True)
+        spread = await videos_at(database, caller, ["queued"] * 5)
         expected = list(reversed(spread))
-        all_rows = rows_of(await operator.get("/console/videos", params={"caller": str(caller.caller_id)}))
+        all_rows = rows_of(await operator.get("/console/videos", params={"caller": str(caller.id)}))
         assert len(all_rows) == PAGE_SIZE
         seen: list[str] = []
         pages: list[list[str]] = []
-        url: str | None = f"/console/videos?caller={caller.caller_id}"
+        url: str | None = f"/console/videos?caller={caller.id}"
         while url is not None:
             response = await operator.get(url)
             pages.append(rows_of(response))
@@ -96,25 +114,23 @@ class TestVideoTable:
         assert back == list(reversed(pages))
 
     async def test_the_rows_fragment_refreshes_the_same_page(
-        self, operator: httpx.AsyncClient, seed_caller: SeedCaller, seed_videos: SeedVideos
+        self, operator: httpx.AsyncClient, database: Database
     ) -> None:
-        caller = await seed_caller()
-        [video] = await seed_videos(caller.caller_id, ["in_progress"])
-        response = await operator.get("/console/videos/rows", params={"caller": str(caller.caller_id)})
+        caller = await make_caller(database)
+        [video] = await videos_at(database, caller, ["in_progress"])
+        response = await operator.get("/console/videos/rows", params={"caller": str(caller.id)})
         assert rows_of(response) == [video]
         assert "<html" not in response.text
-        page = await operator.get("/console/videos", params={"caller": str(caller.caller_id)})
-        assert f'data-refresh-src="/console/videos/rows?caller={caller.caller_id}"' in page.text
+        page = await operator.get("/console/videos", params={"caller": str(caller.id)})
+        assert f'data-refresh-src="/console/videos/rows?caller={caller.id}"' in page.text
 
     async def test_at_risk_downloads_stand_out(
         self,
         operator: httpx.AsyncClient,
         database: Database,
-        seed_caller: SeedCaller,
-        seed_videos: SeedVideos,
     ) -> None:
-        caller = await seed_caller()
-        risky, safe = await seed_videos(caller.caller_id, ["completed", "completed"])
+        caller = await make_caller(database)
+        risky, safe = await videos_at(database, caller, ["completed", "completed"])
         async with database.sessionmaker.begin() as session:
             now = time.time()
             for video_id, minutes in ((risky, 3), (safe, 50)):
@@ -128,7 +144,7 @@ class TestVideoTable:
                         deadline=_at(now + minutes * 60),
                     )
                 )
-        response = await operator.get("/console/videos", params={"caller": str(caller.caller_id)})
+        response = await operator.get("/console/videos", params={"caller": str(caller.id)})
         rows = {row_id: chunk for row_id, chunk in _row_chunks(response.text)}
         assert 'class="at-risk"' in rows[risky]
         assert "at-risk" not in rows[safe]
@@ -136,9 +152,9 @@ class TestVideoTable:
 
 class TestVideoPage:
     async def test_shows_the_timeline_and_re_archives_with_the_form_token(
-        self, console_app: FastAPI, operator: httpx.AsyncClient, seed_caller: SeedCaller, database: Database
+        self, console_app: FastAPI, operator: httpx.AsyncClient, database: Database
     ) -> None:
-        caller = await seed_caller()
+        caller = await make_caller(database)
         async with gateway_client(console_app, caller.key) as api:
             created = await api.post("/v1/videos", files={"prompt": (None, "a paper boat")})
             assert created.status_code == 200, created.text
@@ -181,17 +197,15 @@ class TestVideoPage:
         self,
         operator: httpx.AsyncClient,
         database: Database,
-        seed_caller: SeedCaller,
-        seed_videos: SeedVideos,
     ) -> None:
-        caller = await seed_caller()
-        [video_id] = await seed_videos(caller.caller_id, ["failed"])
+        caller = await make_caller(database)
+        [video_id] = await videos_at(database, caller, ["failed"])
         async with database.sessionmaker.begin() as session:
             delivery = CallbackDelivery(
                 webhook_id=f"msg_{uuid.uuid4().hex}",
                 event_id=f"evt_{uuid.uuid4().hex}",
                 event_type="video.failed",
-                caller_id=caller.caller_id,
+                caller_id=caller.id,
                 video_id=video_id,
                 url="http://127.0.0.1:9/hook",
                 payload="{}",
@@ -274,17 +288,17 @@ class TestWebhooks:
 
 class TestCallers:
     async def test_shows_keys_by_prefix_limits_spend_and_a_chart(
-        self, operator: httpx.AsyncClient, seed_caller: SeedCaller, seed_videos: SeedVideos
+        self, operator: httpx.AsyncClient, database: Database
     ) -> None:
-        caller = await seed_caller()
+        caller = await make_caller(database)
         # Seeded now, not an hour back: between 00:00 and 01:00 UTC that would be yesterday's spend.
-        await seed_videos(caller.caller_id, ["completed", "completed"], start=datetime.now(UTC))
+        await videos_at(database, caller, ["completed", "completed"], start=datetime.now(UTC))
         response = await operator.get("/console/callers")
         assert response.status_code == 200
-        assert caller.caller_name in response.text
+        assert caller.name in response.text
         assert caller.key not in response.text
         assert caller.key[:7] in response.text
-        section = response.text.split(caller.caller_name, 1)[1].split('<section class="caller"', 1)[0]
+        section = response.text.split(caller.name, 1)[1].split('<section class="caller"', 1)[0]
         assert "<svg" in section
         assert "Spend this day" in section
         assert "$0.80 of $100.00" in section  # two 4 s renders of sora-2 at $0.10/s

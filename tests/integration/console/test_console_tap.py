@@ -66,3 +66,19 @@ def test_the_log_is_bounded_and_newest_first() -> None:
     assert len(recent) == MAX_DELIVERIES
     assert recent[0].webhook_id == f"wh_{MAX_DELIVERIES + 4}"
     assert log.recent(outcome="verified") == []
+
+
+def test_the_tap_hides_what_the_logs_hide() -> None:
+    """One rule set (app/core/logging.py): a header named like a secret is hidden whole, whatever its name's
+    provider, and a credential inside any other value is masked."""
+    shown = dict(
+        redacted_headers(
+            [
+                (b"x-fal-webhook-signature", b"0a1b2c"),
+                (b"x-amz-security-token", b"FwoGZX"),
+                (b"referer", b"https://sender.test/hooks?token=s3cr3t&page=2"),
+            ]
+        )
+    )
+    assert shown["x-fal-webhook-signature"] == shown["x-amz-security-token"] == "[redacted]"
+    assert "s3cr3t" not in shown["referer"] and "page=2" in shown["referer"]

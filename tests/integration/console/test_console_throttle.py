@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import make_settings
 from tests.support.json_logs import capture_json_logs, json_records
+from tests.support.settings import make_settings
 
 ADMIN_KEY = "vg-admin-throttle-test-0123456789"
 FREE_FAILURES = 10

@@ -15,8 +15,8 @@ import httpx
 from sqlalchemy import text
 
 from app.core.db import Database
-from tests.integration.conftest import NewCaller
-from tests.integration.idempotency.conftest import (
+from tests.support.gateway import NewCaller
+from tests.support.idempotency import (
     PROMPT_FIELDS,
     BrokenUpstream,
     GatewayFactory,

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import httpx
 from fastapi import FastAPI
 from openai import AsyncOpenAI
 
-from tests.integration.conftest import NewCaller
-from tests.integration.idempotency.conftest import new_key, uploads
+from tests.support.gateway import NewCaller
+from tests.support.idempotency import new_key, uploads
 from tests.support.transports import CountingTransport
 
 
@@ -39,7 +41,11 @@ async def test_sdk_retry_after_a_lost_answer_renders_once(
     async with (
         httpx.AsyncClient(transport=lossy) as http_client,
         AsyncOpenAI(
-            base_url="http://gateway.test/v1", api_key=await new_caller_key(), http_client=http_client, max_retries=2
+            base_url="http://gateway.test/v1",
+            api_key=await new_caller_key(),
+            # The SDK takes a plain httpx client (it checks at run time) though it annotates its own `httpx2` one.
+            http_client=cast(Any, http_client),
+            max_retries=2,
         ) as client,
     ):
         video = await client.videos.create(

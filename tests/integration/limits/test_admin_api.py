@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from app.auth import keys
-from tests.integration.limits.conftest import ADMIN_KEY, GatewayFactory, NewCallerInfo, assert_error, create_video
-
-MakeCaller = Callable[[], Awaitable[NewCallerInfo]]
+from app.core.db import Database
+from tests.support.factories import make_caller
+from tests.support.limits import ADMIN_KEY, GatewayFactory, assert_error, create_video
 
 
 class TestAdminAuthentication:
@@ -16,10 +14,8 @@ class TestAdminAuthentication:
             assert_error(await client.get("/v1/admin/callers"), 404, "not_found")
             assert_error(await client.post("/v1/admin/callers", json={"name": "x"}), 404, "not_found")
 
-    async def test_anything_but_the_admin_key_is_401(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
-    ) -> None:
-        caller = await make_caller()
+    async def test_anything_but_the_admin_key_is_401(self, limited_gateway: GatewayFactory, database: Database) -> None:
+        caller = await make_caller(database)
         async with limited_gateway() as gateway:
             for presented in (None, caller.key, ADMIN_KEY + "x", ADMIN_KEY[:-1], ADMIN_KEY.upper()):
                 async with gateway.client(presented) as client:
@@ -83,9 +79,9 @@ class TestCallersAndKeys:
 
 class TestLimits:
     async def test_a_budget_override_applies_at_once_and_clears(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         async with (
             limited_gateway() as gateway,
             gateway.client(ADMIN_KEY) as admin,
@@ -111,9 +107,9 @@ class TestLimits:
 
 class TestCallbackSecretsByTheOperator:
     async def test_the_operator_reads_and_rotates_a_callers_callback_secret_without_a_restart(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         async with limited_gateway() as gateway, gateway.client(ADMIN_KEY) as admin, gateway.client(caller.key) as own:
             path = f"/v1/admin/callers/{caller.id}/callback-secret"
             first = (await admin.get(path)).json()

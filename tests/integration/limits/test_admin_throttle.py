@@ -16,9 +16,9 @@ from pydantic import SecretStr
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import make_settings
-from tests.integration.limits.conftest import ADMIN_KEY, assert_error
 from tests.support.json_logs import capture_json_logs, json_records
+from tests.support.limits import ADMIN_KEY, assert_error
+from tests.support.settings import make_settings
 
 FREE_PER_ADDRESS = 10
 FREE_GLOBAL = 20

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy import func, update
 
 from app.core.db import Database
 from app.models import ApiKey
-from tests.integration.limits.conftest import ADMIN_KEY, GatewayFactory, NewCallerInfo, assert_error, create_video
-
-MakeCaller = Callable[[], Awaitable[NewCallerInfo]]
+from tests.support.factories import make_caller
+from tests.support.limits import ADMIN_KEY, GatewayFactory, assert_error, create_video
 
 
 class TestUnauthenticated:
@@ -34,9 +32,9 @@ class TestUnauthenticated:
             assert_error(await client.get("/v1/videos", headers=headers), 401, code)
 
     async def test_revoked_and_expired_keys_are_401_at_once(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller, database: Database
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        revoked, expired = await make_caller(), await make_caller()
+        revoked, expired = await make_caller(database), await make_caller(database)
         async with (
             limited_gateway() as gateway,
             gateway.client(revoked.key) as revoked_client,
@@ -54,9 +52,9 @@ class TestUnauthenticated:
 class TestKeyInQueryString:
     @pytest.mark.parametrize("param", ["api_key", "key"])
     async def test_refused_with_400_even_beside_a_valid_header(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller, param: str
+        self, limited_gateway: GatewayFactory, database: Database, param: str
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         async with limited_gateway() as gateway, gateway.client(caller.key) as client:
             response = await client.get("/v1/videos", params={param: caller.key})
             assert_error(response, 400, "api_key_in_query", "invalid_request_error")
@@ -69,10 +67,10 @@ class TestKeyInQueryString:
     async def test_keys_never_reach_the_logs(
         self,
         limited_gateway: GatewayFactory,
-        make_caller: MakeCaller,
+        database: Database,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         caplog.set_level(logging.DEBUG)
         async with (
             limited_gateway() as gateway,

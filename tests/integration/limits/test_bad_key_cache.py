@@ -22,15 +22,15 @@ from pydantic import SecretStr
 from sqlalchemy import event, func, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.auth import service as auth_service
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.resources import resources_of
 from app.main import create_app
 from app.models import ApiKey
-from tests.conftest import make_settings
-from tests.integration.conftest import gateway_client
-from tests.integration.limits.conftest import ADMIN_KEY, assert_error
+from tests.support.factories import make_caller
+from tests.support.gateway import gateway_client
+from tests.support.limits import ADMIN_KEY, assert_error
+from tests.support.settings import make_settings
 
 FLOOD = 200
 # The flood tests keep the default TTL (30 s: far longer than 200 requests take, even on a loaded machine); the
@@ -86,13 +86,6 @@ def unknown_key() -> str:
     return "vg_" + secrets.token_urlsafe(32)
 
 
-async def create_caller_with(database: Database, key: str) -> uuid.UUID:
-    """A caller whose key is `key`, written as another process would (the CLI, another replica)."""
-    async with database.sessionmaker.begin() as session:
-        issued = await auth_service.create_caller(session, name=f"bk-{uuid.uuid4().hex[:10]}", key=key)
-        return issued.api_key.id
-
-
 class TestBadKeyFlood:
     async def test_a_flood_of_one_bad_key_costs_at_most_one_query(self, gateway: FastAPI) -> None:
         bad = unknown_key()
@@ -113,7 +106,8 @@ class TestBadKeyFlood:
 
     async def test_good_keys_are_checked_every_time(self, gateway: FastAPI, database: Database) -> None:
         key = unknown_key()
-        key_id = await create_caller_with(database, key)
+        # A caller whose key is `key`, written as another process would (the CLI, another replica).
+        key_id = (await make_caller(database, key=key)).key_id
         async with gateway_client(gateway, key) as client:
             assert (await client.get("/v1/videos")).status_code == 200
             async with database.sessionmaker.begin() as session:
@@ -129,7 +123,7 @@ class TestAKeyCachedAsBad:
         async with gateway_client(short_ttl_gateway, key) as client:
             assert_error(await client.get("/v1/videos"), 401, "invalid_api_key")
             started = time.monotonic()
-            await create_caller_with(database, key)
+            await make_caller(database, key=key)  # as another process would (the CLI, another replica)
             if time.monotonic() - started < SHORT_TTL_SECONDS / 2:  # only meaningful well within the TTL
                 # Still remembered as bad by this process (documented: at most the TTL) ...
                 assert_error(await client.get("/v1/videos"), 401, "invalid_api_key")
@@ -143,7 +137,7 @@ class TestAKeyCachedAsBad:
         key = unknown_key()
         async with gateway_client(gateway, key) as client, gateway_client(gateway, ADMIN_KEY) as admin:
             assert_error(await client.get("/v1/videos"), 401, "invalid_api_key")
-            await create_caller_with(database, key)
+            await make_caller(database, key=key)  # as another process would (the CLI, another replica)
             created = await admin.post("/v1/admin/callers", json={"name": f"bk-{uuid.uuid4().hex[:10]}"})
             assert created.status_code == 201, created.text
             assert (await client.get("/v1/videos")).status_code == 200

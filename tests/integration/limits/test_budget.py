@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -12,12 +11,11 @@ from sqlalchemy import func, select, update
 
 from app.core.db import Database
 from app.models import Video
-from tests.integration.limits.conftest import GatewayFactory, NewCallerInfo, assert_error, create_video
+from tests.support.factories import MadeCaller, make_caller
+from tests.support.limits import GatewayFactory, assert_error, create_video
 
-MakeCaller = Callable[[], Awaitable[NewCallerInfo]]
 
-
-async def videos_of(database: Database, caller: NewCallerInfo) -> int:
+async def videos_of(database: Database, caller: MadeCaller) -> int:
     async with database.sessionmaker() as session:
         return int((await session.execute(select(func.count()).where(Video.caller_id == caller.id))).scalar_one())
 
@@ -34,9 +32,9 @@ async def wait_until_terminal(client: httpx.AsyncClient, video_id: str, timeout:
 
 class TestSpendBudget:
     async def test_over_budget_is_429_insufficient_quota_with_no_upstream_call(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller, database: Database
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         # sora-2 at $0.10/s: one 4 s render ($0.40) fits in $0.50, a second does not.
         async with limited_gateway(budget_usd_per_period=0.5) as gateway, gateway.client(caller.key) as client:
             assert (await create_video(client, seconds="4")).status_code == 200
@@ -50,9 +48,9 @@ class TestSpendBudget:
         assert await videos_of(database, caller) == 1
 
     async def test_concurrent_creates_at_the_budget_edge_never_overspend(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller, database: Database
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         # Exactly three 4 s sora-2 renders fit in $1.20 (with Decimal money; floats would admit two).
         async with limited_gateway(budget_usd_per_period=1.2) as gateway, gateway.client(caller.key) as client:
             responses = await asyncio.gather(*(create_video(client, f"boat {n}", seconds="4") for n in range(10)))
@@ -62,9 +60,9 @@ class TestSpendBudget:
         assert await videos_of(database, caller) == 3
 
     async def test_unknown_models_are_charged_the_highest_price(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         # A served model without a price: the default profile passes every model through (`["*"]`).
         # $1.00 covers 4 s of sora-2 ($0.40) but not 4 s at the highest price ($1.20).
         async with (
@@ -76,9 +74,9 @@ class TestSpendBudget:
             assert (await create_video(client, model="sora-2", seconds="4")).status_code == 200
 
     async def test_moderation_blocked_renders_give_their_reservation_back(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         async with limited_gateway(budget_usd_per_period=0.4) as gateway, gateway.client(caller.key) as client:
             blocked = (await create_video(client, "something forbidden", seconds="4")).json()
             # While in flight the render is reserved at full price.
@@ -88,10 +86,8 @@ class TestSpendBudget:
             assert (await create_video(client, seconds="4")).status_code == 200
             assert gateway.creates == 2
 
-    async def test_remix_is_charged_like_a_create(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
-    ) -> None:
-        caller = await make_caller()
+    async def test_remix_is_charged_like_a_create(self, limited_gateway: GatewayFactory, database: Database) -> None:
+        caller = await make_caller(database)
         async with limited_gateway(budget_usd_per_period=0.8) as gateway, gateway.client(caller.key) as client:
             source = (await create_video(client, seconds="4")).json()
             await wait_until_terminal(client, source["id"])
@@ -106,9 +102,9 @@ class TestSpendBudget:
 
 class TestConcurrentRenders:
     async def test_renders_in_flight_are_capped_per_caller(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller, database: Database
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         async with limited_gateway(max_concurrent_renders=2) as gateway, gateway.client(caller.key) as client:
             first = (await create_video(client)).json()
             assert (await create_video(client)).status_code == 200
@@ -123,9 +119,9 @@ class TestConcurrentRenders:
             assert (await create_video(client)).status_code == 200
 
     async def test_the_cap_holds_under_concurrent_creates(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         async with limited_gateway(max_concurrent_renders=4) as gateway, gateway.client(caller.key) as client:
             responses = await asyncio.gather(*(create_video(client, f"kite {n}") for n in range(8)))
             assert sorted(r.status_code for r in responses) == [200] * 4 + [429] * 4

@@ -8,15 +8,16 @@ import uuid
 from typer.testing import CliRunner, Result
 
 from app.auth import keys
-from app.limits.cli import keys_app
-from tests.conftest import make_settings
-from tests.integration.limits.conftest import GatewayFactory, assert_error
+from app.cli import cli
+from tests.support.limits import GatewayFactory, assert_error
+from tests.support.settings import make_settings
 
 
 async def invoke(database_url: str, *args: str) -> Result:
     # The CLI runs its own event loop (asyncio.run); give it a thread so it does not meet the test's loop.
+    # The whole command line: `keys` is auth's group with the limits domain's `limits`, composed by app/cli.py.
     settings = make_settings(database_url)
-    return await asyncio.to_thread(lambda: CliRunner().invoke(keys_app, list(args), obj=settings))
+    return await asyncio.to_thread(lambda: CliRunner().invoke(cli, ["keys", *args], obj=settings))
 
 
 class TestKeysCli:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from app.auth import service as auth_service
 from app.core.db import Database
-from tests.integration.limits.conftest import ADMIN_KEY, GatewayFactory, NewCallerInfo, assert_error
-
-MakeCaller = Callable[[], Awaitable[NewCallerInfo]]
+from tests.support.factories import make_caller
+from tests.support.limits import ADMIN_KEY, GatewayFactory, assert_error
 
 
 class TestRequestsPerMinute:
     async def test_the_request_over_the_limit_gets_429_with_retry_after(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         async with limited_gateway(requests_per_minute=3) as gateway, gateway.client(caller.key) as client:
             for _ in range(3):
                 assert (await client.get("/v1/videos")).status_code == 200
@@ -26,10 +23,8 @@ class TestRequestsPerMinute:
             again = await client.get("/v1/videos")
             assert abs(int(again.headers["retry-after"]) - int(refused.headers["retry-after"])) <= 1
 
-    async def test_the_limit_is_per_key(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller, database: Database
-    ) -> None:
-        caller = await make_caller()
+    async def test_the_limit_is_per_key(self, limited_gateway: GatewayFactory, database: Database) -> None:
+        caller = await make_caller(database)
         async with database.sessionmaker.begin() as session:
             owner = await auth_service.get_caller(session, caller_id=caller.id)
             second_key = (await auth_service.add_key(session, caller=owner, label="second")).key
@@ -44,9 +39,9 @@ class TestRequestsPerMinute:
             assert (await second.get("/v1/videos")).status_code == 200
 
     async def test_overrides_take_effect_without_a_restart(
-        self, limited_gateway: GatewayFactory, make_caller: MakeCaller
+        self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        caller = await make_caller()
+        caller = await make_caller(database)
         async with (
             limited_gateway() as gateway,
             gateway.client(caller.key) as client,

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database
-from app.models import Video
-from tests.integration.limits.conftest import GatewayFactory, NewCallerInfo, assert_error
+from tests.support.factories import MadeCaller, make_caller, make_video
+from tests.support.limits import GatewayFactory, assert_error
 
-MakeCaller = Callable[[], Awaitable[NewCallerInfo]]
 TODAY = datetime.now(UTC).date()
 YESTERDAY = TODAY - timedelta(days=1)
 
 
-def video(
-    caller: NewCallerInfo,
+async def video(
+    session: AsyncSession,
+    caller: MadeCaller,
     *,
     day: date,
     model: str,
@@ -26,17 +25,17 @@ def video(
     status: str,
     error_code: str | None = None,
     deleted: bool = False,
-) -> Video:
+) -> None:
+    """A render of `caller` made at 00:30 UTC on `day`, never sent upstream (usage reads our rows only)."""
     created = datetime.combine(day, time(0, 30), tzinfo=UTC)
-    return Video(
-        id="video_" + secrets.token_hex(16),
-        caller_id=caller.id,
+    await make_video(
+        session,
+        caller=caller,
+        upstream_id=None,
         model=model,
-        size="720x1280",
         seconds=seconds,
         prompt="seeded",
         status=status,
-        progress=100 if status == "completed" else 0,
         error_code=error_code,
         created_at=created,
         deleted_at=created if deleted else None,
@@ -44,27 +43,42 @@ def video(
 
 
 @pytest.fixture
-async def seeded(make_caller: MakeCaller, database: Database) -> NewCallerInfo:
-    caller, stranger = await make_caller(), await make_caller()
-    rows = [
-        video(caller, day=YESTERDAY, model="sora-2", seconds="4", status="completed"),
-        video(caller, day=YESTERDAY, model="sora-2", seconds="4", status="completed"),
-        video(caller, day=YESTERDAY, model="sora-2", seconds="8", status="failed", error_code="upstream_error"),
-        video(caller, day=YESTERDAY, model="sora-2", seconds="4", status="failed", error_code="moderation_blocked"),
-        video(caller, day=YESTERDAY, model="sora-2-pro", seconds="8", status="completed"),
-        video(caller, day=TODAY, model="sora-2-pro", seconds="12", status="in_progress"),
-        # Upstream may have started it: charged until reconciled.
-        video(
-            caller, day=TODAY, model="sora-2", seconds="4", status="failed", error_code="upstream_submission_unknown"
-        ),
-        # Deleted after completing: the money was still spent.
-        video(caller, day=TODAY, model="sora-2", seconds="4", status="completed", deleted=True),
-        # Outside the range asked for, and another caller's: not counted.
-        video(caller, day=YESTERDAY - timedelta(days=1), model="sora-2", seconds="12", status="completed"),
-        video(stranger, day=TODAY, model="sora-2", seconds="12", status="completed"),
-    ]
+async def seeded(database: Database) -> MadeCaller:
+    caller, stranger = await make_caller(database), await make_caller(database)
     async with database.sessionmaker.begin() as session:
-        session.add_all(rows)
+        await video(session, caller, day=YESTERDAY, model="sora-2", seconds="4", status="completed")
+        await video(session, caller, day=YESTERDAY, model="sora-2", seconds="4", status="completed")
+        await video(
+            session, caller, day=YESTERDAY, model="sora-2", seconds="8", status="failed", error_code="upstream_error"
+        )
+        await video(
+            session,
+            caller,
+            day=YESTERDAY,
+            model="sora-2",
+            seconds="4",
+            status="failed",
+            error_code="moderation_blocked",
+        )
+        await video(session, caller, day=YESTERDAY, model="sora-2-pro", seconds="8", status="completed")
+        await video(session, caller, day=TODAY, model="sora-2-pro", seconds="12", status="in_progress")
+        # Upstream may have started it: charged until reconciled.
+        await video(
+            session,
+            caller,
+            day=TODAY,
+            model="sora-2",
+            seconds="4",
+            status="failed",
+            error_code="upstream_submission_unknown",
+        )
+        # Deleted after completing: the money was still spent.
+        await video(session, caller, day=TODAY, model="sora-2", seconds="4", status="completed", deleted=True)
+        # Outside the range asked for, and another caller's: not counted.
+        await video(
+            session, caller, day=YESTERDAY - timedelta(days=1), model="sora-2", seconds="12", status="completed"
+        )
+        await video(session, stranger, day=TODAY, model="sora-2", seconds="12", status="completed")
     return caller
 
 
@@ -76,7 +90,7 @@ def bucket(**values: object) -> dict[str, object]:
 
 
 class TestUsage:
-    async def test_numbers_by_day_and_model(self, limited_gateway: GatewayFactory, seeded: NewCallerInfo) -> None:
+    async def test_numbers_by_day_and_model(self, limited_gateway: GatewayFactory, seeded: MadeCaller) -> None:
         async with limited_gateway() as gateway, gateway.client(seeded.key) as client:
             response = await client.get(
                 "/v1/usage", params={"start_date": YESTERDAY.isoformat(), "end_date": TODAY.isoformat()}
@@ -137,7 +151,7 @@ class TestUsage:
         assert body["limits"] == {"requests_per_minute": 600, "max_concurrent_renders": 20, "active_renders": 1}
 
     async def test_the_default_range_is_the_last_30_days(
-        self, limited_gateway: GatewayFactory, seeded: NewCallerInfo
+        self, limited_gateway: GatewayFactory, seeded: MadeCaller
     ) -> None:
         async with limited_gateway() as gateway, gateway.client(seeded.key) as client:
             body = (await client.get("/v1/usage")).json()
@@ -145,7 +159,7 @@ class TestUsage:
         assert body["totals"]["renders"] == 9
 
     async def test_a_reversed_range_is_400_and_no_key_is_401(
-        self, limited_gateway: GatewayFactory, seeded: NewCallerInfo
+        self, limited_gateway: GatewayFactory, seeded: MadeCaller
     ) -> None:
         async with limited_gateway() as gateway, gateway.client(seeded.key) as client, gateway.client(None) as anon:
             params = {"start_date": TODAY.isoformat(), "end_date": YESTERDAY.isoformat()}

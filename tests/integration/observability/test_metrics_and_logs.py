@@ -21,10 +21,10 @@ from standardwebhooks import Webhook
 
 from app.callbacks import delivery as callbacks_delivery
 from app.models import Video
-from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.integration.worker.conftest import ArchiveStack
 from tests.integration.worker.test_archive_flow import assets, create_video, wait_upstream_completed
 from tests.support.json_logs import capture_json_logs, json_records
+from tests.support.settings import TEST_WEBHOOK_SECRET
+from tests.support.worker import ArchiveStack
 
 Labels = dict[str, str]
 

@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from app import migrate
 from app.core.config import S3Settings, Settings
 from app.main import create_app
-from tests.conftest import make_settings
 from tests.support import postgres
+from tests.support.settings import make_settings
 
 
 def closed_port() -> int:

@@ -23,8 +23,8 @@ from app.auth import keys
 from app.cli import cli
 from app.core.config import S3Settings, get_settings
 from app.ops import cli as ops_cli
-from tests.integration.ops.conftest import ThreadedSimulator, seed_archived, seed_video
 from tests.support import postgres
+from tests.support.ops import ThreadedSimulator, make_video_sync, seed_archived
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "video-gateway"
 
@@ -157,7 +157,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
 
 
 def test_reconcile_shows_progress_and_prints_the_same(ops_database: str, upstream: ThreadedSimulator) -> None:
-    seed_video(ops_database, status="in_progress")
+    make_video_sync(ops_database, status="in_progress")
     plain = runner.invoke(cli, ["reconcile"])
     assert plain.exit_code == 0, plain.output
     screen = io.StringIO()
@@ -174,7 +174,7 @@ def test_reconcile_shows_progress_and_prints_the_same(ops_database: str, upstrea
 def test_replay_shows_progress_and_prints_the_same(
     ops_database: str, upstream: ThreadedSimulator, terminal: io.StringIO
 ) -> None:
-    video_id = seed_video(ops_database, upstream_id=upstream.completed_video())
+    video_id = make_video_sync(ops_database, upstream_id=upstream.completed_video())
     result = runner.invoke(cli, ["replay", video_id])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"queued 3 download(s) for {video_id}; a worker picks them up")
@@ -185,7 +185,7 @@ def test_replay_shows_progress_and_prints_the_same(
 def test_audit_shows_progress_and_prints_the_same(
     ops_database: str, ops_s3: S3Settings, upstream: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    video_id = seed_video(ops_database, upstream_id=upstream.completed_video())
+    video_id = make_video_sync(ops_database, upstream_id=upstream.completed_video())
     seed_archived(ops_database, ops_s3, video_id)
     plain = runner.invoke(cli, ["audit", "--video", video_id], terminal_width=250)
     assert plain.exit_code == 0, plain.output

@@ -8,7 +8,7 @@ import uuid
 from typer.testing import CliRunner
 
 from app.cli import cli
-from tests.integration.ops.conftest import ThreadedSimulator, seed_video, sql
+from tests.support.ops import ThreadedSimulator, make_video_sync, sql
 
 runner = CliRunner()
 
@@ -16,7 +16,7 @@ runner = CliRunner()
 def test_replay_queues_every_variant_and_status_shows_them_at_risk(
     ops_database: str, upstream: ThreadedSimulator
 ) -> None:
-    video_id = seed_video(ops_database, upstream_id=upstream.completed_video())
+    video_id = make_video_sync(ops_database, upstream_id=upstream.completed_video())
     replayed = runner.invoke(cli, ["replay", video_id])
     assert replayed.exit_code == 0, replayed.output
     assert "queued 3 download(s)" in replayed.output
@@ -30,7 +30,7 @@ def test_replay_queues_every_variant_and_status_shows_them_at_risk(
 
 
 def test_replay_refuses_a_video_that_is_not_completed(ops_database: str) -> None:
-    video_id = seed_video(ops_database, status="in_progress")
+    video_id = make_video_sync(ops_database, status="in_progress")
     result = runner.invoke(cli, ["replay", video_id])
     assert result.exit_code == 1
     assert "nothing queued" in result.output

@@ -12,7 +12,7 @@ from app.archive.storage import make_client
 from app.cli import cli
 from app.core.config import S3Settings, get_settings
 from app.models import Variant
-from tests.integration.ops.conftest import ThreadedSimulator, seed_archived, seed_video, sql
+from tests.support.ops import ThreadedSimulator, make_video_sync, seed_archived, sql
 
 runner = CliRunner()
 
@@ -39,7 +39,7 @@ def test_replay_of_a_video_upstream_forgot_says_so_and_changes_nothing(
     ops_database: str, ops_s3: S3Settings, upstream: ThreadedSimulator
 ) -> None:
     upstream_id = upstream.completed_video()
-    video_id = seed_video(ops_database, upstream_id=upstream_id)
+    video_id = make_video_sync(ops_database, upstream_id=upstream_id)
     bodies = seed_archived(ops_database, ops_s3, video_id)
     before = states(ops_database, video_id)
     upstream.expire(upstream_id)
@@ -60,7 +60,7 @@ def test_replay_of_a_video_upstream_forgot_says_so_and_changes_nothing(
 def test_replay_while_upstream_has_it_queues_redownloads_and_keeps_the_archived_rows(
     ops_database: str, ops_s3: S3Settings, upstream: ThreadedSimulator
 ) -> None:
-    video_id = seed_video(ops_database, upstream_id=upstream.completed_video())
+    video_id = make_video_sync(ops_database, upstream_id=upstream.completed_video())
     seed_archived(ops_database, ops_s3, video_id)
     before = states(ops_database, video_id)
 
@@ -74,8 +74,8 @@ def test_replay_while_upstream_has_it_queues_redownloads_and_keeps_the_archived_
 def test_audit_finds_missing_and_corrupted_objects_and_repairs_or_marks_them_lost(
     ops_database: str, ops_s3: S3Settings, upstream: ThreadedSimulator
 ) -> None:
-    alive = seed_video(ops_database, upstream_id=upstream.completed_video())
-    forgotten = seed_video(ops_database, upstream_id="video_unknown_upstream")  # upstream answers 404
+    alive = make_video_sync(ops_database, upstream_id=upstream.completed_video())
+    forgotten = make_video_sync(ops_database, upstream_id="video_unknown_upstream")  # upstream answers 404
     seed_archived(ops_database, ops_s3, alive)
     bodies = seed_archived(ops_database, ops_s3, forgotten)
     client = make_client(ops_s3)
@@ -110,9 +110,9 @@ def test_audit_finds_missing_and_corrupted_objects_and_repairs_or_marks_them_los
 def test_audit_of_one_healthy_video_with_a_full_read(
     ops_database: str, ops_s3: S3Settings, upstream: ThreadedSimulator
 ) -> None:
-    video_id = seed_video(ops_database, upstream_id=upstream.completed_video())
+    video_id = make_video_sync(ops_database, upstream_id=upstream.completed_video())
     bodies = seed_archived(ops_database, ops_s3, video_id)
-    other = seed_video(ops_database)
+    other = make_video_sync(ops_database)
     seed_archived(ops_database, ops_s3, other)
     make_client(ops_s3).delete_object(Bucket=ops_s3.bucket, Key=object_key(ops_s3, other, Variant.VIDEO))
 
@@ -131,7 +131,7 @@ def test_replay_when_upstream_cannot_be_asked_changes_nothing(
     monkeypatch.setenv("VG_UPSTREAM__BASE_URL", "http://127.0.0.1:9/v1")  # the discard port: refused at once
     monkeypatch.setenv("VG_UPSTREAM__RETRY_BASE_SECONDS", "0.01")
     get_settings.cache_clear()
-    video_id = seed_video(ops_database)
+    video_id = make_video_sync(ops_database)
     seed_archived(ops_database, ops_s3, video_id)
     before = states(ops_database, video_id)
 

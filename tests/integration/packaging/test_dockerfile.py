@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -44,8 +44,8 @@ from packaging.version import Version
 from app import migrate
 from app.core.config import S3Settings
 from app.dev.processes import free_port
-from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.support import postgres
+from tests.support.settings import TEST_WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -129,6 +129,7 @@ def split_flags(arguments: str) -> tuple[dict[str, str], list[str]]:
 
 
 def copy_arguments(instruction: Instruction) -> tuple[dict[str, str], list[str], str]:
+    flags: dict[str, str]
     if instruction.arguments.startswith("["):
         flags, parts = {}, instruction.exec_form()
     else:
@@ -210,6 +211,11 @@ def build_context(target: Path) -> Path:
 # ---------------------------------------------------------------- replaying stages under a fake root
 
 
+def literally(replacement: str) -> Callable[[re.Match[str]], str]:
+    """A `re.sub` replacement taken as is (a string would have its backslashes and group references read)."""
+    return lambda _match: replacement
+
+
 @dataclass
 class Replay:
     """Container paths mapped under `root`; the paths the Dockerfile names are rewritten in RUN and ENV."""
@@ -224,7 +230,7 @@ class Replay:
 
     def reroot(self, text: str) -> str:
         for path in sorted(self.container_paths, key=len, reverse=True):
-            text = re.sub(rf"(?<![\w./-]){re.escape(path)}(?=[/\s\"':]|\Z)", lambda _m, p=path: str(self.host(p)), text)
+            text = re.sub(rf"(?<![\w./-]){re.escape(path)}(?=[/\s\"':]|\Z)", literally(str(self.host(path))), text)
         return text
 
     def copy_from_context(self, instruction: Instruction, workdir: str) -> None:
@@ -274,7 +280,9 @@ def container_paths(stages: list[Stage]) -> list[str]:
 def replay_build_stage(stage: Stage, replay: Replay) -> None:
     """Runs the build stage's RUN lines verbatim (paths rerooted) with this machine's Python as `python`."""
     env = clean_environment()
-    env["PATH"] = os.pathsep.join([str(Path(sys._base_executable).parent), env["PATH"]])
+    # The interpreter a venv was made from (CPython's; not in typeshed): its directory holds `python`.
+    base_executable: str = getattr(sys, "_base_executable", sys.executable)
+    env["PATH"] = os.pathsep.join([str(Path(base_executable).parent), env["PATH"]])
     workdir = "/"
     for instruction in stage.instructions:
         assert instruction.keyword in REPLAYABLE_BUILD, (

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from app.archive import queue
 from app.core.db import Database
 from app.models import JobKind, JobState
-from tests.integration.queue.conftest import MakeVideo
+from tests.support.factories import make_video
 
 LEASE = 30.0
 
@@ -48,22 +48,22 @@ async def job_row(db: Database, job_id: int) -> dict[str, object]:
 
 
 class TestEnqueue:
-    async def test_enqueue_twice_while_pending_makes_one_row(self, qdb: Database, make_video: MakeVideo) -> None:
-        video = await make_video()
+    async def test_enqueue_twice_while_pending_makes_one_row(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         assert await enqueue_download(qdb, video) is not None
         assert await enqueue_download(qdb, video) is None
         assert await enqueue_download(qdb, video, variant="thumbnail") is not None
 
-    async def test_concurrent_enqueues_of_one_asset_make_one_row(self, qdb: Database, make_video: MakeVideo) -> None:
-        video = await make_video()
+    async def test_concurrent_enqueues_of_one_asset_make_one_row(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         results = await asyncio.gather(*(enqueue_download(qdb, video) for _ in range(20)))
         assert sum(result is not None for result in results) == 1
         async with qdb.sessionmaker() as session:
             count = await session.scalar(text("SELECT count(*) FROM archive_jobs WHERE video_id = :v"), {"v": video})
         assert count == 1
 
-    async def test_a_finished_job_does_not_block_a_new_one(self, qdb: Database, make_video: MakeVideo) -> None:
-        video = await make_video()
+    async def test_a_finished_job_does_not_block_a_new_one(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         await enqueue_download(qdb, video)
         [job] = await claim(qdb)
         async with qdb.sessionmaker.begin() as session:
@@ -72,10 +72,8 @@ class TestEnqueue:
 
 
 class TestClaim:
-    async def test_twenty_claimers_take_every_one_of_ten_thousand_jobs_exactly_once(
-        self, qdb: Database, make_video: MakeVideo
-    ) -> None:
-        owner = await make_video()  # one real row gives us a caller to own the bulk videos
+    async def test_twenty_claimers_take_every_one_of_ten_thousand_jobs_exactly_once(self, qdb: Database) -> None:
+        owner = (await make_video(qdb)).id  # one real row gives us a caller to own the bulk videos
         async with qdb.sessionmaker.begin() as session:
             await session.execute(
                 text(
@@ -106,18 +104,16 @@ class TestClaim:
             states = await queue.job_states(session)
         assert states == {"running": 10_000}
 
-    async def test_a_job_past_its_deadline_is_never_claimed_and_expires(
-        self, qdb: Database, make_video: MakeVideo
-    ) -> None:
-        video = await make_video()
+    async def test_a_job_past_its_deadline_is_never_claimed_and_expires(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         await enqueue_download(qdb, video, deadline=datetime.now(UTC) - timedelta(seconds=1))
         assert await claim(qdb) == []
         async with qdb.sessionmaker.begin() as session:
             [expired] = await queue.expire_overdue(session)
         assert (expired.video_id, expired.state) == (video, JobState.EXPIRED)
 
-    async def test_lease_is_measured_on_the_database_clock(self, qdb: Database, make_video: MakeVideo) -> None:
-        video = await make_video()
+    async def test_lease_is_measured_on_the_database_clock(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         await enqueue_download(qdb, video)
         [job] = await claim(qdb)
         async with qdb.sessionmaker() as session:
@@ -131,10 +127,8 @@ class TestClaim:
 
 class TestLeases:
     @pytest.mark.parametrize(("lease_left", "rescued"), [(2.0, False), (-0.5, True)])
-    async def test_only_lapsed_leases_are_rescued(
-        self, qdb: Database, make_video: MakeVideo, lease_left: float, rescued: bool
-    ) -> None:
-        video = await make_video()
+    async def test_only_lapsed_leases_are_rescued(self, qdb: Database, lease_left: float, rescued: bool) -> None:
+        video = (await make_video(qdb)).id
         await enqueue_download(qdb, video)
         [job] = await claim(qdb)
         await set_lease(qdb, job.id, lease_left)
@@ -143,10 +137,8 @@ class TestLeases:
         assert [ref.id for ref in refs] == ([job.id] if rescued else [])
         assert (await job_row(qdb, job.id))["state"] == ("queued" if rescued else "running")
 
-    async def test_a_lapsed_lease_on_the_last_attempt_is_dead_not_requeued(
-        self, qdb: Database, make_video: MakeVideo
-    ) -> None:
-        video = await make_video()
+    async def test_a_lapsed_lease_on_the_last_attempt_is_dead_not_requeued(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         await enqueue_download(qdb, video)
         for _ in range(3):  # max_attempts = 3: claim, lapse, rescue
             [job] = await claim(qdb)
@@ -158,10 +150,8 @@ class TestLeases:
         assert "lease lapsed" in str(row["last_error"])
         assert await claim(qdb) == []
 
-    async def test_a_zombie_cannot_change_a_job_taken_over_by_another_worker(
-        self, qdb: Database, make_video: MakeVideo
-    ) -> None:
-        video = await make_video()
+    async def test_a_zombie_cannot_change_a_job_taken_over_by_another_worker(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         await enqueue_download(qdb, video)
         [zombie] = await claim(qdb, worker="zombie")
         await set_lease(qdb, zombie.id, -1)
@@ -179,10 +169,8 @@ class TestLeases:
         row = await job_row(qdb, current.id)
         assert (row["state"], row["last_error"]) == ("succeeded", None)
 
-    async def test_release_hands_the_job_back_without_using_an_attempt(
-        self, qdb: Database, make_video: MakeVideo
-    ) -> None:
-        video = await make_video()
+    async def test_release_hands_the_job_back_without_using_an_attempt(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         await enqueue_download(qdb, video)
         [job] = await claim(qdb)
         async with qdb.sessionmaker.begin() as session:
@@ -192,10 +180,8 @@ class TestLeases:
 
 
 class TestConnectionLoss:
-    async def test_a_claim_whose_connection_dies_before_commit_leaves_the_job_queued(
-        self, qdb: Database, make_video: MakeVideo
-    ) -> None:
-        video = await make_video()
+    async def test_a_claim_whose_connection_dies_before_commit_leaves_the_job_queued(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
         job_id = await enqueue_download(qdb, video)
         session = qdb.sessionmaker()
         with pytest.raises((DBAPIError, InterfaceError, OperationalError)):

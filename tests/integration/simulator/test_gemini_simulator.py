@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 
 from app.core.config import SimulatorSettings
 from app.simulator import create_gemini_simulator_app, gemini_simulator_running
+from tests.support.videos import image_of
 
 API_KEY = "gemini-test-key"
 KEY = {"x-goog-api-key": API_KEY}
@@ -144,11 +145,12 @@ class TestLifecycle:
             assert mp4.status_code == 200
             assert mp4.headers["content-type"] == "video/mp4"
             assert int(mp4.headers["content-length"]) == len(mp4.content)
-            with av.open(io.BytesIO(mp4.content)) as container:
+            with av.open(io.BytesIO(mp4.content), mode="r") as container:
                 stream = container.streams.video[0]
                 assert stream.codec_context.name == "h264"
                 assert (stream.width, stream.height) == (1280, 720)
                 assert sum(1 for _ in container.decode(stream)) == 4 * FPS
+                assert container.duration is not None
                 assert container.duration / 1_000_000 == pytest.approx(4.0, abs=0.3)
 
             counts = await stats(client)
@@ -176,13 +178,16 @@ class TestLifecycle:
         async with gemini_sim() as client:
             uri = sample_uri(await wait_done(client, await create(client, payload)))
             mp4 = await download(client, uri)
-            with av.open(io.BytesIO(mp4.content)) as container:
+            with av.open(io.BytesIO(mp4.content), mode="r") as container:
                 stream = container.streams.video[0]
                 assert (stream.width, stream.height) == (1080, 1920)
-                first = next(container.decode(stream)).to_image()
+                first = image_of(next(container.decode(stream)))
+                assert container.duration is not None
                 assert container.duration / 1_000_000 == pytest.approx(8.0, abs=0.3)
             # A corner the prompt text and the ball leave alone shows the reference image.
-            red, green, blue = first.getpixel((1060, 1800))
+            pixel = first.getpixel((1060, 1800))
+            assert isinstance(pixel, tuple)
+            red, green, blue = pixel
             assert abs(red - 20) < 25 and abs(green - 180) < 25 and abs(blue - 60) < 25
 
     async def test_sample_uri_uses_the_configured_public_base(self) -> None:

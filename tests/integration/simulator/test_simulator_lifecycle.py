@@ -124,12 +124,13 @@ class TestLifecycle:
             mp4 = await client.get(f"/v1/videos/{video['id']}/content")
             assert mp4.headers["content-type"] == "video/mp4"
             assert int(mp4.headers["content-length"]) == len(mp4.content)
-            with av.open(io.BytesIO(mp4.content)) as container:
+            with av.open(io.BytesIO(mp4.content), mode="r") as container:
                 stream = container.streams.video[0]
                 assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
                 assert (stream.width, stream.height) == (1280, 720)
                 frames = sum(1 for _ in container.decode(stream))
                 assert frames == 4 * 4  # seconds x fps
+                assert container.duration is not None
                 assert container.duration / 1_000_000 == pytest.approx(4.0, abs=0.3)
 
             thumbnail = await client.get(f"/v1/videos/{video['id']}/content", params={"variant": "thumbnail"})

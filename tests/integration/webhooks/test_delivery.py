@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import socket
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -22,8 +23,9 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.resources import install_resources, resources_of
 from app.models import ArchiveJob, EventOutcome, JobKind, JobState, WebhookEvent
-from tests.conftest import TEST_WEBHOOK_SECRET, make_settings
-from tests.integration.webhooks.conftest import (
+from tests.support.factories import make_video
+from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
+from tests.support.webhooks import (
     WEBHOOK_PATH,
     Db,
     build_receiver_app,
@@ -51,7 +53,7 @@ class TestOutcomes:
     async def test_an_event_for_our_video_queues_one_sync_job(
         self, client: httpx.AsyncClient, db: Db, event_type: str
     ) -> None:
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id, event_type)
         assert ack(await post(client, delivery)) == {"received": True, "duplicate": False}
@@ -78,7 +80,7 @@ class TestOutcomes:
         assert (await db.rows()).jobs == before.jobs
 
     async def test_an_event_for_a_deleted_video_is_ignored(self, client: httpx.AsyncClient, db: Db) -> None:
-        video = await db.new_video(deleted=True)
+        video = await make_video(db.database, status="in_progress", deleted_at=datetime.now(UTC))
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id)
         assert ack(await post(client, delivery))["duplicate"] is False
@@ -92,7 +94,7 @@ class TestOutcomes:
         self, client: httpx.AsyncClient, db: Db, event_type: str, caplog: pytest.LogCaptureFixture
     ) -> None:
         caplog.set_level("INFO", logger="app.webhooks")
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         # Even naming one of our videos: only video.completed / video.failed queue work.
         delivery = video_event(video.upstream_id, event_type)
@@ -114,7 +116,7 @@ class TestDuplicates:
     async def test_the_same_delivery_five_times_in_sequence_is_recorded_and_acted_on_once(
         self, client: httpx.AsyncClient, db: Db
     ) -> None:
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id)
         answers = [ack(await post(client, delivery)) for _ in range(5)]
@@ -125,7 +127,7 @@ class TestDuplicates:
     async def test_the_same_delivery_twenty_times_at_once_is_recorded_and_acted_on_once(
         self, client: httpx.AsyncClient, db: Db
     ) -> None:
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id)
         answers = await asyncio.gather(*(post(client, delivery) for _ in range(20)))
@@ -138,7 +140,7 @@ class TestDuplicates:
     async def test_a_redelivery_with_a_fresh_timestamp_and_signature_is_a_duplicate(
         self, client: httpx.AsyncClient, db: Db
     ) -> None:
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         first = video_event(video.upstream_id, timestamp=int(time.time()) - 120)
         again = first.resigned()
@@ -151,7 +153,7 @@ class TestDuplicates:
     async def test_the_same_event_under_a_new_webhook_id_is_a_duplicate(
         self, client: httpx.AsyncClient, db: Db
     ) -> None:
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         first = video_event(video.upstream_id)
         again = signed_delivery(first.body, event_id=first.event_id)
@@ -166,7 +168,7 @@ class TestDuplicates:
         self, client: httpx.AsyncClient, db: Db
     ) -> None:
         # The queue's unique index only covers live jobs; it is the recorded delivery that stops a requeue.
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id)
         ack(await post(client, delivery))
@@ -180,7 +182,7 @@ class TestDuplicates:
     async def test_a_second_event_for_a_video_whose_sync_is_queued_adds_no_job(
         self, client: httpx.AsyncClient, db: Db
     ) -> None:
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         ack(await post(client, video_event(video.upstream_id, "video.completed")))
         assert ack(await post(client, video_event(video.upstream_id, "video.failed")))["duplicate"] is False
@@ -272,7 +274,7 @@ class TestDatabaseFailures:
             self._connection.terminate()  # the transaction dies with its connection, as when the socket is lost
             raise ConnectionResetError("connection lost at commit")
 
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id)
         # At the driver, as a real lost connection: asyncpg lets the socket's error through SQLAlchemy unwrapped.
@@ -302,7 +304,7 @@ class TestTransactionalEnqueue:
         failure: Exception | None,
         status: int,
     ) -> None:
-        video = await db.new_video()
+        video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id)
         enqueue_sync = archive_service.enqueue_sync
@@ -316,6 +318,7 @@ class TestTransactionalEnqueue:
             if failure is not None:
                 raise failure
             raw = await (await session.connection()).get_raw_connection()
+            assert raw.driver_connection is not None
             raw.driver_connection.terminate()  # as a lost socket: the driver's next call fails
             await session.execute(count)
             raise AssertionError("the statement on a cut connection succeeded")

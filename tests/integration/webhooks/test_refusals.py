@@ -15,8 +15,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from app.core.config import Settings
-from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.integration.webhooks.conftest import (
+from tests.support.settings import TEST_WEBHOOK_SECRET
+from tests.support.webhooks import (
     WEBHOOK_PATH,
     Db,
     Rows,

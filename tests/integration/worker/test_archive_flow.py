@@ -18,8 +18,8 @@ from sqlalchemy import select
 from app.archive import queue, reconciler
 from app.archive import service as archive_service
 from app.archive.jobs import run_job
-from app.models import ArchiveJob, Asset, CallbackDelivery, Variant, Video, WebhookEvent
-from tests.integration.worker.conftest import ArchiveStack
+from app.models import ArchiveJob, Asset, CallbackDelivery, Variant, Video, VideoOrigin, VideoStatus, WebhookEvent
+from tests.support.worker import ArchiveStack
 
 
 async def create_video(stack: ArchiveStack, prompt: str = "archive me") -> str:
@@ -154,7 +154,7 @@ class TestHappyPath:
             for video_id, age in ((cut_off, limit + 60), (recent, limit - 60)):
                 video = await session.get(Video, video_id)
                 assert video is not None
-                video.upstream_id, video.status, video.progress = None, "queued", 0
+                video.upstream_id, video.status, video.progress = None, VideoStatus.QUEUED, 0
                 video.prompt = f"never reached upstream {video_id}"
                 video.callback_url = "https://hooks.example.com/videos"
                 # Sent when it was created (the direct path), so as long ago.
@@ -183,7 +183,7 @@ class TestHappyPath:
             for video_id in video_ids:
                 video = await session.get(Video, video_id)
                 assert video is not None
-                video.upstream_id, video.status, video.progress = None, "queued", 0
+                video.upstream_id, video.status, video.progress = None, VideoStatus.QUEUED, 0
                 video.callback_url = "https://hooks.example.com/videos"
                 video.created_at = video.submitted_at = datetime.now(UTC) - timedelta(seconds=age)
 
@@ -235,7 +235,7 @@ class TestHappyPath:
         async with stack.database.sessionmaker.begin() as session:
             video = await session.get(Video, video_id)
             assert video is not None
-            video.origin = "edit"
+            video.origin = VideoOrigin.EDIT
 
         report = await reconciler.reconcile_once(stack.context)
         assert (report.submissions_adopted, report.submissions_settled) == (0, 1)

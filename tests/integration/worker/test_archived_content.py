@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from app.models import Asset, Variant
-from tests.integration.worker.conftest import ArchiveStack
 from tests.integration.worker.test_archive_flow import assets, create_video, enqueue_sync, wait_upstream_completed
+from tests.support.worker import ArchiveStack
 
 
 async def archived_video(stack: ArchiveStack) -> tuple[str, bytes]:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from app.archive import audit, reconciler
 from app.archive import service as archive_service
+from app.archive.jobs import JobContext
 from app.archive.storage import ArchiveStorage, make_client
 from app.core.config import CallbackSettings, S3Settings, SimulatorSettings, UpstreamProfile
 from app.core.db import Database
@@ -31,9 +32,9 @@ from app.main import create_app
 from app.models import Asset, CallbackDelivery, Variant, Video
 from app.simulator import create_gemini_simulator_app
 from app.upstream.router import UpstreamRouter
-from tests.conftest import make_settings
-from tests.integration.conftest import NewCaller, gateway_client
-from tests.integration.worker.conftest import ArchiveStack, JobContext, worker_settings
+from tests.support.gateway import NewCaller, gateway_client
+from tests.support.settings import make_settings
+from tests.support.worker import ArchiveStack, worker_settings
 
 KEY = "goog-key"
 VEO = "veo-3.1-fast-generate-preview"
@@ -88,7 +89,7 @@ async def gemini_stack(
     params: dict[str, Any] = getattr(request, "param", {})
     simulator_app = create_gemini_simulator_app(
         SimulatorSettings(
-            api_key=KEY,  # type: ignore[arg-type]
+            api_key=KEY,
             queue_seconds=0,
             render_seconds=0.3,
             fps=4,
@@ -104,7 +105,7 @@ async def gemini_stack(
                 "veo": UpstreamProfile(
                     kind="gemini",
                     base_url="http://gemini.test",
-                    api_key=KEY,  # type: ignore[arg-type]
+                    api_key=KEY,
                     models=[VEO],
                     sends_webhooks=False,
                     retention_seconds=params.get("retention_seconds"),

@@ -16,9 +16,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from app.core.logging import quiet_leaky_loggers
-from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.integration.worker.conftest import ArchiveStack
 from tests.integration.worker.test_archive_flow import create_video, enqueue_sync, wait_upstream_completed
+from tests.support.settings import TEST_WEBHOOK_SECRET
+from tests.support.worker import ArchiveStack
 
 
 async def test_no_secret_appears_in_any_log_line(archive_stack: ArchiveStack, caplog: pytest.LogCaptureFixture) -> None:

@@ -36,9 +36,9 @@ from app.core.config import DatabaseSettings, RetentionSettings, S3Settings
 from app.core.db import Database
 from app.models import JobKind, JobState
 from app.upstream.router import UpstreamRouter
-from tests.conftest import make_settings
-from tests.integration.worker.conftest import worker_settings
 from tests.support import postgres
+from tests.support.settings import make_settings
+from tests.support.worker import worker_settings
 
 DAY = 86_400.0
 OLD = 40 * DAY  # seconds ago: past a 30-day retention
@@ -68,7 +68,7 @@ def prune_db() -> Iterator[PruneDb]:
 
 
 def connect(url: str, *, pool_size: int = 5) -> Database:
-    return Database.connect(DatabaseSettings(url=url, pool_size=pool_size, max_overflow=5))  # type: ignore[arg-type]
+    return Database.connect(DatabaseSettings(url=url, pool_size=pool_size, max_overflow=5))
 
 
 @pytest.fixture

@@ -28,10 +28,6 @@ from app.core.db import Database
 from app.main import create_app
 from app.models import Asset, Variant
 from app.upstream.router import UpstreamRouter
-from tests.conftest import make_settings
-from tests.integration.conftest import NewCaller, gateway_client
-from tests.integration.console.conftest import ADMIN_KEY, browser, csrf_token, sign_in
-from tests.integration.worker.conftest import ArchiveStack, worker_settings
 from tests.integration.worker.test_archive_flow import (
     assets,
     create_video,
@@ -40,7 +36,11 @@ from tests.integration.worker.test_archive_flow import (
     upstream_sha256,
     wait_upstream_completed,
 )
+from tests.support.console import ADMIN_KEY, browser, csrf_token, sign_in
+from tests.support.gateway import NewCaller, gateway_client
 from tests.support.json_logs import capture_json_logs, json_records
+from tests.support.settings import make_settings
+from tests.support.worker import ArchiveStack, worker_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -28,6 +28,7 @@ from app.core.config import S3Settings
 from app.models.asset import Variant
 from app.simulator import render
 from app.simulator.render import RenderJob, render_assets
+from tests.support.videos import frame_of
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -92,7 +93,7 @@ def encode_with_short_gops(job: RenderJob, path: Path, *, gop: int) -> bytes:
         stream.width, stream.height, stream.pix_fmt = job.width, job.height, "yuv420p"
         stream.options = {"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
         for index in range(job.frame_count):
-            frame = av.VideoFrame.from_image(painter.frame(index))
+            frame = frame_of(painter.frame(index))
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):
@@ -110,7 +111,7 @@ def noise_mp4(*, frames: int, gop: int, size: tuple[int, int] = (160, 96)) -> by
         stream.options = {"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
         for _ in range(frames):
             image = Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
-            for packet in stream.encode(av.VideoFrame.from_image(image)):
+            for packet in stream.encode(frame_of(image)):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
@@ -131,7 +132,7 @@ def faststart_copy(mp4: bytes, directory: Path) -> bytes:
     """The same packets remuxed with `moov` moved to the front (what `-movflags faststart` writes)."""
     path = directory / "faststart.mp4"
     with (
-        av.open(io.BytesIO(mp4), format="mp4") as source,
+        av.open(io.BytesIO(mp4), mode="r", format="mp4") as source,
         av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as out,
     ):
         stream = out.add_stream_from_template(source.streams.video[0])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.callbacks import destinations
-from app.callbacks.destinations import DestinationRefused
+from app.core import outbound_urls
 from app.core.config import CallbackSettings
+from app.core.outbound_urls import DestinationRefused
 
 NOT_ALLOWED = "not in the operator's callback allow-list"
 # Allows only a network none of the vectors below is in, so each refusal is about the vector itself.
@@ -63,7 +63,7 @@ METADATA_VECTORS: list[tuple[str, str]] = [
 
 def refusal(url: str, settings: CallbackSettings = ELSEWHERE) -> str:
     with pytest.raises(DestinationRefused) as caught:
-        destinations.check_url(url, settings)
+        outbound_urls.check_url(url, settings)
     return str(caught.value)
 
 
@@ -135,13 +135,13 @@ class TestSchemesAndShapes:
 
     def test_plain_http_to_a_public_address_is_refused_even_when_allow_listed(self) -> None:
         assert "must use https" in refusal("http://93.184.216.5/hook")
-        destinations.check_url("https://93.184.216.5/hook", ELSEWHERE)
+        outbound_urls.check_url("https://93.184.216.5/hook", ELSEWHERE)
 
     def test_plain_http_can_be_switched_off(self) -> None:
         settings = CallbackSettings(allowed_destinations=["10.0.0.0/8", "hooks.internal"], allow_http=False)
         assert "must use https" in refusal("http://10.0.0.5/hook", settings)
         assert "must use https" in refusal("http://hooks.internal/hook", settings)
-        destinations.check_url("https://10.0.0.5/hook", settings)
+        outbound_urls.check_url("https://10.0.0.5/hook", settings)
 
 
 class TestMetadataIsAlwaysRefused:
@@ -177,7 +177,7 @@ class TestResolution:
 
     def test_a_name_whose_addresses_are_all_allowed_passes(self, resolver: dict[str, list[str]]) -> None:
         resolver["svc.internal"] = ["10.0.0.7", "10.0.0.8"]
-        destinations.check_url("http://svc.internal:8080/hook", CallbackSettings(allowed_destinations=["10.0.0.0/8"]))
+        outbound_urls.check_url("http://svc.internal:8080/hook", CallbackSettings(allowed_destinations=["10.0.0.0/8"]))
 
     def test_an_unresolvable_name_is_refused(self, resolver: dict[str, list[str]]) -> None:
         assert "could not be resolved" in refusal(
@@ -195,7 +195,7 @@ class TestResolution:
         assert NOT_ALLOWED in refusal("https://10.0.0.1/", CallbackSettings())
 
     def test_an_allow_listed_name_is_accepted_at_create_without_a_lookup(self, resolver: dict[str, list[str]]) -> None:
-        destinations.check_url("http://hooks.internal:8080/cb", ELSEWHERE)
+        outbound_urls.check_url("http://hooks.internal:8080/cb", ELSEWHERE)
 
 
 class TestPinning:
@@ -203,7 +203,7 @@ class TestPinning:
         self, resolver: dict[str, list[str]]
     ) -> None:
         resolver["svc.internal"] = ["10.0.0.7"]
-        target = await destinations.pin(
+        target = await outbound_urls.pin(
             "https://svc.internal:8443/hook?x=1", CallbackSettings(allowed_destinations=["10.0.0.0/8"])
         )
         assert target.url == "https://10.0.0.7:8443/hook?x=1"
@@ -213,7 +213,9 @@ class TestPinning:
 
     async def test_ipv6_addresses_are_bracketed_and_default_ports_dropped(self, resolver: dict[str, list[str]]) -> None:
         resolver["v6.internal"] = ["fd12::7"]
-        target = await destinations.pin("http://v6.internal/hook", CallbackSettings(allowed_destinations=["fd12::/16"]))
+        target = await outbound_urls.pin(
+            "http://v6.internal/hook", CallbackSettings(allowed_destinations=["fd12::/16"])
+        )
         assert target.url == "http://[fd12::7]/hook"
         assert target.host_header == "v6.internal"
         assert target.sni_hostname is None
@@ -221,14 +223,14 @@ class TestPinning:
     async def test_a_name_that_now_resolves_elsewhere_is_refused(self, resolver: dict[str, list[str]]) -> None:
         settings = CallbackSettings(allowed_destinations=["10.0.0.0/8"])
         resolver["svc.internal"] = ["10.0.0.7"]
-        destinations.check_url("http://svc.internal/hook", settings)
+        outbound_urls.check_url("http://svc.internal/hook", settings)
         resolver["svc.internal"] = ["127.0.0.1"]
         with pytest.raises(DestinationRefused, match=r"resolves to 127\.0\.0\.1"):
-            await destinations.pin("http://svc.internal/hook", settings)
+            await outbound_urls.pin("http://svc.internal/hook", settings)
 
     async def test_an_allow_listed_name_is_still_checked_for_metadata_at_delivery(
         self, resolver: dict[str, list[str]]
     ) -> None:
         resolver["hooks.internal"] = ["169.254.169.254"]
         with pytest.raises(DestinationRefused, match="cloud metadata"):
-            await destinations.pin("http://hooks.internal/hook", ELSEWHERE)
+            await outbound_urls.pin("http://hooks.internal/hook", ELSEWHERE)

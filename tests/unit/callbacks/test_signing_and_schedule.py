@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from app.callbacks.delivery import retry_delay, signature_headers
+from app.callbacks.delivery import callback_retry_delay, signature_headers
 from app.callbacks.service import new_secret
 from app.core.config import CallbackSettings
 
@@ -56,16 +56,16 @@ class TestSignatureHeaders:
 class TestRetrySchedule:
     def test_the_default_is_the_standard_webhooks_schedule(self) -> None:
         settings = CallbackSettings(retry_jitter_ratio=0)
-        delays = [retry_delay(attempt, settings) for attempt in range(1, 9)]
+        delays = [callback_retry_delay(attempt, settings) for attempt in range(1, 9)]
         assert delays == [5, 300, 1800, 7200, 18000, 36000, 36000, None]
 
     def test_the_last_delay_repeats_when_more_attempts_than_delays_are_allowed(self) -> None:
         settings = CallbackSettings(retry_schedule_seconds=[1, 2], max_attempts=5, retry_jitter_ratio=0)
-        assert [retry_delay(attempt, settings) for attempt in range(1, 6)] == [1, 2, 2, 2, None]
+        assert [callback_retry_delay(attempt, settings) for attempt in range(1, 6)] == [1, 2, 2, 2, None]
 
     def test_jitter_only_stretches_a_delay_by_up_to_the_ratio(self) -> None:
         settings = CallbackSettings(retry_jitter_ratio=0.1)
         rng = random.Random(7)
-        delays = [retry_delay(2, settings, rng=rng) for _ in range(200)]
+        delays = [callback_retry_delay(2, settings, rng=rng) for _ in range(200)]
         assert all(300 <= delay <= 330 for delay in delays if delay is not None)
         assert len(set(delays)) > 1

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from app.auth.repository import CallerOverrides
 from app.core.config import LimitSettings
 from app.limits import service
-from app.limits.repository import CallerOverrides
 
 SETTINGS = LimitSettings()
 NO_OVERRIDES = CallerOverrides(None, None, None, None)

@@ -20,7 +20,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 from standardwebhooks import Webhook
 
 from app.simulator import app as simulator_app_module
-from tests.integration.simulator.conftest import (
+from tests.support.simulator import (
     WEBHOOK_SECRET,
     Receiver,
     asgi_simulator,
@@ -30,7 +30,10 @@ from tests.integration.simulator.conftest import (
     served_simulator,
     wait_for_status,
 )
+from tests.support.videos import frame_of, image_of
 
+# A multipart form as httpx takes it: text fields `(None, value)`, files `(filename, bytes, content type)`.
+Form = dict[str, tuple[str | None, str | bytes] | tuple[str | None, str | bytes, str]]
 FPS = 4  # fast_settings' frame rate: a 4 s video has 16 frames
 EDIT = "/v1/videos/edits"
 EXTEND = "/v1/videos/extensions"
@@ -54,7 +57,7 @@ def make_mp4(width: int, height: int, seconds: float, fps: int) -> bytes:
             image = Image.new("RGB", (width, height), (20, 60 + 4 * index, 120))
             x = index * width // max(1, frames)
             ImageDraw.Draw(image).rectangle((x, 0, x + width // 8, height), fill=(255, 255, 255))
-            for packet in stream.encode(av.VideoFrame.from_image(image)):
+            for packet in stream.encode(frame_of(image)):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
@@ -69,11 +72,11 @@ def png_bytes() -> bytes:
 
 def decode(mp4: bytes) -> tuple[float, list[Image.Image]]:
     """The video stream's duration in seconds and its frames."""
-    with av.open(io.BytesIO(mp4)) as container:
+    with av.open(io.BytesIO(mp4), mode="r") as container:
         stream = container.streams.video[0]
         assert stream.duration is not None and stream.time_base is not None
         duration = float(stream.duration * stream.time_base)
-        frames = [frame.to_image().convert("RGB") for frame in container.decode(stream)]
+        frames = [image_of(frame).convert("RGB") for frame in container.decode(stream)]
     return duration, frames
 
 
@@ -173,7 +176,7 @@ class TestEdits:
 
     async def test_an_upload_names_its_model(self, sim: httpx.AsyncClient) -> None:
         upload = make_mp4(160, 128, 1.6, 5)
-        files = {"prompt": (None, "x"), "model": (None, "sora-2-pro"), "video": ("a.mp4", upload, "video/mp4")}
+        files: Form = {"prompt": (None, "x"), "model": (None, "sora-2-pro"), "video": ("a.mp4", upload, "video/mp4")}
         edit = await finished(sim, await sim.post(EDIT, files=files))
         assert (edit["model"], edit["size"], edit["seconds"]) == ("sora-2-pro", "160x128", "2")
 
@@ -246,7 +249,7 @@ class TestExtensions:
 
     async def test_json_extension_of_an_upload_adds_up_the_seconds(self, sim: httpx.AsyncClient) -> None:
         upload = make_mp4(320, 240, 2.0, 4)
-        files = {"prompt": (None, "more"), "seconds": (None, "12"), "video": ("a.mp4", upload, "video/mp4")}
+        files: Form = {"prompt": (None, "more"), "seconds": (None, "12"), "video": ("a.mp4", upload, "video/mp4")}
         extension = await finished(sim, await sim.post(EXTEND, files=files))
         assert (extension["seconds"], extension["size"]) == ("14", "320x240")
         duration, frames = decode(await content(sim, extension["id"]))
@@ -328,7 +331,7 @@ class TestRefusals:
     async def test_upload_that_is_not_a_decodable_mp4_is_400(
         self, sim: httpx.AsyncClient, path: str, upload: bytes
     ) -> None:
-        files = {"prompt": (None, "x"), "video": ("a.mp4", upload, "video/mp4")}
+        files: Form = {"prompt": (None, "x"), "video": ("a.mp4", upload, "video/mp4")}
         if path == EXTEND:
             files["seconds"] = (None, "4")
         response = await sim.post(path, files=files)
@@ -336,7 +339,7 @@ class TestRefusals:
         assert (await sim.get("/_sim/stats")).json()["videos_created"] == 0
 
     async def test_both_a_file_and_an_id_is_400(self, sim: httpx.AsyncClient) -> None:
-        files = {
+        files: Form = {
             "prompt": (None, "x"),
             "video[id]": (None, "video_x"),
             "video": ("a.mp4", make_mp4(64, 64, 1, 4), "video/mp4"),
@@ -386,7 +389,7 @@ class TestRefusals:
 
 class TestCharacters:
     async def test_create_then_get(self, sim: httpx.AsyncClient) -> None:
-        files = {"name": (None, "Captain Otter"), "video": ("otter.mp4", make_mp4(64, 64, 1, 4), "video/mp4")}
+        files: Form = {"name": (None, "Captain Otter"), "video": ("otter.mp4", make_mp4(64, 64, 1, 4), "video/mp4")}
         response = await sim.post(CHARACTERS, files=files)
         assert response.status_code == 200, response.text
         character = response.json()
@@ -424,7 +427,7 @@ class TestCharacters:
         assert_openai_error(await sim.post(CHARACTERS, files=files), 400, param)
 
     async def test_name_of_80_chars_passes(self, sim: httpx.AsyncClient) -> None:
-        files = {"name": (None, "n" * 80), "video": ("a.mp4", make_mp4(64, 64, 1, 4), "video/mp4")}
+        files: Form = {"name": (None, "n" * 80), "video": ("a.mp4", make_mp4(64, 64, 1, 4), "video/mp4")}
         assert (await sim.post(CHARACTERS, files=files)).json()["name"] == "n" * 80
 
     async def test_json_body_is_400(self, sim: httpx.AsyncClient) -> None:

@@ -25,7 +25,7 @@ from standardwebhooks import Webhook
 from app.core.config import SimulatorSettings
 from app.simulator import simulator_app
 from app.simulator.replicate import create_replicate_simulator_app, replicate_simulator_running
-from tests.integration.simulator.conftest import Receiver, served
+from tests.support.simulator import Receiver, served
 
 TOKEN = "r8_simulated_token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -21,6 +21,7 @@ from PIL import Image
 
 from app.core.config import SimulatorSettings
 from app.simulator.seedance import create_seedance_simulator_app, seedance_simulator_running
+from tests.support.videos import image_of
 
 API_KEY = "ark-test-key"
 KEY = {"authorization": f"Bearer {API_KEY}"}
@@ -185,7 +186,7 @@ class TestLifecycle:
             with av.open(io.BytesIO(mp4.content), mode="r") as container:
                 stream = container.streams.video[0]
                 assert (stream.codec_context.width, stream.codec_context.height) == (496, 864)
-                first: Image.Image = next(container.decode(stream)).to_image()  # type: ignore[no-untyped-call]
+                first = image_of(next(container.decode(stream)))
             pixel = first.getpixel((480, 850))  # a corner the text and the ball leave alone
             assert isinstance(pixel, tuple)
             red, green, blue = pixel[:3]

@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 from app.core.errors import WebhookMalformed, WebhookSignatureInvalid
 from app.webhooks import verify
 from app.webhooks.verify import TOLERANCE_SECONDS, SignedDelivery, Verifier, check_secrets
-from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.support.settings import TEST_WEBHOOK_SECRET
 
 NOW = 1_750_000_000
 BODY = b'{"id":"evt_1","object":"event","created_at":1750000000,"type":"video.completed","data":{"id":"video_1"}}'

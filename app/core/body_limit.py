@@ -8,13 +8,12 @@ webhook receiver's cap); none trusts the header alone: the bytes that actually a
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Iterable
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PayloadTooLarge, error_body
+from app.core.errors import PayloadTooLarge, error_response
 
 CONTENT_LENGTH: Final = b"content-length"
 # Past any limit of ours; a longer number is read as this much (int() of a 5,000-digit header raises).
@@ -47,6 +46,9 @@ def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | Malformed |
 
 
 class BodySizeLimit:
+    """Refuses a request body over `max_bytes` with 413 `request_too_large`: at once when Content-Length says
+    so, else as soon as the bytes read pass it."""
+
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -58,7 +60,8 @@ class BodySizeLimit:
         declared = declared_length(scope["headers"])
         # A malformed length is not refused here: the bytes that arrive are counted below all the same.
         if isinstance(declared, int) and declared > self.max_bytes:
-            await self._refuse(send)
+            # Answered here, before any route: rendered as the error handler renders the same error.
+            await error_response(self._too_large())(scope, receive, send)
             return
         seen = 0
 
@@ -69,27 +72,10 @@ class BodySizeLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     # Raised inside the route's body read; the error handler renders it as 413.
-                    raise PayloadTooLarge(f"Request body is larger than {self.max_bytes} bytes.")
+                    raise self._too_large()
             return message
 
         await self.app(scope, bounded_receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(
-                f"Request body is larger than {self.max_bytes} bytes.",
-                type="invalid_request_error",
-                code="request_too_large",
-            )
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"Request body is larger than {self.max_bytes} bytes.")

@@ -1,11 +1,13 @@
-"""Where a callback may go: URL rules, the operator's allow-list, and IP pinning against DNS rebinding.
+"""Outbound URLs a caller chose, checked before the gateway sends anything there: URL rules, the operator's
+allow-list, and IP pinning against DNS rebinding (SSRF protection).
 
-The same guard serves every request the gateway makes to a URL a caller chose: callbacks, and the
-`input_reference.image_url` the video service fetches (`app.upstream.image_url`). Each kind is a `Policy`
-(the label its refusals name, its allow-list, its schemes, and whether public addresses pass unlisted);
-`check_url` / `pin` are the callbacks' policy, `check_with` / `pin_with` take any. What follows describes
-the callbacks' policy; image URLs differ only in being https-only and letting public unicast addresses
-through without being listed (every non-public address still needs the operator's allow-list).
+One guard serves every request the gateway makes to a URL a caller chose: callbacks (app/callbacks), and the
+`input_reference.image_url` the video service fetches (`app.upstream.image_url`). It lives in core, with
+nothing but settings below it, so those two domains share it without importing each other. Each kind is a
+`Policy` (the label its refusals name, its allow-list, its schemes, and whether public addresses pass
+unlisted); `check_url` / `pin` are the callbacks' policy, `check_with` / `pin_with` take any. What follows
+describes the callbacks' policy; image URLs differ only in being https-only and letting public unicast
+addresses through without being listed (every non-public address still needs the operator's allow-list).
 
 Default deny. A destination is allowed only if its host is named in `allowed_destinations`, or every
 address it resolves to lies in an allowed CIDR. Cloud metadata endpoints (and addresses that are never a
