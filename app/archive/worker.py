@@ -222,9 +222,11 @@ class Worker:
             rescued = await queue.rescue_stalled(session)
             expired = await queue.expire_overdue(session)
             repository = ArchiveRepository.from_session(session)
-            for ref in [*rescued, *expired]:
+            # Rows and outcome locks of several videos in one transaction: always taken in the same order (by
+            # video, then variant), so two workers' passes may wait on each other but never deadlock.
+            for ref in sorted([*rescued, *expired], key=lambda ref: (ref.video_id, ref.variant or "", ref.id)):
                 await self._record_on_asset(repository, ref)
-            for video_id in {ref.video_id for ref in [*rescued, *expired] if ref.kind is JobKind.DOWNLOAD}:
+            for video_id in sorted({ref.video_id for ref in [*rescued, *expired] if ref.kind is JobKind.DOWNLOAD}):
                 await archive_service.settle_download_outcome(
                     session, video_id=video_id, settings=self._context.settings
                 )

@@ -13,12 +13,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import queue, reconciler
 from app.archive import service as archive_service
 from app.archive.jobs import run_job
-from app.models import ArchiveJob, Asset, CallbackDelivery, Variant, Video, VideoOrigin, VideoStatus, WebhookEvent
+from app.core.config import Settings
+from app.models import (
+    ArchiveJob,
+    Asset,
+    CallbackDelivery,
+    JobKind,
+    Variant,
+    Video,
+    VideoOrigin,
+    VideoStatus,
+    WebhookEvent,
+)
+from tests.support.factories import make_video
 from tests.support.worker import ArchiveStack
 
 
@@ -338,6 +352,32 @@ class TestWhatUpstreamSays:
         archived = await assets(stack, video_id)
         assert {asset.state for asset in archived.values()} == {"expired"}
         assert all("window closed" in str(asset.error) for asset in archived.values())
+
+    async def test_maintenance_settles_several_videos_in_one_order(
+        self, archive_stack: ArchiveStack, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Several videos' overdue downloads expired in one pass are settled (their outcome locks taken) in id
+        order, whatever order the queue holds them in: two workers' passes then never deadlock on each other."""
+        stack = archive_stack
+        settled: list[str] = []
+        original = archive_service.settle_download_outcome
+
+        async def recording(session: AsyncSession, *, video_id: str, settings: Settings) -> None:
+            settled.append(video_id)
+            await original(session, video_id=video_id, settings=settings)
+
+        monkeypatch.setattr(archive_service, "settle_download_outcome", recording)
+        video_ids = sorted([(await make_video(stack.database)).id for _ in range(4)], reverse=True)
+        overdue = datetime.now(UTC) - timedelta(minutes=1)
+        async with stack.database.sessionmaker.begin() as session:
+            for video_id in video_ids:  # queued newest id first: the opposite of the order we want
+                await queue.enqueue(
+                    session, kind=JobKind.DOWNLOAD, video_id=video_id, variant="video", deadline=overdue, max_attempts=3
+                )
+        await stack.worker().maintain()
+        mine = [video_id for video_id in settled if video_id in video_ids]
+        assert sorted(mine) == sorted(video_ids)
+        assert mine == sorted(mine)
 
 
 class TestContentFaults:
