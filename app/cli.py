@@ -15,7 +15,7 @@ from app.auth.cli import keys_app
 from app.core.config import get_settings
 from app.core.local_env import load_checkout_env
 from app.core.logging import configure_logging
-from app.core.server import uvicorn_options
+from app.core.server import settle_heap, uvicorn_options
 from app.limits import cli as limit_commands
 from app.ops import cli as operator_commands
 from app.ops.cli_errors import DEBUG_ENV, DEBUG_META, CliError, CliGroup, debug_requested, error_line
@@ -57,8 +57,10 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    settle_heap()  # the start-up heap out of the collector's way (app/core/server.py)
     # Bounded connections, keep-alive and head timeouts, and no trusted forwarded headers: app/core/server.py.
-    uvicorn.run(create_app(settings), **uvicorn_options(settings, host=host, port=port))
+    uvicorn.run(app, **uvicorn_options(settings, host=host, port=port))
 
 
 class SimulatorKind(StrEnum):
@@ -101,6 +103,7 @@ def worker() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    settle_heap()
     asyncio.run(run_worker(settings))
 
 
@@ -128,7 +131,7 @@ def create_caller(name: str, label: str = "") -> None:
     async def run() -> str:
         database = Database.connect(settings.db)
         try:
-            async with database.sessionmaker.begin() as session:
+            async with database.transaction() as session:
                 issued = await auth_service.create_caller(session, name=name, label=label)
                 return issued.key
         finally:
@@ -162,7 +165,7 @@ def dev_caller() -> None:
     async def run() -> None:
         database = Database.connect(settings.db)
         try:
-            async with database.sessionmaker.begin() as session:
+            async with database.transaction() as session:
                 await auth_service.ensure_dev_caller(session, key=settings.dev_api_key.get_secret_value())
         finally:
             await database.dispose()

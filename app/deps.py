@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive.storage import ArchiveStorage
 from app.auth import deps as auth
-from app.auth.bad_keys import BadKeyCache
+from app.auth.key_cache import KeyCache
 from app.auth.service import Principal
 from app.auth.throttle import AdminKeyThrottle
 from app.characters.service import CharacterService
@@ -34,7 +34,7 @@ from app.videos.service import VideoService
 # ----- the app's resources ----------------------------------------------------------------------------
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return resources(request).settings
 
 
@@ -43,15 +43,10 @@ async def request_transaction(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's one transaction: committed when the route returns, rolled back if it raises. Every
     session a route gets comes from here (`SessionDep`, and the webhook receiver's own dependency, which
     only adds its 503 and its metrics around it)."""
-    # Not `sessionmaker.begin()`: a create commits mid-request, before its paid call (decision 004), and
-    # goes on in a new transaction on the same session.
-    async with resources(request).database.sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
+    # A create commits mid-request, before its paid call (decision 004), and goes on in a new transaction on the
+    # same session: `Database.transaction()` allows that.
+    async with resources(request).database.transaction() as session:
+        yield session
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -59,35 +54,35 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_video_service(request: Request) -> VideoService:
+async def get_video_service(request: Request) -> VideoService:
     return resources(request).video_service
 
 
-def get_character_service(request: Request) -> CharacterService:
+async def get_character_service(request: Request) -> CharacterService:
     return resources(request).character_service
 
 
-def get_upstreams(request: Request) -> UpstreamRouter:
+async def get_upstreams(request: Request) -> UpstreamRouter:
     return resources(request).upstreams
 
 
-def get_archive_storage(request: Request) -> ArchiveStorage:
+async def get_archive_storage(request: Request) -> ArchiveStorage:
     return resources(request).archive_storage
 
 
-def get_admin_throttle(request: Request) -> AdminKeyThrottle:
+async def get_admin_throttle(request: Request) -> AdminKeyThrottle:
     return resources(request).admin_throttle
 
 
-def get_bad_keys(request: Request) -> BadKeyCache:
-    return resources(request).bad_keys
+async def get_key_cache(request: Request) -> KeyCache:
+    return resources(request).key_cache
 
 
-def get_console_keys(request: Request) -> SessionKeys | None:
+async def get_console_keys(request: Request) -> SessionKeys | None:
     return resources(request).console_keys
 
 
-def get_console_deliveries(request: Request) -> DeliveryLog:
+async def get_console_deliveries(request: Request) -> DeliveryLog:
     return resources(request).console_deliveries
 
 
@@ -98,7 +93,7 @@ CharacterServiceDep = Annotated[CharacterService, Depends(get_character_service)
 UpstreamsDep = Annotated[UpstreamRouter, Depends(get_upstreams)]
 ArchiveStorageDep = Annotated[ArchiveStorage, Depends(get_archive_storage)]
 AdminThrottle = Annotated[AdminKeyThrottle, Depends(get_admin_throttle)]
-BadKeys = Annotated[BadKeyCache, Depends(get_bad_keys)]
+KnownKeys = Annotated[KeyCache, Depends(get_key_cache)]
 ConsoleKeysDep = Annotated[SessionKeys | None, Depends(get_console_keys)]
 DeliveryLogDep = Annotated[DeliveryLog, Depends(get_console_deliveries)]
 

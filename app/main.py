@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 
 from app.archive import queue
 from app.archive.storage import ArchiveStorage
-from app.auth.bad_keys import BadKeyCache
+from app.auth.key_cache import KeyCache
 from app.auth.routes import router as auth_admin_router
 from app.auth.throttle import AdminKeyThrottle
 from app.callbacks.routes import admin_router as callbacks_admin_router
@@ -73,8 +73,10 @@ async def open_resources(
         archive_storage=storage,
         readiness=Readiness.build(settings.s3),
         admin_throttle=AdminKeyThrottle(settings.auth),
-        bad_keys=BadKeyCache(
-            ttl_seconds=settings.auth.bad_key_cache_seconds, max_entries=settings.auth.bad_key_cache_entries
+        key_cache=KeyCache(
+            ttl_seconds=settings.auth.bad_key_cache_seconds,
+            max_entries=settings.auth.bad_key_cache_entries,
+            good_ttl_seconds=settings.auth.good_key_cache_seconds,
         ),
         console_keys=SessionKeys.from_settings(settings),
         console_deliveries=DeliveryLog() if deliveries is None else deliveries,
@@ -107,6 +109,9 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
         version="0.1.0",
         summary="OpenAI-compatible /v1/videos facade with signed webhooks and an S3 archive.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks, off: the gateway's metrics are Prometheus' (app/core/metrics.py), and
+        # left on, the hooks look the providers (and the environment) up again on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         docs_url="/docs" if docs_pages else None,
         redoc_url="/redoc" if docs_pages else None,
     )
@@ -127,14 +132,8 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
     for entry in reversed(middleware):  # each `add_middleware` wraps the ones added before it
         app.add_middleware(entry.cls, *entry.args, **entry.kwargs)
     install_error_handlers(app)
-    # Before the videos' routes: `/v1/videos/characters/{id}` must not be read as a video's sub-resource.
-    app.include_router(characters_router)
-    app.include_router(videos_router)
-    app.include_router(callbacks_router)
-    app.include_router(callbacks_admin_router)
-    app.include_router(limits_router)
-    app.include_router(auth_admin_router)  # callers and keys, then their limits: the paths' order in openapi.yaml
-    app.include_router(limits_admin_router)
+    # The webhook receivers first: routes are matched in order, and deliveries are the busiest path (behind
+    # the API's ~30 routes, matching alone cost a tenth of a delivery's CPU). No path of theirs overlaps.
     if settings.webhooks.enabled:
         # Fail closed: no webhook endpoint without a usable whsec_ secret.
         check_secrets(settings.webhooks.secret_list())
@@ -156,6 +155,14 @@ def create_app(settings: Settings, *, upstream_transport: httpx.AsyncBaseTranspo
                     upstream=profile.model_copy(update={"models": settings.models_rendered_by(name)}),
                 )
             )
+    # Before the videos' routes: `/v1/videos/characters/{id}` must not be read as a video's sub-resource.
+    app.include_router(characters_router)
+    app.include_router(videos_router)
+    app.include_router(callbacks_router)
+    app.include_router(callbacks_admin_router)
+    app.include_router(limits_router)
+    app.include_router(auth_admin_router)  # callers and keys, then their limits: the paths' order in openapi.yaml
+    app.include_router(limits_admin_router)
 
     install_console(app)
 

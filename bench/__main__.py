@@ -1,11 +1,12 @@
-"""`python -m bench run [--smoke] [--only NAME] [--repeat N] [--history-rows N]` and
-`python -m bench soak --minutes M [--renders N]`.
+"""`python -m bench run [--smoke] [--only NAME] [--repeat N] [--history-rows N]`,
+`python -m bench soak --minutes M [--renders N]` and `python -m bench report`.
 
 `run` measures each benchmark beside its same-run baseline, prints one table, writes
 `bench/results/<date>.json`, the plots in `docs/benchmarks/` and regenerates `docs/benchmarks.md`.
 `--smoke` runs tiny sizes once and writes only to a temporary directory (or `--out`), never to the repo.
 The ingest and facade benchmarks measure again after filling their database with history (`bench.history`):
 `--history-rows` rows (1,000,000; 3,000 with `--smoke`; 0 skips it).
+`report` regenerates `docs/benchmarks.md` and `docs/scaling.md` (bench/scaling.py) from the results alone.
 """
 
 from __future__ import annotations
@@ -127,6 +128,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def regenerate(args: argparse.Namespace) -> int:
+    """The docs from the results already in bench/results/, nothing measured (the plots stay as the last run
+    drew them)."""
+    sys.stdout.write(f"doc: {report.write_doc()}\n")
+    sys.stdout.write(f"doc: {report.DOCS_DIR / 'scaling.md'}\n")
+    return 0
+
+
 def soak(args: argparse.Namespace) -> int:
     from bench import soak as soak_module
 
@@ -150,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"{SMOKE_HISTORY_ROWS:,} with --smoke; 0: skip)",
     )
     run_parser.set_defaults(handler=run)
+    report_parser = commands.add_parser(
+        "report", help="regenerate docs/benchmarks.md and docs/scaling.md from bench/results/, measuring nothing"
+    )
+    report_parser.set_defaults(handler=regenerate)
     soak_parser = commands.add_parser("soak", help="bounded soak with faults")
     soak_parser.add_argument("--minutes", type=float, default=20.0)
     soak_parser.add_argument("--renders", type=int, default=10_000)

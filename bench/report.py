@@ -22,6 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.scaling import write_doc as write_scaling_doc
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 DOCS_DIR = ROOT / "docs"
@@ -709,6 +711,9 @@ def write_doc(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR) -> Pat
         "against a baseline measured in the same run, repeated, and shown as **min / median / max**. "
         "Goals are judged on the medians. MB/s is 10^6 bytes/s, MiB is 2^20 bytes.",
         "",
+        "What these per-process figures mean for a large deployment (API pods, worker pods, Postgres writes/s, S3 "
+        "requests/s by renders/day): [scaling.md](scaling.md), generated from the same results.",
+        "",
         "```sh",
         "make bench                  # every benchmark, 3 repeats: bench/results/<date>.json, docs/benchmarks/*.png",
         "make bench-smoke            # tiny sizes, 1 repeat, results in a temp dir (the suite runs this)",
@@ -782,6 +787,7 @@ def write_doc(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR) -> Pat
     docs_dir.mkdir(parents=True, exist_ok=True)
     path = docs_dir / "benchmarks.md"
     path.write_text("\n".join(lines) + "\n")
+    write_scaling_doc(results_dir, docs_dir)  # the deployment model (docs/scaling.md) reads the same results
     return path
 
 

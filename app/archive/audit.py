@@ -120,7 +120,7 @@ async def audit_once(
     report = AuditReport(full_hash=full_hash)
     if limit <= 0:
         return report
-    async with context.database.sessionmaker.begin() as session:
+    async with context.database.transaction() as session:
         repository = ArchiveRepository.from_session(session)
         if video_id is not None:
             targets = await repository.archived_of_video(video_id, limit=limit)
@@ -213,7 +213,7 @@ async def _settle(context: JobContext, target: AuditTarget, problem: Problem, de
                 await _stamp(context, target, checked=False)
             return finding(Action.DEFERRED, verdict.reason)
 
-    async with context.database.sessionmaker.begin() as session:
+    async with context.database.transaction() as session:
         repository = ArchiveRepository.from_session(session)
         row = await repository.lock_asset(target.video_id, target.variant)
         if (
@@ -311,5 +311,5 @@ def _found(problem: Problem, detail: str) -> str:
 
 
 async def _stamp(context: JobContext, target: AuditTarget, *, checked: bool) -> None:
-    async with context.database.sessionmaker.begin() as session:
+    async with context.database.transaction() as session:
         await ArchiveRepository.from_session(session).stamp_audited(target.video_id, target.variant, checked=checked)

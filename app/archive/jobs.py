@@ -210,7 +210,7 @@ async def _submission_succeeded(context: JobContext, job: ClaimedJob, profile: s
         # The render exists and only this process knows its id; no other job can have sent this video (its
         # `submitted_at` stops them), so recording the id is safe without the lease, and saves the reconciler a
         # search of upstream's list.
-        async with context.database.sessionmaker.begin() as session:
+        async with context.database.transaction() as session:
             deleted = await _record_submission(context, session, job.video_id, upstream)
         logger.warning("job %s: lease lost after upstream accepted the create; its id is recorded anyway", job.id)
     if deleted:
@@ -344,7 +344,7 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
         # The MP4 is in: queue the variants made from it. In a transaction of its own, after the one above
         # has released the outcome lock (queueing takes the queue's unique index, which a sibling job's
         # transaction may hold while it waits for that lock). Lost in a crash here, the reconciler queues them.
-        async with context.database.sessionmaker.begin() as session:
+        async with context.database.transaction() as session:
             if current := await VideoRepository.from_session(session).get(video.id):
                 await archive_service.schedule_downloads(session, video=current, settings=context.settings)
     landed = datetime.now(UTC)
@@ -451,7 +451,7 @@ CONTENT_EXPIRED = "upstream_content_expired"
 @asynccontextmanager
 async def _fenced(context: JobContext, job: ClaimedJob) -> AsyncIterator[AsyncSession]:
     """A transaction that first proves we still hold the job's lease (and locks its row), else LeaseLost."""
-    async with context.database.sessionmaker.begin() as session:
+    async with context.database.transaction() as session:
         if not await queue.heartbeat(session, job, lease_seconds=context.settings.worker.lease_seconds):
             raise LeaseLost(job.id)
         yield session

@@ -10,6 +10,46 @@ VALUES (:kind, :video_id, :variant, 'queued', 0, :max_attempts,
 ON CONFLICT (kind, video_id, (coalesce(variant, ''))) WHERE state IN ('queued', 'running') DO NOTHING
 RETURNING id;
 
+-- name: record_video_event
+-- The webhook receiver's common case, an event that names one video, in ONE statement (decision 009), run by
+-- app/webhooks/service.py through queue.record_video_event, on its own (autocommit) or in the caller's transaction:
+-- * `video`: ours among the ids the event's object may have in the profile, the oldest, deleted or not (the
+--   caller decides what a deleted one means);
+-- * `event`: the delivery with its outcome (no video: orphan; a deleted one: ignored; else enqueued), once per
+--   webhook id and per event id (no conflict target, so both unique indexes count; a concurrent copy waits for the
+--   first and then does nothing);
+-- * `job`: only when that row is new and enqueued, the video's sync job exactly as `enqueue` inserts it (delay 0,
+--   the same ON CONFLICT on active jobs), with archive_service.sync_deadline's deadline: created_at + horizon.
+-- The request id is a parameter on both rows, not the transaction setting the column defaults read (decision 005):
+-- there may be no transaction to stamp. No row back: the delivery is a duplicate and nothing was written.
+WITH video AS (
+    SELECT id, upstream_id, created_at, deleted_at
+    FROM videos
+    WHERE upstream_profile = :profile AND upstream_id = ANY(:upstream_ids)
+    ORDER BY created_at
+    LIMIT 1
+), event AS (
+    INSERT INTO webhook_events (id, webhook_id, event_id, event_type, upstream_profile, upstream_video_id, video_id,
+                                outcome, body, request_id)
+    SELECT gen_random_uuid(), :webhook_id, :event_id, :event_type, :profile, coalesce(video.upstream_id, :object_id),
+           video.id,
+           CASE WHEN video.id IS NULL THEN 'orphan' WHEN video.deleted_at IS NOT NULL THEN 'ignored' ELSE 'enqueued' END,
+           :body, :request_id
+    FROM (VALUES (1)) AS delivery LEFT JOIN video ON true
+    ON CONFLICT DO NOTHING
+    RETURNING outcome, video_id
+), job AS (
+    INSERT INTO archive_jobs (kind, video_id, variant, state, attempts, max_attempts, run_after, deadline, updated_at,
+                              request_id)
+    SELECT 'sync', video.id, NULL, 'queued', 0, :max_attempts, now(),
+           video.created_at + make_interval(secs => :sync_horizon_seconds), now(), :request_id
+    FROM event JOIN video ON video.id = event.video_id
+    WHERE event.outcome = 'enqueued'
+    ON CONFLICT (kind, video_id, (coalesce(variant, ''))) WHERE state IN ('queued', 'running') DO NOTHING
+    RETURNING id
+)
+SELECT event.outcome, event.video_id, (SELECT id FROM job) AS job_id FROM event;
+
 -- name: claim
 -- Lease up to :limit runnable jobs in one short transaction; concurrent claimers skip rows already locked.
 UPDATE archive_jobs AS job

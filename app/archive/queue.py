@@ -2,22 +2,25 @@
 (decision 008: no ORM query of them anywhere). The queue's queries run on the caller's session; the pruner's on
 the connection its pass holds.
 
-Enqueueing on the caller's session is what lets a webhook delivery and its job commit together. A claimed
-job carries its lease token; every later change is fenced by it, so a worker that lost its lease (paused,
-cut off, presumed dead) changes nothing when it wakes up.
+Enqueueing on the caller's session is what lets a webhook delivery and its job commit together; the receiver's
+common case goes further: one statement records the delivery and queues its job (`record_video_event`, decision
+009, the one query here that inserts into `webhook_events`). A claimed job carries its lease token; every later
+change is fenced by it, so a worker that lost its lease (paused, cut off, presumed dead) changes nothing when it
+wakes up.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import JobKind, JobState
@@ -61,9 +64,16 @@ class JobRef:
     state: JobState
 
 
+@cache
+def statement(name: str) -> TextClause:
+    """A named query as a statement, built once: parsing its bind parameters on every call cost more than a
+    webhook delivery's whole database round trip."""
+    return text(queries()[name])
+
+
 async def _run(session: AsyncSession, name: str, **params: object) -> list[dict[str, Any]]:
     """Every queue query returns rows (RETURNING or SELECT): an UPDATE that matched nothing returns none."""
-    result = await session.execute(text(queries()[name]), params)
+    result = await session.execute(statement(name), params)
     return [dict(row) for row in result.mappings()]
 
 
@@ -89,6 +99,61 @@ async def enqueue(
         delay_seconds=delay_seconds,
     )
     return int(rows[0]["id"]) if rows else None
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """A new webhook delivery as `record_video_event` stored it: its outcome, its video (None for an orphan) and
+    the sync job it queued (None unless enqueued, or when an active sync job of the video already existed)."""
+
+    outcome: str
+    video_id: str | None
+    job_id: int | None
+
+
+async def record_video_event(
+    session: AsyncSession,
+    *,
+    webhook_id: str,
+    event_id: str | None,
+    event_type: str,
+    profile: str,
+    object_id: str,
+    upstream_ids: Sequence[str],
+    body: str,
+    request_id: str | None,
+    max_attempts: int,
+    sync_horizon_seconds: float,
+) -> RecordedEvent | None:
+    """Record a delivery that names one video and queue its sync job, in one statement (decision 009); None for
+    a duplicate (nothing written).
+
+    Here, not in the webhooks repository, because the statement inserts an `archive_jobs` row, whose SQL is the
+    queue's alone; its `webhook_events` half mirrors `WebhookRepository.record`. `request_id` lands on both rows
+    explicitly, so the statement needs no stamped transaction and may run in autocommit.
+    """
+    rows = await _run(
+        session,
+        "record_video_event",
+        webhook_id=webhook_id,
+        event_id=event_id,
+        event_type=event_type,
+        profile=profile,
+        object_id=object_id,
+        upstream_ids=list(upstream_ids),
+        body=body,
+        request_id=request_id,
+        max_attempts=max_attempts,
+        sync_horizon_seconds=sync_horizon_seconds,
+    )
+    if not rows:
+        return None
+    [row] = rows
+    return RecordedEvent(
+        outcome=str(row["outcome"]),
+        video_id=row["video_id"],
+        job_id=None if row["job_id"] is None else int(row["job_id"]),
+    )
 
 
 async def claim(session: AsyncSession, *, worker_id: str, limit: int, lease_seconds: float) -> list[ClaimedJob]:
@@ -209,11 +274,11 @@ async def jobs_of(session: AsyncSession, *, video_id: str) -> list[JobHistory]:
 
 async def try_prune_lock(connection: AsyncConnection) -> bool:
     """Take the pruner's session-level lock on this connection; False when another worker holds it."""
-    return bool((await connection.execute(text(queries()["prune_lock"]))).scalar_one())
+    return bool((await connection.execute(statement("prune_lock"))).scalar_one())
 
 
 async def prune_unlock(connection: AsyncConnection) -> None:
-    await connection.execute(text(queries()["prune_unlock"]))
+    await connection.execute(statement("prune_unlock"))
 
 
 async def prune_batch(
@@ -230,7 +295,7 @@ async def prune_batch(
     The transaction-local timeouts come first: the batch must never wait long for a lock, nor run long.
     """
     await connection.execute(
-        text(queries()["prune_timeouts"]), {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
+        statement("prune_timeouts"), {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
     )
     params = {"keep_seconds": keep_seconds, "batch_size": batch_size}
-    return int((await connection.execute(text(queries()[f"prune_{table}"]), params)).scalar_one())
+    return int((await connection.execute(statement(f"prune_{table}"), params)).scalar_one())

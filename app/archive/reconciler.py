@@ -63,7 +63,7 @@ async def reconcile_once(
         if on_progress is not None:
             on_progress(looked_at, None)
 
-    async with context.database.sessionmaker.begin() as session:
+    async with context.database.transaction() as session:
         repository = VideoRepository.from_session(session)
         stale = await repository.videos_to_reconcile(
             stale_before=now - timedelta(seconds=settings.reconcile_interval_seconds),

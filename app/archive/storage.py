@@ -8,15 +8,19 @@ aborts the multipart upload, so no half-written object and no billed incomplete 
 What a crash leaves (nobody to abort) is swept by `abort_stale_uploads` and by the bucket's
 `AbortIncompleteMultipartUpload` lifecycle rule.
 
-Decoders that must seek (an MP4's index may sit at its end) read an object through `open_seekable`: ranged
-GETs into one bounded read-ahead window, never the whole object.
+Streaming reads (`open_object`, then `ObjectStream.iter_chunks`: archived content, the audit's digest) read the
+body up to `READ_AHEAD_CHUNKS` chunks of `READ_CHUNK_BYTES` ahead of the consumer (app/archive/readahead.py),
+so S3 is read while the previous chunk goes out; that window is all a stream holds. Decoders that must seek (an
+MP4's index may sit at its end) read an object through `open_seekable`: ranged GETs into one bounded read-ahead
+window, never the whole object.
 
 The full-file SHA-256 is ours, computed while streaming: a multipart object's S3 checksum is a checksum of
 part checksums. It goes into the object's metadata on a single PUT, and into an object tag after a multipart
 completion (metadata is fixed at CreateMultipartUpload, before the hash is known, and changing it later would
 mean copying the object). The database row stays the record of truth; the tag lets anyone check a copy.
 
-boto3 is blocking, so every call runs in a worker thread (`asyncio.to_thread`).
+boto3 is blocking, so every call runs in a worker thread (`asyncio.to_thread`, or the same default executor for
+a body's reads).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import asyncio
 import hashlib
 import io
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
@@ -34,6 +38,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.archive.readahead import ReadAhead, ReadAheadBudget
 from app.core.config import S3Settings
 from app.models.asset import Variant
 
@@ -58,6 +63,11 @@ SHA256_FIELD = "sha256"  # metadata key (x-amz-meta-sha256) and tag key
 # Enough bytes to tell the three formats apart: `RIFF????WEBP` is the longest signature.
 MAGIC_BYTES = 12
 READ_CHUNK_BYTES = 1024 * 1024
+# Chunks a download holds at most: the one being sent and those read ahead (app/archive/readahead.py).
+READ_AHEAD_CHUNKS = 4
+# What all of a process's downloads may hold beyond one chunk each: its slow clients cost what they did before
+# the read-ahead, plus at most this (an API pod's memory limit is 512 MiB).
+READ_AHEAD_BUDGET_BYTES = 64 * 1024 * 1024
 # The ranged reader's read-ahead: a fetch after a jump is small (a demuxer seeking to read an 8-byte box header
 # should not pull megabytes), and doubles while the reads stay sequential, up to the bound that is all it holds.
 RANGED_MIN_FETCH_BYTES = 64 * 1024
@@ -126,25 +136,41 @@ class ObjectStream:
         content_type: str,
         etag: str | None,
         content_range: str | None = None,
+        read_ahead_budget: ReadAheadBudget | None = None,
     ) -> None:
         self._body = body
+        self._budget = read_ahead_budget
         self.content_length = content_length
         self.content_type = content_type
         self.etag = etag
         # S3's `bytes first-last/size` for a ranged GET (`open_object(byte_range=...)`); None for the whole object.
         self.content_range = content_range
+        self._reader: ReadAhead | None = None
 
-    async def iter_chunks(self, chunk_size: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
-        while True:
-            chunk = await asyncio.to_thread(self._body.read, chunk_size)
-            if not chunk:
-                return
-            yield chunk
+    async def iter_chunks(
+        self, chunk_size: int = READ_CHUNK_BYTES, *, read_ahead: int = READ_AHEAD_CHUNKS
+    ) -> AsyncGenerator[bytes]:
+        """The object's bytes in chunks of at most `chunk_size`, read in worker threads up to `read_ahead` chunks
+        ahead of the consumer (app/archive/readahead.py): at most `chunk_size * read_ahead` bytes held, and
+        beyond the first chunk only what the storage's read-ahead budget lends."""
+        if self._reader is None:
+            self._reader = ReadAhead(self._body, chunk_size=chunk_size, depth=read_ahead, budget=self._budget)
+        reader = self._reader
+        try:
+            while chunk := await reader.next_chunk():
+                yield chunk
+        finally:
+            # A consumer that stops early (or is dropped, or cancelled) stops the reads and gets the body closed
+            # even if it never reaches `aclose`.
+            reader.stop()
 
     async def aclose(self) -> None:
         # Closing before the end drops the connection instead of returning it to the pool: the right trade
         # for a client that went away mid-download.
-        await asyncio.to_thread(self._body.close)
+        if self._reader is not None:
+            await self._reader.aclose()
+        else:
+            await asyncio.to_thread(self._body.close)
 
     async def __aenter__(self) -> ObjectStream:
         return self
@@ -344,6 +370,8 @@ class ArchiveStorage:
         self._owns_client = client is None
         self._client = client if client is not None else make_client(settings)
         self._presign_client: S3Client | None = None
+        # Shared by every stream this storage opens (one per process in the API).
+        self.read_ahead_budget = ReadAheadBudget(READ_AHEAD_BUDGET_BYTES)
         if settings.public_endpoint_url:
             self._presign_client = make_client(
                 settings.model_copy(update={"endpoint_url": settings.public_endpoint_url})
@@ -583,6 +611,7 @@ class ArchiveStorage:
             content_type=response.get("ContentType", "application/octet-stream"),
             etag=_clean_etag(response.get("ETag")),
             content_range=response.get("ContentRange") if byte_range is not None else None,
+            read_ahead_budget=self.read_ahead_budget,
         )
         if byte_range is not None and (
             stream.content_range is None or stream.content_length > byte_range[1] - byte_range[0] + 1

@@ -151,7 +151,7 @@ class Worker:
         return claimed
 
     async def _claim(self, limit: int) -> list[ClaimedJob]:
-        async with self._context.database.sessionmaker.begin() as session:
+        async with self._context.database.transaction() as session:
             return await queue.claim(
                 session, worker_id=self.worker_id, limit=limit, lease_seconds=self._settings.lease_seconds
             )
@@ -201,7 +201,7 @@ class Worker:
         while True:
             await asyncio.sleep(self._settings.heartbeat_seconds)
             try:
-                async with self._context.database.sessionmaker.begin() as session:
+                async with self._context.database.transaction() as session:
                     held = await queue.heartbeat(session, job, lease_seconds=self._settings.lease_seconds)
             except Exception as exc:  # the database is unreachable: keep trying while the lease may still hold
                 logger.warning("job %s: heartbeat failed: %s", job.id, type(exc).__name__)
@@ -218,7 +218,7 @@ class Worker:
 
     async def maintain(self) -> None:
         """Rescue lapsed leases and expire overdue jobs, and record it on their assets."""
-        async with self._context.database.sessionmaker.begin() as session:
+        async with self._context.database.transaction() as session:
             rescued = await queue.rescue_stalled(session)
             expired = await queue.expire_overdue(session)
             repository = ArchiveRepository.from_session(session)
@@ -286,7 +286,7 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
         for job in interrupted:
             try:
-                async with self._context.database.sessionmaker.begin() as session:
+                async with self._context.database.transaction() as session:
                     released = await queue.release(session, job)
                     if released and job.variant is not None:
                         await ArchiveRepository.from_session(session).set_unless_archived(

@@ -42,7 +42,7 @@ def run_in_transaction(
     async def run() -> T:
         database = Database.connect(settings.db)
         try:
-            async with database.sessionmaker.begin() as session:
+            async with database.transaction() as session:
                 return await work(session)
         finally:
             await database.dispose()

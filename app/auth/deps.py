@@ -2,16 +2,17 @@
 
 Routes take them through `CurrentCaller`, `CurrentKey` and `AdminAuth` (app/deps.py, with every alias).
 
-`authenticate_request` runs in one short transaction of its own, before the route touches its session, and
-runs the check it is handed (app/deps.py hands it the key's request-rate check of app/limits) in that same
-transaction: the rate counter's row lock is never held for a whole request, and a request never needs two
-pooled connections at once. Auth takes the check as an argument so that it imports nothing of app/limits
-(limits depends on auth: callers and keys are auth's). Good keys are looked up on every request (never cached), so a
-revocation, an expiry or a limit change applies to the very next request. Refused keys are remembered for a
-few seconds (app/auth/bad_keys.py), so a flood of one bad key costs no query.
+`authenticate_request` runs before the route touches its session, on pooled connections of its own that it
+gives back before the route runs (a request never holds two at once). A key is looked up in Postgres at most
+once a second per process: good keys are remembered for at most 1 s and refused ones for longer
+(app/auth/key_cache.py), so a revocation, an expiry, a disabled caller or a new limit applies on every replica
+within 1 s. Then it runs the check it is handed (app/deps.py hands it the key's request-rate check of app/limits),
+one statement in autocommit, so the rate counter is exact across replicas and its row is locked only for that
+statement. Auth takes the check as an argument so that it imports nothing of app/limits (limits depends on auth:
+callers and keys are auth's).
 
 Wrong admin keys are throttled per client address and per process (app/auth/throttle.py), shared with the
-console's sign-in: the throttle and the bad-key memory are per-process objects of the app's `AppResources`.
+console's sign-in: the throttle and the key memory are per-process objects of the app's `AppResources`.
 
 A key in the query string is refused with 400 before anything else, and the value is scrubbed from the
 request's scope, so the server's access log (which prints the path with its query) never shows it.
@@ -31,6 +32,7 @@ from app.auth import service as auth_service
 from app.auth.errors import AdminUnauthenticated, KeyInQueryString
 from app.auth.service import Principal
 from app.auth.throttle import address_of
+from app.core.db import run_without_transaction
 from app.core.errors import ResourceNotFound, Unauthenticated
 from app.core.resources import resources
 
@@ -63,7 +65,7 @@ def refuse_keys_in_query(request: Request) -> None:
 
 
 async def authenticate_request(request: Request, *, admit: Admission) -> Principal:
-    """The request's caller and key, then `admit` run on the same short transaction (its refusal is raised)."""
+    """The request's caller and key (from memory, or looked up), then `admit` (its refusal is raised)."""
     refuse_keys_in_query(request)
     app = resources(request)
     settings = app.settings
@@ -74,17 +76,26 @@ async def authenticate_request(request: Request, *, admit: Admission) -> Princip
             code="missing_api_key",
         )
     key_digest = keys.digest(presented)
-    refused = app.bad_keys
-    async with refused.lookup(key_digest) as known_bad:
-        if known_bad:
+    memory = app.key_cache
+    async with memory.lookup(key_digest) as recalled:
+        if recalled.refused:
             raise Unauthenticated(auth_service.INCORRECT_KEY)  # the very answer the database would have given
-        async with app.database.sessionmaker.begin() as session:
-            try:
-                principal = await auth_service.authenticate(session, presented_key=presented, dev_mode=settings.is_dev)
-            except Unauthenticated:
-                refused.add(key_digest)
-                raise
-            await admit(session, principal)
+        principal = recalled.principal
+        if principal is None:
+            async with app.database.sessionmaker() as session:
+                await run_without_transaction(session)  # one read: no BEGIN, no COMMIT
+                try:
+                    principal = await auth_service.authenticate(
+                        session, presented_key=presented, dev_mode=settings.is_dev
+                    )
+                except Unauthenticated:
+                    memory.add(key_digest)
+                    raise
+            memory.remember(key_digest, principal)
+    async with app.database.sessionmaker() as session:
+        # The admission is one statement (the key's rate counter, counted in Postgres on every request).
+        await run_without_transaction(session)
+        await admit(session, principal)
     request.state.principal = principal
     return principal
 

@@ -23,16 +23,16 @@ from app.auth.schemas import (
     KeyUpdate,
 )
 from app.core.json_body import JsonBodyRoute
-from app.deps import AdminAuth, BadKeys, SessionDep
+from app.deps import AdminAuth, KnownKeys, SessionDep
 
 # JSON bodies are read by the shared parser (app/core/json_body.py): duplicate keys and deep nesting are 400s.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuth], route_class=JsonBodyRoute)
 
 
 @router.post("/callers", status_code=201, response_model=CallerCreated, summary="Create a caller and its first key")
-async def create_caller(body: CallerCreate, session: SessionDep, refused: BadKeys) -> CallerCreated:
+async def create_caller(body: CallerCreate, session: SessionDep, known_keys: KnownKeys) -> CallerCreated:
     issued = await auth_service.create_caller(session, name=body.name, label=body.label, expires_at=body.expires_at)
-    refused.clear()  # a new key must not be refused from memory by this process (app/auth/bad_keys.py)
+    known_keys.clear()  # a new key must not be refused from memory by this process (app/auth/key_cache.py)
     return CallerCreated(
         caller=CallerObject.from_row(issued.caller),
         key=KeyCreated(**KeyObject.from_row(issued.api_key).model_dump(), key=issued.key),
@@ -45,7 +45,7 @@ async def list_callers(session: SessionDep) -> CallerList:
 
 
 @router.post("/callers/{caller_id}/keys", status_code=201, response_model=KeyCreated, summary="Add a key (shown once)")
-async def create_key(caller_id: uuid.UUID, body: KeyCreate, session: SessionDep, refused: BadKeys) -> KeyCreated:
+async def create_key(caller_id: uuid.UUID, body: KeyCreate, session: SessionDep, known_keys: KnownKeys) -> KeyCreated:
     caller = await auth_service.get_caller(session, caller_id=caller_id)
     issued = await auth_service.add_key(
         session,
@@ -54,7 +54,7 @@ async def create_key(caller_id: uuid.UUID, body: KeyCreate, session: SessionDep,
         expires_at=body.expires_at,
         requests_per_minute=body.requests_per_minute,
     )
-    refused.clear()  # a new key must not be refused from memory by this process (app/auth/bad_keys.py)
+    known_keys.clear()  # a new key must not be refused from memory by this process (app/auth/key_cache.py)
     return KeyCreated(**KeyObject.from_row(issued.api_key).model_dump(), key=issued.key)
 
 
@@ -71,11 +71,14 @@ async def list_keys(session: SessionDep) -> KeyList:
 
 
 @router.patch("/keys/{key_id}", response_model=KeyObject, summary="Set or clear a key's request rate")
-async def update_key(key_id: uuid.UUID, body: KeyUpdate, session: SessionDep) -> KeyObject:
+async def update_key(key_id: uuid.UUID, body: KeyUpdate, session: SessionDep, known_keys: KnownKeys) -> KeyObject:
     key = await auth_service.set_key_rate(session, key_id=key_id, requests_per_minute=body.requests_per_minute)
+    known_keys.forget_good_keys()  # this process applies the new rate at once; others within 1 s
     return KeyObject.from_row(key)
 
 
-@router.delete("/keys/{key_id}", response_model=KeyObject, summary="Revoke a key (effective at once)")
-async def revoke_key(key_id: uuid.UUID, session: SessionDep) -> KeyObject:
-    return KeyObject.from_row(await auth_service.revoke_key(session, key_id=key_id))
+@router.delete("/keys/{key_id}", response_model=KeyObject, summary="Revoke a key (refused on every replica within 1 s)")
+async def revoke_key(key_id: uuid.UUID, session: SessionDep, known_keys: KnownKeys) -> KeyObject:
+    revoked = await auth_service.revoke_key(session, key_id=key_id)
+    known_keys.forget_good_keys()  # this process refuses the key at once; others within 1 s (app/auth/key_cache.py)
+    return KeyObject.from_row(revoked)

@@ -149,7 +149,8 @@ async def find_key_id(session: AsyncSession, *, key_or_id: str) -> uuid.UUID:
 
 
 async def revoke_key(session: AsyncSession, *, key_id: uuid.UUID) -> ApiKey:
-    """Revoke a key; the next request with it gets 401 (keys are checked against the database every time)."""
+    """Revoke a key: refused on every replica within 1 s (good keys are remembered for at most that long,
+    app/auth/key_cache.py)."""
     key = await CallerRepository.from_session(session).revoke_key(key_id)
     if key is None:
         raise ResourceNotFound(f"No key found with id '{key_id}'.", param="key_id")

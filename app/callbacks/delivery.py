@@ -70,7 +70,7 @@ async def deliver_due(context: DeliveryContext, *, transport: httpx.AsyncBaseTra
     """Send what is due (one batch); returns how many attempts were made. `transport` is for tests."""
     settings = context.settings.callbacks
     lease = settings.timeout_seconds + LEASE_MARGIN_SECONDS
-    async with context.database.sessionmaker.begin() as session:
+    async with context.database.transaction() as session:
         repository = CallbackRepository.from_session(session)
         claimed = await repository.claim_due(limit=settings.batch_size, lease_seconds=lease)
         if not claimed:
@@ -120,7 +120,7 @@ async def _record(
         state = DeliveryState.FAILED
     else:
         state = DeliveryState.PENDING
-    async with context.database.sessionmaker.begin() as session:
+    async with context.database.transaction() as session:
         recorded = await CallbackRepository.from_session(session).record_attempt(
             delivery,
             outcome=result.outcome.value,

@@ -81,7 +81,7 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def session_keys(keys: ConsoleKeysDep) -> SessionKeys:
+async def session_keys(keys: ConsoleKeysDep) -> SessionKeys:
     if keys is None:
         raise ResourceNotFound("Not Found")  # no admin key: no console, as for the admin API
     return keys

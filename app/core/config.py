@@ -52,7 +52,10 @@ class Mode(StrEnum):
 
 class DatabaseSettings(BaseModel):
     url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/video_gateway")
-    pool_size: int = Field(default=10, ge=1)
+    # Connections kept open per process. A request holds one only while its statements run, but past this many
+    # at once each extra (overflow) connection is opened and closed again per use, a new Postgres backend every
+    # time: under load that churn, not the queries, was what ingest throughput collapsed on.
+    pool_size: int = Field(default=20, ge=1)
     max_overflow: int = Field(default=10, ge=0)
     echo: bool = False
 
@@ -419,7 +422,7 @@ class ConsoleSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    """What failed authentication may cost (owned by app/auth): the admin-key throttle and the bad-key cache.
+    """What authentication may cost (owned by app/auth): the admin-key throttle and the key cache.
 
     Both live in the memory of each API process: with N replicas an attacker spread over them gets up to N
     times the free failures, and a restart forgets everything (docs/runbooks.md).
@@ -427,7 +430,11 @@ class AuthSettings(BaseModel):
 
     # A refused API key's digest is remembered this long, so repeating it costs no query (0: no cache).
     bad_key_cache_seconds: float = Field(default=30.0, ge=0)
+    # How many refused keys, and how many good ones, each process remembers at most.
     bad_key_cache_entries: int = Field(default=10_000, ge=1)
+    # A good key's caller and key rows are trusted this long without a query (0: looked up on every request).
+    # At most 1 s: the bound on how late a revocation, an expiry or a new limit applies on another replica.
+    good_key_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
     # Wrong admin keys (console sign-in and `/v1/admin/*` share them) from one client address before the first
     # lockout, and from all addresses together before everyone is locked out.
     admin_free_failures_per_address: int = Field(default=10, ge=0)

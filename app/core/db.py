@@ -1,19 +1,46 @@
-"""Database plumbing: the declarative base (with a constraint naming convention), engines and sessions.
+"""Database plumbing: the declarative base (with a constraint naming convention), engines and sessions, and
+what keeps a dead pooled connection from failing a request or a job.
 
 The engine and session factory are built once per process (the API's lifespan, the worker's start) and
 kept on `Database`. A request gets its session from `SessionDep` (app/deps.py), which owns the transaction.
 Services only `flush()`.
+
+Dead connections (a Postgres restart, `pg_terminate_backend`, a proxy closing idle ones) are handled without a
+pre-ping, which with asyncpg costs three round trips (BEGIN, `;`, ROLLBACK) on every checkout:
+
+- at checkout, a connection whose socket is already known closed is discarded and another taken (a local
+  check: the event loop has seen the server's FATAL and the EOF of a connection that died while idle);
+- a statement that finds its connection dead is run once more on a fresh connection, but only when it was the
+  first statement of a fresh session's transaction (nothing done on the dead connection can be lost or
+  repeated); a later one fails as before, and its caller's own retry (the worker's job retry, the client's)
+  takes over. Sessions open their transactions with `Database.transaction()` (or a request's session), not
+  `sessionmaker.begin()`, so that their first statement qualifies. In a transaction, the dead connection's
+  work was never committed. In autocommit it may have been, just before the connection died: the statements
+  run that way are reads, the rate counter (a request counted twice) and the webhook record (its repeat finds
+  the first and answers `duplicate`), all harmless to run twice.
+
+Reads that need no transaction (a retrieve, a list, a key's rate counter: one statement, or several that may
+see different snapshots) run in autocommit (`run_without_transaction`), which saves BEGIN and COMMIT: two
+round trips of a request that otherwise needs two.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, SessionTransaction, SessionTransactionOrigin
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.config import DatabaseSettings
+
+logger = logging.getLogger(__name__)
 
 # Explicit names make Alembic migrations reversible and diffs stable.
 NAMING_CONVENTION = {
@@ -24,9 +51,69 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# Session.info key: the session's current connection has run no statement yet (so a disconnect on the next one
+# loses nothing).
+_UNUSED_CONNECTION = "vg_unused_connection"
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RetryingSession(Session):
+    """A session whose transaction's first statement is retried once on a fresh connection after a disconnect."""
+
+
+@event.listens_for(RetryingSession, "after_begin")
+def _connection_joined(session: Session, transaction: SessionTransaction, connection: Any) -> None:
+    session.info[_UNUSED_CONNECTION] = True
+
+
+@event.listens_for(RetryingSession, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    session.info.pop(_UNUSED_CONNECTION, None)
+
+
+@event.listens_for(RetryingSession, "after_flush")
+def _flushed(session: Session, flush_context: Any) -> None:
+    session.info[_UNUSED_CONNECTION] = False
+
+
+def _replayable(session: Session) -> bool:
+    """Nothing would be lost by rolling back and running the statement again: the transaction was begun by the
+    statement's own session (not a `begin()` block, which a rollback would close under its owner), nothing ran
+    on its connection yet, and the session holds no object a rollback would expire or drop."""
+    transaction = session.get_transaction()
+    return (
+        (transaction is None or transaction.origin is SessionTransactionOrigin.AUTOBEGIN)
+        and session.info.get(_UNUSED_CONNECTION, True)
+        and not session.identity_map
+        and not session.new
+        and not session.deleted
+    )
+
+
+@event.listens_for(RetryingSession, "do_orm_execute")
+def _retry_first_statement(state: ORMExecuteState) -> Any:
+    session = state.session
+    if not _replayable(session):
+        return None  # a disconnect now is the caller's to handle (the job's retry, the client's)
+    try:
+        result = state.invoke_statement()
+    except DBAPIError as error:
+        if not error.connection_invalidated or not _replayable(session):
+            raise
+        logger.warning("database connection lost before its first statement; retrying once on a new connection")
+        session.rollback()
+        result = state.invoke_statement()
+    session.info[_UNUSED_CONNECTION] = False
+    return result
+
+
+def _refuse_closed_connection(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+    """Pool checkout: a connection the event loop already saw closed is replaced (the pool retries)."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("pooled connection was closed while idle")
 
 
 @dataclass(frozen=True)
@@ -40,10 +127,35 @@ class Database:
             settings.url.get_secret_value(),
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
-            pool_pre_ping=True,
             echo=settings.echo,
         )
-        return cls(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
+        return cls.of(engine)
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> Database:
+        """The database behind `engine`, with the dead-connection handling above installed on its pool."""
+        if not event.contains(engine.sync_engine, "checkout", _refuse_closed_connection):
+            event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+        return cls(
+            engine=engine,
+            sessionmaker=async_sessionmaker(engine, expire_on_commit=False, sync_session_class=RetryingSession),
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work commits when the block ends, or rolls back if it raises.
+
+        Unlike `sessionmaker.begin()`, the transaction is begun by its first statement, so that statement may be
+        run again on a fresh connection after a disconnect (above); and the block may commit midway and go on
+        in a new transaction.
+        """
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -51,3 +163,12 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def run_without_transaction(session: AsyncSession) -> None:
+    """Make the session's statements, until its next commit or rollback, each commit on its own (autocommit).
+
+    Call it before the session's first statement. For reads that need no snapshot spanning several statements:
+    no BEGIN and no COMMIT are sent. A commit ends it; the session's next statement opens a real transaction.
+    """
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from app.archive.storage import ArchiveStorage
-    from app.auth.bad_keys import BadKeyCache
+    from app.auth.key_cache import KeyCache
     from app.auth.throttle import AdminKeyThrottle
     from app.characters.service import CharacterService
     from app.console.session import SessionKeys
@@ -44,9 +44,9 @@ class AppResources:
     character_service: CharacterService
     archive_storage: ArchiveStorage  # the archive, and the console's presigned URLs
     readiness: Readiness
-    # Per process, in memory (app/auth/throttle.py, app/auth/bad_keys.py): shared by the admin API and the console.
+    # Per process, in memory (app/auth/throttle.py, app/auth/key_cache.py): shared by the admin API and the console.
     admin_throttle: AdminKeyThrottle
-    bad_keys: BadKeyCache
+    key_cache: KeyCache
     console_keys: SessionKeys | None  # None without an admin key: then there is no console
     console_deliveries: DeliveryLog  # written by the `WebhookTap` middleware, read by the console
 

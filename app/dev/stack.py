@@ -90,7 +90,7 @@ async def ensure_database(url: str) -> None:
 async def ensure_dev_caller(settings: Settings) -> None:
     database = Database.connect(settings.db)
     try:
-        async with database.sessionmaker.begin() as session:
+        async with database.transaction() as session:
             await auth_service.ensure_dev_caller(session, key=settings.dev_api_key.get_secret_value())
     finally:
         await database.dispose()

@@ -36,7 +36,8 @@ def limits(
         list[str] | None, typer.Option(help=f"Back to the default: one of {', '.join(CLEARABLE)} (repeatable)")
     ] = None,
 ) -> None:
-    """Show CALLER's limits; with options, set (or --clear) its overrides first. Applies at once."""
+    """Show CALLER's limits; with options, set (or --clear) its overrides first. Renders
+    use them at once; the request rate applies within a second."""
     settings = settings_of(ctx)
     changes: dict[str, object] = {}
     if rpm is not None:

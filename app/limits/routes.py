@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 
 from app.core.errors import InvalidRequest
 from app.core.json_body import JsonBodyRoute
-from app.deps import AdminAuth, CurrentCaller, CurrentKey, SessionDep, SettingsDep
+from app.deps import AdminAuth, CurrentCaller, CurrentKey, KnownKeys, SessionDep, SettingsDep
 from app.limits import service as limits_service
 from app.limits.schemas import LimitsObject, LimitsUpdate, UsageResponse
 
@@ -66,8 +66,9 @@ async def get_limits(caller_id: uuid.UUID, session: SessionDep, settings: Settin
     "/callers/{caller_id}/limits", response_model=LimitsObject, summary="Set or clear a caller's limits"
 )
 async def update_limits(
-    caller_id: uuid.UUID, body: LimitsUpdate, session: SessionDep, settings: SettingsDep
+    caller_id: uuid.UUID, body: LimitsUpdate, session: SessionDep, settings: SettingsDep, known_keys: KnownKeys
 ) -> LimitsObject:
     changes = body.model_dump(include=body.model_fields_set)
     view = await limits_service.update_limits(session, caller_id=caller_id, changes=changes, settings=settings.limits)
+    known_keys.forget_good_keys()  # the caller's request rate rides on its remembered keys (app/auth/key_cache.py)
     return LimitsObject.from_view(view)

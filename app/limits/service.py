@@ -3,7 +3,8 @@
 Decisions (see docs/reference.md#keys-limits-and-usage):
 
 - The request rate is counted per key in Postgres (shared by every replica), as a sliding window over
-  one-minute buckets; only admitted requests count, so a client that honours Retry-After gets through.
+  one-minute buckets, in one statement per request; only admitted requests count, so a client that honours
+  Retry-After gets through.
 - A render is admitted under a lock on the caller's row, held until the video row is committed (just
   before the upstream call), so concurrent creates are checked one after another and never overspend.
 - Spend is seconds x price of every render created in the current UTC day or month, except failed ones
@@ -86,27 +87,29 @@ def period_end(start: datetime, period: Period) -> datetime:
 async def admit_request(session: AsyncSession, *, api_key: ApiKey, caller: Caller, settings: LimitSettings) -> None:
     """Count one request against the key's rate, or raise 429 with Retry-After (nothing is counted then).
 
-    Run it in a short transaction of its own: the key's counter row stays locked until that commits.
+    One statement when admitted (the counter's row is locked only while it runs); a refusal reads the counters
+    once more to say when to retry.
     """
     limit = api_key.requests_per_minute or caller.requests_per_minute or settings.requests_per_minute
     repository = LimitsRepository.from_session(session)
-    stored = await repository.lock_window(api_key.id)
-    counts = window.counts_at(
-        now=stored.now, window_start=stored.window_start, current=stored.current_count, previous=stored.previous_count
-    )
-    decision = window.decide(counts, limit=limit)
-    if not decision.allowed:
-        raise RequestRateExceeded(
-            f"Rate limit reached for this API key: {limit} requests per minute. "
-            f"Please try again in {decision.retry_after_seconds}s.",
-            retry_after_seconds=decision.retry_after_seconds,
+    if await repository.count_request(
+        api_key.id, limit=limit, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
+    ):
+        return
+    retry_after = 1
+    stored = await repository.read_window(api_key.id)
+    if stored is not None:
+        counts = window.counts_at(
+            now=stored.now,
+            window_start=stored.window_start,
+            current=stored.current_count,
+            previous=stored.previous_count,
         )
-    await repository.store_window(
-        api_key.id,
-        window_start=window.minute_of(stored.now),
-        current=counts.current + 1,
-        previous=counts.previous,
-        now=stored.now,
+        # Other requests may have moved the window since the refusal: never promise less than a second.
+        retry_after = max(1, window.decide(counts, limit=limit).retry_after_seconds)
+    raise RequestRateExceeded(
+        f"Rate limit reached for this API key: {limit} requests per minute. Please try again in {retry_after}s.",
+        retry_after_seconds=retry_after,
     )
 
 
@@ -276,7 +279,8 @@ async def get_limits(session: AsyncSession, *, caller_id: uuid.UUID, settings: L
 async def update_limits(
     session: AsyncSession, *, caller_id: uuid.UUID, changes: Mapping[str, object], settings: LimitSettings
 ) -> LimitsView:
-    """Set (or, with None, clear) per-caller overrides; the next request and render use them."""
+    """Set (or, with None, clear) per-caller overrides; the next render uses them, and the request rate applies on
+    every replica within 1 s (app/auth/key_cache.py)."""
     unknown = set(changes) - OVERRIDE_FIELDS
     if unknown:
         raise ValueError(f"not a limit: {sorted(unknown)}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 WINDOW_SECONDS = 60.0
-_EPSILON = 1e-9
+EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def decide(counts: WindowCounts, *, limit: int) -> Decision:
     """
     remaining_weight = (WINDOW_SECONDS - counts.elapsed_seconds) / WINDOW_SECONDS
     estimate = counts.previous * remaining_weight + counts.current + 1
-    if estimate <= limit + _EPSILON:
+    if estimate <= limit + EPSILON:
         return Decision(allowed=True)
     if counts.current + 1 <= limit and counts.previous > 0:
         # Later in this minute, once enough of the previous minute has slid out.
@@ -63,4 +63,4 @@ def decide(counts: WindowCounts, *, limit: int) -> Decision:
         wait = (WINDOW_SECONDS - counts.elapsed_seconds) + WINDOW_SECONDS * max(
             0.0, 1 - (limit - 1) / max(counts.current, 1)
         )
-    return Decision(allowed=False, retry_after_seconds=max(1, math.ceil(wait - _EPSILON)))
+    return Decision(allowed=False, retry_after_seconds=max(1, math.ceil(wait - EPSILON)))

@@ -165,7 +165,7 @@ def replay(video_id: str) -> None:
     with _progress(f"replay {video_id}: asking upstream", then=f"replay {video_id}: queueing downloads") as hook:
 
         async def work(context: JobContext) -> archive_service.ReplayOutcome:
-            async with context.database.sessionmaker.begin() as session:
+            async with context.database.transaction() as session:
                 return await archive_service.replay(
                     session,
                     video_id=video_id,

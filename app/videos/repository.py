@@ -165,6 +165,19 @@ class VideoRepository(Repository):
         statement = select(Video).where(Video.id == video_id, Video.caller_id == caller_id, Video.deleted_at.is_(None))
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def get_owned_with_assets(self, video_id: str, *, caller_id: uuid.UUID) -> tuple[Video, list[Asset]] | None:
+        """`get_owned` and the video's asset rows (in variant order) in one statement: a retrieve's one read."""
+        statement = (
+            select(Video, Asset)
+            .outerjoin(Asset, Asset.video_id == Video.id)
+            .where(Video.id == video_id, Video.caller_id == caller_id, Video.deleted_at.is_(None))
+            .order_by(Asset.variant)
+        )
+        rows = (await self.session.execute(statement)).all()
+        if not rows:
+            return None
+        return rows[0][0], [asset for _, asset in rows if asset is not None]
+
     async def list_owned(
         self,
         *,
@@ -322,21 +335,6 @@ class VideoRepository(Repository):
             .limit(limit)
         )
         return (await self.session.execute(statement)).scalars().all()
-
-    # ----- the webhook receiver (app/webhooks/service.py) ---------------------------------------
-
-    async def by_upstream_ids(self, upstream_ids: Sequence[str], *, profile: str) -> Video | None:
-        """Our video for one of these upstream ids (the forms one event's object may take), deleted or not (the
-        caller decides what a deleted one means)."""
-        if not upstream_ids:
-            return None
-        statement = (
-            select(Video)
-            .where(Video.upstream_profile == profile, Video.upstream_id.in_(list(upstream_ids)))
-            .order_by(Video.created_at)
-            .limit(1)
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def unfinished_videos(self, *, profile: str, limit: int) -> Sequence[Video]:
         """The profile's live videos upstream knows that are still queued or in progress, newest first."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -42,12 +42,17 @@ class VideoObject(BaseModel):
 
     @classmethod
     def from_row(cls, video: Video) -> VideoObject:
+        return cls(**cls.fields_of(video))
+
+    @staticmethod
+    def fields_of(video: Video) -> dict[str, Any]:
+        """The contract's fields of a video row (a subclass adds its own to them, validating once)."""
         error = None
         if video.error_code or video.error_message:
             # An upstream's reason may name its own id; the caller knows only ours.
             message = as_caller_text(video.error_message, upstream_id=video.upstream_id, video_id=video.id)
             error = VideoErrorObject(code=video.error_code or "unknown", message=message or "")
-        return cls(
+        return dict(
             id=video.id,
             model=video.model,
             status=video.status,
@@ -96,7 +101,7 @@ class ArchivedVideoObject(VideoObject):
             for asset in assets
         }
         return cls(
-            **VideoObject.from_row(video).model_dump(),
+            **VideoObject.fields_of(video),
             archive=archive,
             metadata=video.caller_metadata,
             origin=video.origin,

@@ -33,6 +33,7 @@ from app.archive.storage import ArchiveStorage, ObjectNotFound, StorageError
 from app.callbacks import service as callbacks_service
 from app.core import metrics
 from app.core.config import Settings
+from app.core.db import run_without_transaction
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
 from app.limits import service as limits_service
 from app.models import Asset, AssetState, Caller, Variant, Video, VideoOrigin, VideoStatus
@@ -286,10 +287,21 @@ class VideoService:
         return video
 
     async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> tuple[Video, list[Asset]]:
-        """The video, refreshed from upstream if due, with its archive state per variant."""
-        video = await self._owned(session, caller=caller, video_id=video_id)
-        await self._refresh_if_due(session, video)
-        return video, list(await ArchiveRepository.from_session(session).assets_of(video.id))
+        """The video, refreshed from upstream if due, with its archive state per variant.
+
+        One read in autocommit (no BEGIN, no COMMIT: one statement sees one snapshot). A refresh leaves
+        autocommit first: what it applies is written in one transaction.
+        """
+        await run_without_transaction(session)
+        found = await VideoRepository.from_session(session).get_owned_with_assets(video_id, caller_id=caller.id)
+        if found is None:
+            raise not_found(video_id)
+        video, assets = found
+        if self._refresh_due(video):
+            await session.commit()
+            await self._refresh_if_due(session, video)
+            assets = list(await ArchiveRepository.from_session(session).assets_of(video.id))
+        return video, assets
 
     async def list_page(
         self,
@@ -300,6 +312,7 @@ class VideoService:
         limit: int,
         order: Literal["asc", "desc"],
     ) -> tuple[list[Video], bool]:
+        await run_without_transaction(session)  # reads only; the cursor's position never changes
         repository = VideoRepository.from_session(session)
         after_seq = None
         if after is not None:
@@ -619,13 +632,14 @@ class VideoService:
         """Fold in upstream's state; what it newly says (completed, failed) is acted on in this transaction."""
         await archive_service.record_upstream_state(session, video=video, upstream=upstream, settings=self._settings)
 
-    async def _refresh_if_due(self, session: AsyncSession, video: Video) -> None:
+    def _refresh_due(self, video: Video) -> bool:
+        """The video is unfinished upstream and was last read from there longer ago than the refresh interval."""
         if video.upstream_id is None or video.status.is_terminal:
-            return
-        now = datetime.now(UTC)
-        if video.refreshed_at is not None and now - video.refreshed_at < self._refresh_interval:
-            return
-        if not self._gate.due(video.id):
+            return False
+        return video.refreshed_at is None or datetime.now(UTC) - video.refreshed_at >= self._refresh_interval
+
+    async def _refresh_if_due(self, session: AsyncSession, video: Video) -> None:
+        if video.upstream_id is None or not self._refresh_due(video) or not self._gate.due(video.id):
             return
         upstream_id = video.upstream_id
         try:

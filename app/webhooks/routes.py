@@ -3,7 +3,8 @@
 Refusals, all before any database work: 415 (not JSON), 413 (over the body cap, before any HMAC),
 400 (malformed headers or body), 401 (stale or unmatched signature). A database that is away
 (`database_unavailable`, app/core/errors.py) answers 503 with `Retry-After`, so the sender retries; a bad
-statement is a 500, as everywhere. A 2xx is sent only after the commit.
+statement is a 500, as everywhere. A 2xx is sent only once the delivery is durable (the commit, or the one
+autocommitted statement of decision 009).
 """
 
 # No `from __future__ import annotations` here: the route's parameters name a dependency built inside

@@ -5,6 +5,12 @@ The event carries only an id, so nothing here trusts its `type` beyond routing: 
 the video upstream before acting. An event that names no video (Gemini's) queues a sync for each of the
 profile's unfinished videos instead. This path makes no upstream or S3 call, so it answers in milliseconds
 and fails only when the database does.
+
+The common case, an event that names one video, is ONE statement (`queue.record_video_event`, decision 009):
+find the video, record the delivery with its outcome, queue its sync job, carrying the request id as a
+parameter. On a session that has not begun, it runs in autocommit: one statement is atomic, so BEGIN and COMMIT
+would be two round trips that guard nothing. The other cases (ignored types, an event that names no video)
+keep the stamped transaction (decision 005) and the repositories.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.archive import queue
 from app.archive import service as archive_service
 from app.core.config import DEFAULT_PROFILE, WorkerSettings
-from app.core.logging import stamp_transaction
+from app.core.db import run_without_transaction
+from app.core.logging import current_request_id, stamp_transaction
 from app.models import EventOutcome, Video, WebhookEvent
 from app.videos.repository import VideoRepository
 from app.webhooks.repository import WebhookRepository
@@ -49,31 +57,28 @@ async def receive(
     """Record the delivery (once per webhook id and per event id) and act on it only if it is new.
 
     Known video → its sync job is queued (`enqueued`); unknown upstream id → `orphan`, matched later by the
-    reconciler (the webhook may beat the commit of our create); any other type → `ignored`, acknowledged so
-    the sender stops retrying. Everything runs on the caller's session: the row and the job commit together.
-    `upstream_ids` are the ids the event's object may have in this profile (default: exactly `object_id`).
+    reconciler (the webhook may beat the commit of our create); a deleted video or any other type → `ignored`,
+    acknowledged so the sender stops retrying. Everything runs on the caller's session and the row and the job
+    commit together: in one statement for an event that names a video (autocommitted if the session has not
+    begun), else in the caller's transaction. `upstream_ids` are the ids the event's object may have in this
+    profile (default: exactly `object_id`).
     """
-    # The stored event and its sync job remember this request's id, for the worker's log lines.
-    await stamp_transaction(session)
-    videos = VideoRepository.from_session(session)
-    video: Video | None = None
-    to_sync: Sequence[Video] = ()
-    if event.type in video_events and event.object_id is None:
-        # Names no video: every unfinished one of this profile may be the one that finished.
-        to_sync = await videos.unfinished_videos(profile=profile, limit=HINT_BATCH)
-        outcome = EventOutcome.ENQUEUED if to_sync else EventOutcome.IGNORED
-    elif event.type in video_events and event.object_id is not None:
-        # Looked up before the insert so the row is written once with its final outcome; a duplicate pays one
-        # indexed read and acts on nothing.
-        video = await videos.by_upstream_ids(
-            [event.object_id] if upstream_ids is None else upstream_ids, profile=profile
+    if event.type in video_events and event.object_id is not None:
+        return await _receive_video_event(
+            session,
+            event=event,
+            object_id=event.object_id,
+            worker=worker,
+            profile=profile,
+            upstream_ids=[event.object_id] if upstream_ids is None else upstream_ids,
         )
-        if video is None:
-            outcome = EventOutcome.ORPHAN
-        elif video.deleted_at is not None:
-            outcome = EventOutcome.IGNORED  # the caller deleted it: nothing to archive
-        else:
-            outcome = EventOutcome.ENQUEUED
+    # The stored event and its sync jobs remember this request's id, for the worker's log lines.
+    await stamp_transaction(session)
+    to_sync: Sequence[Video] = ()
+    if event.type in video_events:
+        # Names no video: every unfinished one of this profile may be the one that finished.
+        to_sync = await VideoRepository.from_session(session).unfinished_videos(profile=profile, limit=HINT_BATCH)
+        outcome = EventOutcome.ENQUEUED if to_sync else EventOutcome.IGNORED
     else:
         outcome = EventOutcome.IGNORED
     inserted = await WebhookRepository.from_session(session).record(
@@ -81,25 +86,72 @@ async def receive(
         event_id=event.event_id,
         event_type=event.type,
         upstream_profile=profile,
-        # The video's own upstream id when it is known (fal's event names only part of it).
-        upstream_video_id=(video.upstream_id if video is not None else event.object_id)
-        if event.type in video_events
-        else None,
-        video_id=video.id if video is not None else None,
+        upstream_video_id=None,  # an ignored type's object is not looked at; an unnamed event names none
+        video_id=None,
         outcome=outcome,
         body=event.body,
     )
     if not inserted:
-        logger.info("webhook %s (event %s, %s) is a duplicate", event.webhook_id, event.event_id, event.type)
+        _log_duplicate(event)
         return Receipt(duplicate=True, outcome=None)
-    if outcome is EventOutcome.ENQUEUED and video is not None:
-        await archive_service.enqueue_sync(session, video=video, settings=worker)
     for unfinished in to_sync:
         # Queued a moment ahead: the hints of a burst (one per finished render, each naming none) then land
         # on the same queued job per video instead of each starting a re-read of every unfinished video.
         await archive_service.enqueue_sync(
             session, video=unfinished, settings=worker, delay_seconds=HINT_SYNC_DELAY_SECONDS
         )
+    _log_recorded(event, outcome)
+    return Receipt(duplicate=False, outcome=outcome)
+
+
+async def _receive_video_event(
+    session: AsyncSession,
+    *,
+    event: DeliveredEvent,
+    object_id: str,
+    worker: WorkerSettings,
+    profile: str,
+    upstream_ids: Sequence[str],
+) -> Receipt:
+    """An event that names one video: the lookup, the row with its outcome and the sync job in one statement.
+
+    Known video → `enqueued` and its sync job (unless one is already active); unknown upstream id → `orphan`; a
+    deleted video → `ignored`. The row stores the video's own upstream id when it is known (fal's event names
+    only part of it). A duplicate writes nothing, job included.
+    """
+    if not session.in_transaction():
+        # No transaction yet (the receiver's own session): run the one statement in autocommit, so no BEGIN and
+        # no COMMIT. It is atomic on its own, and when it returns its rows are committed, so the 2xx still
+        # follows a durable row; an error still raises here, inside `delivery_session` (its 503). A caller's
+        # transaction, when there is one, is joined instead, and commits the rows with the caller's.
+        await run_without_transaction(session)
+    recorded = await queue.record_video_event(
+        session,
+        webhook_id=event.webhook_id,
+        event_id=event.event_id,
+        event_type=event.type,
+        profile=profile,
+        object_id=object_id,
+        upstream_ids=upstream_ids,
+        body=event.body,
+        # Explicit, not `stamp_transaction`'s setting: there may be no transaction to stamp (decision 009).
+        request_id=current_request_id(),
+        max_attempts=worker.max_attempts,
+        sync_horizon_seconds=worker.sync_horizon_seconds,
+    )
+    if recorded is None:
+        _log_duplicate(event)
+        return Receipt(duplicate=True, outcome=None)
+    outcome = EventOutcome(recorded.outcome)
+    _log_recorded(event, outcome)
+    return Receipt(duplicate=False, outcome=outcome)
+
+
+def _log_duplicate(event: DeliveredEvent) -> None:
+    logger.info("webhook %s (event %s, %s) is a duplicate", event.webhook_id, event.event_id, event.type)
+
+
+def _log_recorded(event: DeliveredEvent, outcome: EventOutcome) -> None:
     logger.info(
         "webhook %s (event %s, %s, %s) recorded as %s",
         event.webhook_id,
@@ -108,7 +160,6 @@ async def receive(
         event.object_id,
         outcome.value,
     )
-    return Receipt(duplicate=False, outcome=outcome)
 
 
 async def recent_deliveries(session: AsyncSession, *, limit: int, outcome: str | None = None) -> Sequence[WebhookEvent]:

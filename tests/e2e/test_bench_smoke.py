@@ -121,7 +121,10 @@ def test_every_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
 
 def test_a_short_soak_keeps_every_invariant(tmp_path: Path) -> None:
     done = run_bench("soak", "--minutes", "0.5", "--renders", "30", "--out", str(tmp_path), timeout=600)
-    [path] = list(tmp_path.glob("soak-*.json"))
+    written = list(tmp_path.glob("soak-*.json"))
+    # No results at all: the soak itself broke; what it printed says where.
+    assert len(written) == 1, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    [path] = written
     result = json.loads(path.read_text())
     assert done.returncode == (0 if result["ok"] else 1)
     assert result["renders_created"] == 30

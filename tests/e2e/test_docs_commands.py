@@ -375,4 +375,4 @@ def test_documented_bench_command_parses(command: DocCommand) -> None:
     from bench.__main__ import build_parser
 
     arguments = build_parser().parse_args(list(command.words[3:]))  # exits (SystemExit 2) on a bad argument
-    assert arguments.command in {"run", "soak"}
+    assert arguments.command in {"run", "soak", "report"}

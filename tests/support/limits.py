@@ -3,6 +3,8 @@ and error checks the limits tests share."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from app.auth.key_cache import MAX_GOOD_KEY_SECONDS
 from tests.support.gateway import gateway_client
 from tests.support.transports import CountingTransport
 
@@ -50,3 +53,13 @@ def assert_error(response: httpx.Response, status: int, code: str, type_: str | 
     if type_ is not None:
         assert error["type"] == type_, error
     return error
+
+
+async def refused_within_a_second(client: httpx.AsyncClient, path: str = "/v1/videos") -> None:
+    """`client`'s key, changed behind the gateway's back (the CLI, another replica, SQL), is refused within the
+    1 s a good key may be remembered (app/auth/key_cache.py), and stays refused."""
+    changed_at = time.monotonic()
+    while (await client.get(path)).status_code == 200:
+        assert time.monotonic() - changed_at < MAX_GOOD_KEY_SECONDS + 0.25, "still let in after 1 s"
+        await asyncio.sleep(0.02)
+    assert_error(await client.get(path), 401, "invalid_api_key")

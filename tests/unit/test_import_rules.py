@@ -129,6 +129,17 @@ def test_app_state_is_touched_only_by_the_resources_module() -> None:
     assert {name for name in readers if not name.startswith("app.simulator")} <= {"app.core.resources"}, readers
 
 
+def test_transactions_are_opened_so_a_dead_connection_can_be_retried() -> None:
+    """`Database.transaction()` (or a request's session), never `sessionmaker.begin()`: only a transaction its
+    first statement begins lets that statement run again after a disconnect (app/core/db.py)."""
+    openers = {
+        module_name(path)
+        for path in APP.rglob("*.py")
+        if re.search(r"^[^#\n]*\bsessionmaker\.begin\(\)(?! *[,`])", path.read_text(encoding="utf-8"), re.M)
+    }
+    assert openers == set(), openers
+
+
 def test_one_bearer_parser_and_one_admin_key_check() -> None:
     """`app.auth.keys` reads `Authorization: Bearer` and compares the admin key; nothing else of the gateway does
     (the simulator stands for other services)."""
@@ -344,6 +355,41 @@ def test_each_model_is_queried_only_by_its_owner() -> None:
         if name != OWNERS[model]
     ]
     assert not misplaced, "\n".join(misplaced)
+
+
+# The named SQL of queries.sql is the queue's: it reads and writes `archive_jobs`. A block that names another table
+# is one of these, each for a reason (and the table's owner is then not its only querier):
+QUEUE_SQL_OTHER_TABLES = {
+    # Decision 009: the webhook receiver's one statement finds the video, records the delivery and queues its sync
+    # job; the job insert must be the queue's, so the statement is. Its `webhook_events` half mirrors
+    # `WebhookRepository.record`.
+    "record_video_event": {"videos", "webhook_events"},
+    # The pruner's batches, run by the queue on the pruner's connection (one lock, one pass over every table).
+    "prune_webhook_events": {"webhook_events"},
+    "prune_callback_attempts": {"callback_attempts", "callback_deliveries"},
+}
+SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+([a-z_]+)", re.IGNORECASE)
+
+
+def test_the_queue_sql_names_other_tables_only_where_listed() -> None:
+    tables = {
+        node.value.value
+        for name, tree in TREES.items()
+        if name.startswith("app.models.")
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        for node in node.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(target, ast.Name) and target.id == "__tablename__" for target in node.targets)
+        and isinstance(node.value, ast.Constant)
+    }
+    assert {"archive_jobs", "webhook_events", "videos"} <= tables
+    source = (APP / "archive" / "queries.sql").read_text(encoding="utf-8")
+    named = {}
+    for block in SQL_BLOCK.finditer(source):
+        sql = "\n".join(line.split("--", 1)[0] for line in block["body"].splitlines())
+        named[block["name"]] = {table for table in SQL_TABLE.findall(sql) if table in tables} - {"archive_jobs"}
+    assert {name: found for name, found in named.items() if found} == QUEUE_SQL_OTHER_TABLES
 
 
 def test_the_ownership_rule_sees_queries() -> None:

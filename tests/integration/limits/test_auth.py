@@ -1,4 +1,5 @@
-"""Row 49: missing, malformed, revoked or expired key → 401; a key in the query string → 400, never logged."""
+"""Row 49: missing, malformed, revoked or expired key → 401 (within 1 s when changed elsewhere); a key in the
+query string → 400, never logged."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pytest
 from sqlalchemy import func, update
 
 from app.core.db import Database
-from app.models import ApiKey
+from app.models import ApiKey, Caller
 from tests.support.factories import make_caller
-from tests.support.limits import ADMIN_KEY, GatewayFactory, assert_error, create_video
+from tests.support.limits import ADMIN_KEY, GatewayFactory, assert_error, create_video, refused_within_a_second
 
 
 class TestUnauthenticated:
@@ -31,22 +32,40 @@ class TestUnauthenticated:
         async with limited_gateway() as gateway, gateway.client(None) as client:
             assert_error(await client.get("/v1/videos", headers=headers), 401, code)
 
-    async def test_revoked_and_expired_keys_are_401_at_once(
+    async def test_keys_revoked_or_expired_elsewhere_are_401_within_a_second(
         self, limited_gateway: GatewayFactory, database: Database
     ) -> None:
-        revoked, expired = await make_caller(database), await make_caller(database)
+        """Changed behind this process's back (another replica, the CLI, SQL): good keys are remembered for at
+        most 1 s (app/auth/key_cache.py), so the refusal starts within that, and stays."""
+        revoked, expired, disabled = [await make_caller(database) for _ in range(3)]
         async with (
             limited_gateway() as gateway,
             gateway.client(revoked.key) as revoked_client,
             gateway.client(expired.key) as expired_client,
+            gateway.client(disabled.key) as disabled_client,
         ):
-            assert (await revoked_client.get("/v1/videos")).status_code == 200
-            assert (await expired_client.get("/v1/videos")).status_code == 200
+            clients = (revoked_client, expired_client, disabled_client)
+            for client in clients:
+                assert (await client.get("/v1/videos")).status_code == 200
             async with database.sessionmaker.begin() as session:
                 await session.execute(update(ApiKey).where(ApiKey.id == revoked.key_id).values(revoked_at=func.now()))
                 await session.execute(update(ApiKey).where(ApiKey.id == expired.key_id).values(expires_at=func.now()))
-            assert_error(await revoked_client.get("/v1/videos"), 401, "invalid_api_key")
-            assert_error(await expired_client.get("/v1/videos"), 401, "invalid_api_key")
+                await session.execute(update(Caller).where(Caller.id == disabled.id).values(disabled_at=func.now()))
+            for client in clients:
+                await refused_within_a_second(client)
+
+    async def test_a_key_revoked_through_the_admin_api_is_401_at_once(
+        self, limited_gateway: GatewayFactory, database: Database
+    ) -> None:
+        caller = await make_caller(database)
+        async with (
+            limited_gateway() as gateway,
+            gateway.client(caller.key) as client,
+            gateway.client(ADMIN_KEY) as admin,
+        ):
+            assert (await client.get("/v1/videos")).status_code == 200  # now remembered as good
+            assert (await admin.delete(f"/v1/admin/keys/{caller.key_id}")).status_code == 200
+            assert_error(await client.get("/v1/videos"), 401, "invalid_api_key")
 
 
 class TestKeyInQueryString:

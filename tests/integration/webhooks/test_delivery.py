@@ -7,6 +7,8 @@ import base64
 import dataclasses
 import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,14 +17,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.archive import service as archive_service
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.resources import install_resources, resources_of
-from app.models import ArchiveJob, EventOutcome, JobKind, JobState, WebhookEvent
+from app.models import ArchiveJob, EventOutcome, JobKind, JobState
 from tests.support.factories import make_video
 from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
 from tests.support.webhooks import (
@@ -258,7 +259,7 @@ class TestDatabaseFailures:
                 receiver_settings.db.url.get_secret_value(),
                 connect_args={"server_settings": {"statement_timeout": "300"}},
             )
-            slow = Database(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
+            slow = Database.of(engine)
             install_resources(app, dataclasses.replace(resources_of(app), database=slow))
             async with db.database.engine.connect() as blocker:
                 await blocker.execute(text("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE"))
@@ -274,64 +275,106 @@ class TestDatabaseFailures:
             self._connection.terminate()  # the transaction dies with its connection, as when the socket is lost
             raise ConnectionResetError("connection lost at commit")
 
-        video = await make_video(db.database, status="in_progress")
-        assert video.upstream_id is not None
-        delivery = video_event(video.upstream_id)
+        # An event type we do not act on: its row is written in a transaction, and committed (a delivery naming a
+        # video is one autocommitted statement, with no COMMIT to fail: the test below).
+        delivery = video_event("video_commit_lost", "batch.completed")
         # At the driver, as a real lost connection: asyncpg lets the socket's error through SQLAlchemy unwrapped.
         monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", lost_connection)
         response = await post(client, delivery)
         monkeypatch.undo()
         _assert_503(response)
         assert await db.events(webhook_id=delivery.webhook_id) == []
-        assert await db.jobs(video.id) == []
         # The sender's retry then succeeds.
         assert ack(await post(client, delivery.resigned()))["duplicate"] is False
 
+    async def test_a_connection_lost_under_the_one_statement_is_503_and_leaves_no_row(
+        self, client: httpx.AsyncClient, db: Db, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The one statement is its own commit (decision 009): the connection lost as it is sent is this
+        delivery's failed commit."""
+
+        async def lost_connection(self: asyncpg.prepared_stmt.PreparedStatement, *args: object) -> None:
+            self._connection.terminate()
+            raise ConnectionResetError("connection lost under the statement")
+
+        video = await make_video(db.database, status="in_progress")
+        assert video.upstream_id is not None
+        delivery = video_event(video.upstream_id)
+        monkeypatch.setattr(asyncpg.prepared_stmt.PreparedStatement, "fetch", lost_connection)
+        response = await post(client, delivery)
+        monkeypatch.undo()
+        _assert_503(response)
+        assert await db.events(webhook_id=delivery.webhook_id) == []
+        assert await db.jobs(video.id) == []
+        assert ack(await post(client, delivery.resigned()))["duplicate"] is False
+        assert len(await db.jobs(video.id)) == 1
+
+
+@asynccontextmanager
+async def failing_job_insert(database: Database, video_id: str, action: str) -> AsyncIterator[None]:
+    """A trigger that runs `action` after the sync job of `video_id` is inserted, inside the receiver's one
+    statement (decision 009): the event row is written by then too, so what survives shows whether the two are one.
+    """
+    name = "fail_job_" + video_id.removeprefix("video_")[:20]
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            text(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.video_id = '{video_id}' THEN {action}; END IF; RETURN NEW; END $$"
+            )
+        )
+        await connection.execute(
+            text(f"CREATE TRIGGER {name} AFTER INSERT ON archive_jobs FOR EACH ROW EXECUTE FUNCTION {name}()")
+        )
+    try:
+        yield
+    finally:
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f"DROP TRIGGER {name} ON archive_jobs"))
+            await connection.execute(text(f"DROP FUNCTION {name}()"))
+
 
 class TestTransactionalEnqueue:
-    # Row 44: a crash between the event row and the job row leaves neither, and the answer is a 5xx.
-    # `None`: the database goes away mid-transaction (its connection is cut under the session).
+    # Row 44: a failure between the event row and the job row leaves neither, and the answer is a 5xx. Both are
+    # written by one statement (decision 009), so the failure is injected inside it, after the job's insert: a
+    # crash (an error raised there: 500), or the database going away (its connection ended there: 503).
     @pytest.mark.parametrize(
-        ("failure", "status"),
-        [(RuntimeError("crash after the event insert"), 500), (None, 503)],
+        ("action", "status"),
+        [
+            (
+                "RAISE EXCEPTION 'crash after both inserts: % event row(s)', "
+                "(SELECT count(*) FROM webhook_events WHERE video_id = NEW.video_id)",
+                500,
+            ),
+            ("PERFORM pg_terminate_backend(pg_backend_pid())", 503),
+        ],
         ids=["crash", "database-error"],
     )
     async def test_a_failure_after_the_insert_leaves_neither_row(
         self,
         receiver_app: FastAPI,
         db: Db,
-        monkeypatch: pytest.MonkeyPatch,
-        failure: Exception | None,
+        action: str,
         status: int,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         delivery = video_event(video.upstream_id)
-        enqueue_sync = archive_service.enqueue_sync
-        seen_in_transaction: list[int] = []
-
-        async def enqueue_then_fail(session: AsyncSession, **kwargs: Any) -> int | None:
-            job_id = await enqueue_sync(session, **kwargs)
-            assert job_id is not None
-            count = select(func.count()).select_from(WebhookEvent).where(WebhookEvent.webhook_id == delivery.webhook_id)
-            seen_in_transaction.append((await session.execute(count)).scalar_one())
-            if failure is not None:
-                raise failure
-            raw = await (await session.connection()).get_raw_connection()
-            assert raw.driver_connection is not None
-            raw.driver_connection.terminate()  # as a lost socket: the driver's next call fails
-            await session.execute(count)
-            raise AssertionError("the statement on a cut connection succeeded")
-
-        monkeypatch.setattr(archive_service, "enqueue_sync", enqueue_then_fail)
-        async with client_of(receiver_app, raise_app_exceptions=False) as client:
+        async with (
+            failing_job_insert(db.database, video.id, action),
+            client_of(receiver_app, raise_app_exceptions=False) as client,
+        ):
             response = await post(client, delivery)
-        monkeypatch.undo()
-        assert response.status_code == status
+        assert response.status_code == status, response.text
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
-        assert seen_in_transaction == [1]  # both rows existed inside the transaction…
+        if status == 500:
+            assert "crash after both inserts: 1 event row(s)" in caplog.text  # both rows existed in the statement…
         assert await db.events(webhook_id=delivery.webhook_id) == []  # …and neither survived it
         assert await db.jobs(video.id) == []
+        async with client_of(receiver_app) as client:  # the sender's retry then records it, and queues the job
+            assert ack(await post(client, delivery.resigned()))["duplicate"] is False
+        assert len(await db.jobs(video.id)) == 1
 
 
 def _assert_503(response: httpx.Response) -> None:

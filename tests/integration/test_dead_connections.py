@@ -1,0 +1,90 @@
+"""A dead pooled connection never fails a request or a job (app/core/db.py), with no pre-ping: a connection
+seen closed while idle is replaced at checkout, and a transaction's first statement that finds its connection
+dead runs once more on a new one. A statement after the first is never replayed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
+
+from app.core import db
+from app.core.config import DatabaseSettings
+from app.core.db import Database, run_without_transaction
+from app.models import Caller
+
+
+@pytest.fixture
+async def pool_of_one(database_url: str) -> AsyncIterator[Database]:
+    database = Database.connect(DatabaseSettings(url=SecretStr(database_url), pool_size=1, max_overflow=0))
+    yield database
+    await database.dispose()
+
+
+def plain_dsn(database_url: str) -> str:
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def backend_of(database: Database) -> int:
+    async with database.sessionmaker() as session:
+        pid = int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        await session.commit()
+    return pid
+
+
+async def terminate(database_url: str, pid: int) -> None:
+    admin = await asyncpg.connect(plain_dsn(database_url))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        # Gone on the server's side before the test goes on.
+        while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            await admin.execute("SELECT pg_stat_clear_snapshot()")
+    finally:
+        await admin.close()
+
+
+class TestADeadPooledConnection:
+    async def test_is_replaced_at_checkout(self, pool_of_one: Database, database_url: str) -> None:
+        before = await backend_of(pool_of_one)
+        await terminate(database_url, before)
+        assert await backend_of(pool_of_one) != before
+
+    async def test_a_first_statement_on_it_is_retried_once(self, pool_of_one: Database, database_url: str) -> None:
+        """Checkout does not see it (the loop has not yet read the EOF, or a proxy keeps the socket open)."""
+        engine = pool_of_one.engine.sync_engine
+        event.remove(engine, "checkout", db._refuse_closed_connection)
+        before = await backend_of(pool_of_one)
+        await terminate(database_url, before)
+        async with pool_of_one.sessionmaker() as session:
+            await run_without_transaction(session)
+            assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one() != before
+        # And in a transaction that writes: the retried statement is the transaction's first.
+        await terminate(database_url, await backend_of(pool_of_one))
+        async with pool_of_one.transaction() as session:
+            await session.execute(text("CREATE TEMP TABLE t (n int)"))
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+            assert (await session.execute(text("SELECT count(*) FROM t"))).scalar_one() == 1
+
+    async def test_a_later_statement_is_not_replayed(self, pool_of_one: Database, database_url: str) -> None:
+        async with pool_of_one.sessionmaker() as session:
+            pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await terminate(database_url, pid)
+            with pytest.raises(DBAPIError) as raised:
+                await session.execute(text("SELECT 1"))
+            assert raised.value.connection_invalidated
+        assert await backend_of(pool_of_one) != pid  # and the pool has moved on
+
+    async def test_a_session_holding_objects_is_not_replayed(self, pool_of_one: Database, database_url: str) -> None:
+        """A rollback would drop what it holds: the disconnect is raised instead (the caller retries)."""
+        engine = pool_of_one.engine.sync_engine
+        event.remove(engine, "checkout", db._refuse_closed_connection)
+        async with pool_of_one.sessionmaker() as session:
+            session.add(Caller(name=f"held-{uuid.uuid4().hex[:8]}"))
+            await terminate(database_url, await backend_of(pool_of_one))
+            with pytest.raises(DBAPIError):
+                await session.execute(text("SELECT 1"))
