@@ -196,6 +196,7 @@ def command_for(video: Video, image: VideoInput | None) -> CreateVideoCommand:
             width=image.width,
             height=image.height,
         ),
+        reference=video.id,
     )
 
 

@@ -15,7 +15,8 @@ RETURNING id;
 -- app/webhooks/service.py through queue.record_video_event, on its own (autocommit) or in the caller's transaction:
 -- * `video`: ours among the ids the event's object may have in the profile, the oldest, deleted or not (the
 --   caller decides what a deleted one means);
--- * `event`: the delivery with its outcome (no video: orphan; a deleted one: ignored; else enqueued), once per
+-- * `event`: the delivery with its outcome (no video: orphan, keeping the video its callback URL's reference names,
+--   app/upstream/reference.py; a deleted one: ignored; else enqueued), once per
 --   webhook id and per event id (no conflict target, so both unique indexes count; a concurrent copy waits for the
 --   first and then does nothing);
 -- * `job`: only when that row is new and enqueued, the video's sync job exactly as `enqueue` inserts it (delay 0,
@@ -32,7 +33,7 @@ WITH video AS (
     INSERT INTO webhook_events (id, webhook_id, event_id, event_type, upstream_profile, upstream_video_id, video_id,
                                 outcome, body, request_id)
     SELECT gen_random_uuid(), :webhook_id, :event_id, :event_type, :profile, coalesce(video.upstream_id, :object_id),
-           video.id,
+           coalesce(video.id, :referenced_video_id),
            CASE WHEN video.id IS NULL THEN 'orphan' WHEN video.deleted_at IS NOT NULL THEN 'ignored' ELSE 'enqueued' END,
            :body, :request_id
     FROM (VALUES (1)) AS delivery LEFT JOIN video ON true

@@ -103,7 +103,8 @@ async def enqueue(
 
 @dataclass(frozen=True)
 class RecordedEvent:
-    """A new webhook delivery as `record_video_event` stored it: its outcome, its video (None for an orphan) and
+    """A new webhook delivery as `record_video_event` stored it: its outcome, its video (for an orphan, the one its
+    reference names, if any) and
     the sync job it queued (None unless enqueued, or when an active sync job of the video already existed)."""
 
     outcome: str
@@ -124,6 +125,7 @@ async def record_video_event(
     request_id: str | None,
     max_attempts: int,
     sync_horizon_seconds: float,
+    referenced_video_id: str | None = None,
 ) -> RecordedEvent | None:
     """Record a delivery that names one video and queue its sync job, in one statement (decision 009); None for
     a duplicate (nothing written).
@@ -145,6 +147,7 @@ async def record_video_event(
         request_id=request_id,
         max_attempts=max_attempts,
         sync_horizon_seconds=sync_horizon_seconds,
+        referenced_video_id=referenced_video_id,
     )
     if not rows:
         return None

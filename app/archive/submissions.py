@@ -9,6 +9,13 @@ other video of ours. Exactly one such render, wanted
 by no other cut-off row, is adopted (the row gets its upstream id and state, and from there on is a video
 like any other); none, or more than one, and the row is failed `upstream_submission_unknown` as before,
 because handing a caller someone else's identical render is worse than telling them the truth.
+
+Before the list, the reference: an upstream that calls back (Seedance, fal, Replicate) was given our video id
+in the callback URL (app/upstream/reference.py), and a callback for a render no video of ours has is kept as an
+orphan naming the video its reference names. Such a render is adopted by that reference alone, once upstream
+confirms with our key that it exists and no other video of ours claims it: the reference is the upstream's own
+statement that this render came from that create, which no listing (Ark's lists no prompt, fal has none) can
+match. A video whose reference names two renders is left to the list, as if it had none.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from app.models import Video, VideoOrigin
 from app.upstream.router import UnknownProfile, UpstreamRouter
 from app.upstream.schemas import UpstreamVideo
 from app.videos.repository import VideoRepository
+from app.webhooks.repository import WebhookRepository
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +88,16 @@ async def resolve_cut_off_creates(
             continue
         by_profile.setdefault(video.upstream_profile, []).append(video)
     for profile, rows in by_profile.items():
-        matches = await _matches(repository, rows, upstreams=upstreams, settings=settings)
+        referenced = await _referenced(session, repository, rows, upstreams=upstreams)
+        listed = [video for video in rows if video.id not in referenced]
+        matches = {
+            **referenced,
+            **(
+                await _matches(repository, listed, upstreams=upstreams, settings=settings, taken=referenced)
+                if listed
+                else {}
+            ),
+        }
         for video in rows:
             render = matches.get(video.id)
             if render is None:
@@ -99,10 +116,48 @@ async def resolve_cut_off_creates(
     return SubmissionOutcome(adopted=adopted, settled=settled)
 
 
-async def _matches(
-    repository: VideoRepository, rows: list[Video], *, upstreams: UpstreamRouter, settings: Settings
+async def _referenced(
+    session: AsyncSession, repository: VideoRepository, rows: list[Video], *, upstreams: UpstreamRouter
 ) -> dict[str, UpstreamVideo]:
-    """Our video id → the one upstream render it can only be; rows with no unambiguous match are left out."""
+    """Our video id → the render an orphan callback carrying its reference names, as upstream reads it now."""
+    profile = rows[0].upstream_profile
+    found = await WebhookRepository.from_session(session).referenced_upstream_ids(
+        profile=profile, video_ids=[video.id for video in rows]
+    )
+    if not found:
+        return {}
+    try:
+        adapter = upstreams.adapter(profile)
+    except UnknownProfile:
+        return {}
+    named = {
+        video.id: adapter.called_back_id(next(iter(found[video.id])), model=video.provider_model)
+        for video in rows
+        if len(found.get(video.id, ())) == 1
+    }
+    claimed = await repository.claimed_upstream_ids(profile=profile, upstream_ids=list(named.values()))
+    adopted: dict[str, UpstreamVideo] = {}
+    for video_id, upstream_id in named.items():
+        if upstream_id in claimed:
+            continue
+        try:
+            adopted[video_id] = await adapter.retrieve_video(upstream_id)
+        except GatewayError as exc:
+            # Not confirmed is not adopted: the list may still find it, else it is settled as unknown.
+            logger.warning("could not read %s (%s), named by %s's reference: %s", upstream_id, profile, video_id, exc)
+    return adopted
+
+
+async def _matches(
+    repository: VideoRepository,
+    rows: list[Video],
+    *,
+    upstreams: UpstreamRouter,
+    settings: Settings,
+    taken: dict[str, UpstreamVideo],
+) -> dict[str, UpstreamVideo]:
+    """Our video id → the one upstream render it can only be; rows with no unambiguous match are left out.
+    `taken` are renders already adopted by reference in this pass."""
     profile = rows[0].upstream_profile
     since = int(min(_sent_at(video) for video in rows).timestamp()) - CLOCK_SKEW_SECONDS
     try:
@@ -114,6 +169,7 @@ async def _matches(
     if not recent:
         return {}
     claimed = await repository.claimed_upstream_ids(profile=profile, upstream_ids=[render.id for render in recent])
+    claimed |= {render.id for render in taken.values()}
     unclaimed = [render for render in recent if render.id not in claimed]
     # A create still in flight after `unsubmitted_after_seconds` is not a thing (it is set far above the
     # upstream timeout), so upstream cannot have started the render later than that.

@@ -46,6 +46,8 @@ class WebhookEvent(Base):
     # Which upstream profile's endpoint received it; ids are only unique within one upstream.
     upstream_profile: Mapped[str] = mapped_column(String(100), server_default="default", default="default")
     upstream_video_id: Mapped[str | None] = mapped_column(String(200))
+    # The video it was applied to; on an orphan, the video its callback URL's reference names, if any (checked by
+    # its tag, app/upstream/reference.py, and confirmed only when the reconciler adopts the render for it).
     video_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[EventOutcome] = mapped_column(StrEnumType(EventOutcome, 20))
     body: Mapped[str] = mapped_column(Text)

@@ -325,6 +325,9 @@ class UpstreamClient:
     async def delete_video(self, upstream_id: str) -> None:
         await self.send("DELETE", f"videos/{upstream_id}", kind=CallKind.READ)
 
+    def called_back_id(self, delivered_id: str, *, model: str) -> str:
+        return delivered_id
+
     async def recent_videos(self, *, created_since: int) -> list[UpstreamVideo] | None:
         # Newest first, page by page, until a page reaches back past `created_since` (bounded: a cut-off create
         # is looked for minutes after it, not days).

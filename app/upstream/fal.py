@@ -49,6 +49,7 @@ from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, Upst
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import MAX_REDIRECTS, CallKind, UpstreamClient, UpstreamRejected
 from app.upstream.provider import RendersOnlyFromPrompts
+from app.upstream.reference import SubmissionReferences
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
 
 PROVIDER: Final = "fal.ai"
@@ -330,6 +331,7 @@ class FalAdapter(RendersOnlyFromPrompts):
         self.profile = profile
         self._retention = settings.retention_seconds or DEFAULT_RETENTION_SECONDS
         self._webhook_url = settings.webhook_url
+        self._references = SubmissionReferences(settings.api_key)
         self._file_hosts = frozenset(host.lower() for host in settings.content_redirect_hosts)
         self._allow_http = allow_http_redirects
         self._http = UpstreamClient(
@@ -404,7 +406,11 @@ class FalAdapter(RendersOnlyFromPrompts):
         self.check_create(command)  # cheap, and the body below relies on every value being mapped
         endpoint = resolve(command.model)
         body = self._input_of(endpoint, command)
-        params = {"fal_webhook": self._webhook_url} if self._webhook_url else None
+        params = (
+            {"fal_webhook": self._references.callback_url(self._webhook_url, command.reference)}
+            if self._webhook_url
+            else None
+        )
         response = await self._http.send("POST", endpoint.id, kind=CallKind.PAID, json=body, params=params)
         request_id = _payload(response).get("request_id")
         if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
@@ -474,6 +480,9 @@ class FalAdapter(RendersOnlyFromPrompts):
         # A refusal means it left the queue meanwhile: too late to cancel, nothing else to do.
         with contextlib.suppress(UpstreamRejected):
             await self._http.send("PUT", f"{app}/requests/{request_id}/cancel", kind=CallKind.READ)
+
+    def called_back_id(self, delivered_id: str, *, model: str) -> str:
+        return upstream_id_of(app_path(model), delivered_id)
 
     async def recent_videos(self, *, created_since: int) -> list[UpstreamVideo] | None:
         # fal's queue cannot be listed: a create cut off before its request id came back cannot be found again.

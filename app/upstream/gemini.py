@@ -206,6 +206,9 @@ class GeminiAdapter(RendersOnlyFromPrompts):
         # The Gemini API has no video delete; its files go after two days. Ours go with the video.
         return None
 
+    def called_back_id(self, delivered_id: str, *, model: str) -> str:
+        return delivered_id
+
     async def recent_videos(self, *, created_since: int) -> list[UpstreamVideo] | None:
         # Veo's operations cannot be listed through the Gemini API: a create cut off before its operation name
         # came back cannot be found again, and is settled as `upstream_submission_unknown`.

@@ -70,6 +70,12 @@ class VideoProvider(Protocol):
         """The open response of one served variant, body not yet read."""
         ...
 
+    def called_back_id(self, delivered_id: str, *, model: str) -> str:
+        """Our upstream id of the render a callback names as `delivered_id`, created for `model` (fal's callback
+        names only the request, our id adds the app); the reconciler adopts it for a cut-off create whose
+        reference the callback carried (app/upstream/reference.py)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -43,6 +43,7 @@ from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, Upst
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import NO_RETRY_HEADERS, RECENT_PAGES, CallKind, UpstreamClient
 from app.upstream.provider import RendersOnlyFromPrompts
+from app.upstream.reference import SubmissionReferences
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
 
 PROVIDER: Final = "Replicate"
@@ -242,6 +243,7 @@ class ReplicateAdapter(RendersOnlyFromPrompts):
         self.profile = profile
         self._retention = settings.retention_seconds or RETENTION_SECONDS
         self._webhook_url = settings.webhook_url
+        self._references = SubmissionReferences(settings.api_key)
         self._allow_http = allow_http_redirects
         root = settings.base_url.rstrip("/")
         # `base_url` is the API's host (https://api.replicate.com); a configured `/v1` is not doubled.
@@ -313,7 +315,7 @@ class ReplicateAdapter(RendersOnlyFromPrompts):
             values[family.image_field] = f"data:{command.image.content_type};base64,{encoded}"
         body: dict[str, Any] = {"input": values}
         if self._webhook_url:
-            body["webhook"] = self._webhook_url
+            body["webhook"] = self._references.callback_url(self._webhook_url, command.reference)
             body["webhook_events_filter"] = list(WEBHOOK_EVENTS)
         response = await self._http.send("POST", f"models/{command.model}/predictions", kind=CallKind.PAID, json=body)
         prediction = _payload(response, paid=True)
@@ -349,6 +351,9 @@ class ReplicateAdapter(RendersOnlyFromPrompts):
                 await self._http.send("POST", f"predictions/{upstream_id}/cancel", kind=CallKind.READ)
         except ResourceNotFound:
             return  # already gone upstream: nothing left to stop
+
+    def called_back_id(self, delivered_id: str, *, model: str) -> str:
+        return delivered_id
 
     async def recent_videos(self, *, created_since: int) -> list[UpstreamVideo] | None:
         # Newest first, page by page along Replicate's cursor, until a page reaches back past `created_since`.

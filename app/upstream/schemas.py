@@ -55,6 +55,9 @@ class CreateVideoCommand:
     # An https link as the caller sent it; the video service fetches it (app/upstream/image_url.py) and sends
     # the bytes as `image` before any adapter is called, so no upstream ever fetches a caller's URL.
     image_url: str | None = None
+    # Our video's id, which an adapter whose upstream calls back puts in the callback URL it gives
+    # (app/upstream/reference.py), so a create cut off before upstream answered can be found again.
+    reference: str | None = None
 
 
 @dataclass(frozen=True)

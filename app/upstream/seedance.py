@@ -46,6 +46,7 @@ from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound, Upst
 from app.upstream.capabilities import SERVED_VARIANTS, ModelCapabilities, check_create, check_remix
 from app.upstream.client import CallKind, UpstreamClient, UpstreamRejected
 from app.upstream.provider import RendersOnlyFromPrompts
+from app.upstream.reference import SubmissionReferences
 from app.upstream.schemas import CreateVideoCommand, UpstreamVideo, UpstreamVideoError
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ class SeedanceAdapter(RendersOnlyFromPrompts):
         self.profile = profile
         self._retention = settings.retention_seconds or RETENTION_SECONDS
         self._webhook_url = settings.webhook_url
+        self._references = SubmissionReferences(settings.api_key)
         self._allow_http = allow_http_redirects
         self._file_hosts = frozenset(host.lower() for host in settings.content_redirect_hosts)
         # Pages of `recent_videos` are spaced this far apart (Ark's list allows one call per second).
@@ -310,7 +312,7 @@ class SeedanceAdapter(RendersOnlyFromPrompts):
             "duration": int(command.seconds),
         }
         if self._webhook_url:
-            body["callback_url"] = self._webhook_url
+            body["callback_url"] = self._references.callback_url(self._webhook_url, command.reference)
         try:
             response = await self._http.send("POST", TASKS, kind=CallKind.PAID, json=body)
         except ResourceNotFound as exc:
@@ -363,6 +365,9 @@ class SeedanceAdapter(RendersOnlyFromPrompts):
             if (await self._task(upstream_id)).get("status") == "running":
                 return
             raise
+
+    def called_back_id(self, delivered_id: str, *, model: str) -> str:
+        return delivered_id
 
     async def recent_videos(self, *, created_since: int) -> list[UpstreamVideo] | None:
         # Ark's list is newest first: page until a page reaches back past `created_since` (bounded: a cut-off

@@ -512,7 +512,8 @@ class VideoService:
             if refusal is None:
                 video.upstream_profile = candidate.profile
                 video.upstream_model = None if candidate.model == video.model else candidate.model
-                to_send = fallbacks.command_for(candidate, command)
+                # Our id travels with the create, for an upstream that calls back (app/upstream/reference.py).
+                to_send = dataclasses.replace(fallbacks.command_for(candidate, command), reference=video.id)
                 limits = admission.ProfileLimits.of(self._settings.upstream_profile(candidate.profile))
                 try:
                     if limits is not None:

@@ -88,6 +88,21 @@ class WebhookRepository(Repository):
         )
         return set((await self.session.execute(matched)).scalars().all())
 
+    async def referenced_upstream_ids(self, *, profile: str, video_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Video id → the upstream ids that orphan deliveries whose callback URL named that video carried (a
+        create cut off before upstream answered, app/upstream/reference.py)."""
+        statement = select(WebhookEvent.video_id, WebhookEvent.upstream_video_id).where(
+            WebhookEvent.outcome == EventOutcome.ORPHAN.value,
+            WebhookEvent.upstream_profile == profile,
+            WebhookEvent.video_id.in_(video_ids),
+            WebhookEvent.upstream_video_id.is_not(None),
+        )
+        found: dict[str, set[str]] = {}
+        for video_id, upstream_id in (await self.session.execute(statement)).all():
+            if video_id is not None and upstream_id is not None:  # both are, by the WHERE
+                found.setdefault(video_id, set()).add(upstream_id)
+        return found
+
     async def events_of(self, video_id: str) -> Sequence[WebhookEvent]:
         """The deliveries about one video, oldest first (the console's timeline of a video)."""
         statement = select(WebhookEvent).where(WebhookEvent.video_id == video_id).order_by(WebhookEvent.received_at)

@@ -9,6 +9,7 @@ autocommitted statement of decision 009).
 
 # No `from __future__ import annotations` here: the route's parameters name a dependency built inside
 # `build_router`, and FastAPI can only resolve such annotations when they are real objects, not strings.
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Final
@@ -30,6 +31,8 @@ from app.core.errors import (
     database_unavailable,
 )
 from app.deps import SettingsDep, request_transaction
+from app.upstream.reference import PARAM as REFERENCE_PARAM
+from app.upstream.reference import SubmissionReferences
 from app.webhooks import service as webhook_service
 from app.webhooks.kinds import webhook_kind
 from app.webhooks.schemas import DeliveredEvent, WebhookAck
@@ -172,6 +175,7 @@ def build_router(
         clock or time.time,
     )
     max_body_bytes = settings.webhooks.max_body_bytes
+    references = SubmissionReferences(profile_settings.api_key)
 
     async def verified_event(request: Request) -> DeliveredEvent:
         request.state.webhook_profile = profile
@@ -180,10 +184,14 @@ def build_router(
             body = await read_capped(request, limit=max_body_bytes)
             # Starlette's Headers.items() keeps repeated names, so the verifier can refuse them.
             delivery = await verifier.check(body, request.headers)
-            return parse_event(delivery)
+            event = parse_event(delivery)
         except GatewayError as error:
             metrics.webhook_delivery(profile=profile, outcome="rejected", reason=rejection_reason(error))
             raise
+        if request.scope.get("query_string") and (reference := request.query_params.get(REFERENCE_PARAM)):
+            # Only after the delivery checked out; a reference that is not ours is ignored, not refused.
+            event = dataclasses.replace(event, referenced_video_id=references.video_id_of(reference))
+        return event
 
     async def receive_webhook(
         request: Request,

@@ -37,6 +37,9 @@ class DeliveredEvent:
     # For video events, the upstream video id; None when the event does not say (a hint: poll the profile).
     object_id: str | None
     body: str
+    # The video a valid `vg_ref` in the callback URL names (app/upstream/reference.py): kept on an orphan, so
+    # the reconciler can adopt the render for a create cut off before upstream answered. None without one.
+    referenced_video_id: str | None = None
 
 
 class WebhookAck(BaseModel):

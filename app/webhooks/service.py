@@ -134,6 +134,7 @@ async def _receive_video_event(
         object_id=object_id,
         upstream_ids=upstream_ids,
         body=event.body,
+        referenced_video_id=event.referenced_video_id,
         # Explicit, not `stamp_transaction`'s setting: there may be no transaction to stamp (decision 009).
         request_id=current_request_id(),
         max_attempts=worker.max_attempts,

@@ -17,6 +17,7 @@ import io
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from fastapi import FastAPI
 from PIL import Image
 from sqlalchemy import select
 
+from app.archive import reconciler
 from app.archive import service as archive_service
 from app.archive.jobs import JobContext
 from app.archive.storage import ArchiveStorage
@@ -33,7 +35,7 @@ from app.archive.worker import Worker
 from app.core.config import S3Settings, Settings, SimulatorSettings, UpstreamProfile
 from app.core.db import Database
 from app.main import create_app
-from app.models import ArchiveJob, Asset, Video, WebhookEvent
+from app.models import ArchiveJob, Asset, Video, VideoStatus, WebhookEvent
 from app.simulator.fal import create_fal_simulator_app
 from app.upstream.router import UpstreamRouter
 from tests.support.gateway import NewCaller, gateway_client
@@ -299,3 +301,28 @@ class TestWebhooks:
                 )
             ).scalars()
             assert list(syncs)
+
+
+class TestCutOffCreates:
+    async def test_a_create_cut_off_before_fal_answered_is_adopted_by_the_reference_in_its_webhook_url(
+        self, fal: FalStack
+    ) -> None:
+        # fal has no list of requests: without the reference, such a create could only be settled as unknown.
+        video_id = (await fal.create(prompt=f"cut off {time.time_ns()}")).json()["id"]
+        upstream_id = str((await fal.video(video_id)).upstream_id)
+        request_id = upstream_id.split(":", 1)[1]
+        age = fal.settings.worker.unsubmitted_after_seconds + 60
+        async with fal.database.transaction() as session:  # what a SIGKILL before the answer leaves
+            video = await session.get(Video, video_id)
+            assert video is not None
+            video.upstream_id, video.status, video.progress = None, VideoStatus.QUEUED, 0
+            video.created_at = video.submitted_at = datetime.now(UTC) - timedelta(seconds=age)
+        orphan = await fal.webhook_event(f"{request_id}:OK")
+        assert (orphan.outcome, orphan.upstream_video_id, orphan.video_id) == ("orphan", request_id, video_id)
+
+        report = await reconciler.reconcile_once(fal.context)
+        assert (report.submissions_adopted, report.submissions_settled) == (1, 0)
+        assert (await fal.video(video_id)).upstream_id == upstream_id
+        await Worker(fal.context, worker_id="fal-test").run_until_idle()
+        assert (await fal.settle(video_id))["status"] == "completed"
+        assert (await fal.api.get(f"/v1/videos/{video_id}/content")).status_code == 200

@@ -35,6 +35,7 @@ from app.core.db import Database
 from app.main import create_app
 from app.models import ArchiveJob, Asset, Video, WebhookEvent
 from app.simulator.replicate import create_replicate_simulator_app
+from app.upstream.reference import PARAM as REFERENCE_PARAM
 from app.upstream.router import UpstreamRouter
 from tests.support.gateway import NewCaller, gateway_client
 from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
@@ -263,11 +264,13 @@ class TestRenders:
         # Replicate's window: an hour after the prediction ended.
         assert 3500 <= settled["expires_at"] - settled["created_at"] <= 3700
 
-        # Only the `completed` event was asked for, and it was delivered to our receiver.
+        # Only the `completed` event was asked for, and it was delivered to our receiver, the URL carrying the
+        # video's reference.
         deliveries = (await replicate.simulator.get("/_sim/webhooks")).json()["data"]
-        assert [(d["event"], d["url"], d["status"]) for d in deliveries] == [
-            ("completed", replicate.webhook_url, "delivered")
-        ]
+        assert [(d["event"], d["status"]) for d in deliveries] == [("completed", "delivered")]
+        delivered_to = httpx.URL(deliveries[0]["url"])
+        assert delivered_to.copy_remove_param(REFERENCE_PARAM) == replicate.webhook_url
+        assert delivered_to.params[REFERENCE_PARAM].startswith(video["id"] + ".")
 
         # Replicate drops the data after the hour: the archive still serves every variant.
         assert (await replicate.simulator.post(f"/_sim/predictions/{upstream_id}/expire")).status_code == 200

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import av
@@ -26,15 +27,17 @@ from fastapi import FastAPI
 from PIL import Image
 from sqlalchemy import select
 
+from app.archive import reconciler
 from app.archive.jobs import JobContext
 from app.archive.storage import ArchiveStorage
 from app.archive.worker import Worker
 from app.core.config import S3Settings, SimulatorSettings, UpstreamProfile
 from app.core.db import Database
 from app.main import create_app
-from app.models import ArchiveJob, Asset, Variant, Video, WebhookEvent
+from app.models import ArchiveJob, Asset, Variant, Video, VideoStatus, WebhookEvent
 from app.simulator import create_simulator_app
 from app.simulator.seedance import create_seedance_simulator_app
+from app.upstream.reference import PARAM as REFERENCE_PARAM
 from app.upstream.router import UpstreamRouter
 from tests.support.gateway import NewCaller, gateway_client
 from tests.support.settings import make_settings
@@ -300,7 +303,8 @@ class TestCallbacks:
         video_id = await seedance.created()
         task_id = await seedance.task_id(video_id)
         running = await seedance.callbacks.wait_for(task_id, "running")
-        assert seedance.callbacks.received[0].url == RECEIVER  # the profile's webhook_url went out as callback_url
+        # The profile's webhook_url went out as callback_url, with the video's reference added.
+        assert seedance.callbacks.received[0].url.copy_remove_param(REFERENCE_PARAM) == RECEIVER
         before = {job.id for job in await seedance.jobs(video_id)}
         first = await seedance.deliver(running)
         assert first.status_code == 200 and first.json()["duplicate"] is False
@@ -343,3 +347,69 @@ class TestCallbacks:
         async with seedance.database.sessionmaker() as session:
             stored = await session.execute(select(WebhookEvent).where(WebhookEvent.body == body.decode()))
             assert stored.first() is None
+
+
+class TestCutOffCreates:
+    """A create whose answer never reached us (the API killed mid-call, or its connection cut before the task id
+    was written): Ark lists no prompt, so only the reference in the callback URL can tie the task to the video."""
+
+    async def cut_off(self, seedance: Seedance, video_id: str) -> None:
+        age = seedance.context.settings.worker.unsubmitted_after_seconds + 60
+        async with seedance.database.transaction() as session:
+            video = await session.get(Video, video_id)
+            assert video is not None
+            video.upstream_id, video.status, video.progress = None, VideoStatus.QUEUED, 0
+            video.created_at = video.submitted_at = datetime.now(UTC) - timedelta(seconds=age)
+
+    async def deliver_as_sent(self, seedance: Seedance, task_id: str, *, tamper: bool = False) -> httpx.Response:
+        """Ark's callback for the task, POSTed to the URL Ark was given (its reference tampered with, or not)."""
+        await seedance.callbacks.wait_for(task_id, "succeeded")
+        [request] = [
+            request
+            for request in seedance.callbacks.received
+            if json.loads(request.content)["id"] == task_id and json.loads(request.content)["status"] == "succeeded"
+        ][:1]
+        reference = request.url.params[REFERENCE_PARAM]
+        assert reference.startswith("video_")
+        if tamper:
+            reference = reference[:-2] + ("AA" if not reference.endswith("AA") else "BB")
+        return await seedance.api.post(
+            request.url.path,
+            params={REFERENCE_PARAM: reference},
+            content=request.content,
+            headers={"content-type": "application/json"},
+        )
+
+    async def test_the_callback_names_the_video_and_the_render_is_adopted_and_archived(
+        self, seedance: Seedance
+    ) -> None:
+        video_id = await seedance.created(prompt=f"cut off {time.time_ns()}")
+        task_id = await seedance.task_id(video_id)
+        await self.cut_off(seedance, video_id)
+        assert (await self.deliver_as_sent(seedance, task_id)).status_code == 200
+        async with seedance.database.sessionmaker() as session:
+            [orphan] = (
+                await session.execute(select(WebhookEvent).where(WebhookEvent.upstream_video_id == task_id))
+            ).scalars()
+            assert (orphan.outcome, orphan.video_id) == ("orphan", video_id)
+
+        report = await reconciler.reconcile_once(seedance.context)
+        assert (report.submissions_adopted, report.submissions_settled) == (1, 0)
+        assert await seedance.task_id(video_id) == task_id
+        await Worker(seedance.context, worker_id="test").run_until_idle()
+        video = (await seedance.api.get(f"/v1/videos/{video_id}")).json()
+        assert (video["status"], video["error"]) == ("completed", None)
+        assert (await seedance.api.get(f"/v1/videos/{video_id}/content")).status_code == 200
+        assert (await reconciler.reconcile_once(seedance.context)).submissions_adopted == 0
+
+    async def test_a_reference_whose_tag_is_not_ours_names_nothing_and_the_create_is_settled_unknown(
+        self, seedance: Seedance
+    ) -> None:
+        video_id = await seedance.created(prompt=f"cut off {time.time_ns()}")
+        task_id = await seedance.task_id(video_id)
+        await self.cut_off(seedance, video_id)
+        assert (await self.deliver_as_sent(seedance, task_id, tamper=True)).status_code == 200
+        report = await reconciler.reconcile_once(seedance.context)
+        assert (report.submissions_adopted, report.submissions_settled) == (0, 1)
+        video = (await seedance.api.get(f"/v1/videos/{video_id}")).json()
+        assert (video["status"], video["error"]["code"]) == ("failed", "upstream_submission_unknown")

@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from app.core.config import UpstreamSettings
 from app.core.errors import InvalidRequest, RateLimited, ResourceNotFound, UpstreamError
 from app.upstream.client import UpstreamRejected
 from app.upstream.fal import FalAdapter, upstream_ids_for_request
+from app.upstream.reference import PARAM, SubmissionReferences
 from app.upstream.schemas import CreateVideoCommand, ImageInput
 
 REQUEST_ID = "764cabcf-b745-4b3e-ae38-1200304cf45b"
@@ -105,6 +107,16 @@ class TestCreate:
         await adapter.create_video(command())
         await adapter.aclose()
         assert "fal_webhook" not in seen[0].url.params
+
+    async def test_the_webhook_url_carries_our_video_id_under_a_tag_only_this_profile_makes(self) -> None:
+        adapter, seen = adapter_with(submitted, webhook_url="https://gw.test/webhooks/fal")
+        await adapter.create_video(command(reference="video_abc123"))
+        await adapter.aclose()
+        url = httpx.URL(seen[0].url.params["fal_webhook"])
+        assert (url.host, url.path) == ("gw.test", "/webhooks/fal")
+        assert SubmissionReferences(SecretStr("fal-secret")).video_id_of(url.params[PARAM]) == "video_abc123"
+        # fal's webhook names the request only; our upstream id adds the model's app.
+        assert adapter.called_back_id("req-1", model=VEO) == "fal-ai/veo3.1:req-1"
 
     @pytest.mark.parametrize(
         ("model", "seconds", "size", "expected", "app"),

@@ -19,11 +19,13 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 
 from app.core.config import SimulatorSettings, UpstreamSettings
 from app.core.errors import InvalidRequest, RateLimited, ResourceNotFound, UpstreamError
 from app.simulator.replicate import create_replicate_simulator_app, replicate_simulator_running
 from app.upstream.client import RECENT_PAGES, UpstreamRejected
+from app.upstream.reference import PARAM, SubmissionReferences
 from app.upstream.replicate import ReplicateAdapter
 from app.upstream.schemas import CreateVideoCommand, ImageInput
 
@@ -121,6 +123,14 @@ class TestCreate:
         await adapter.aclose()
         assert seen[0].url.path == "/v1/models/google/veo-3/predictions"
         assert set(json.loads(seen[0].content)) == {"input"}
+
+    async def test_the_webhook_carries_our_video_id_under_a_tag_only_this_profile_makes(self) -> None:
+        adapter, seen = adapter_with(answer(prediction(), 201), webhook_url="https://gw.test/webhooks/rep")
+        await adapter.create_video(command(reference="video_abc123"))
+        await adapter.aclose()
+        url = httpx.URL(json.loads(seen[0].content)["webhook"])
+        assert (url.host, url.path) == ("gw.test", "/webhooks/rep")
+        assert SubmissionReferences(SecretStr(TOKEN)).video_id_of(url.params[PARAM]) == "video_abc123"
 
     @pytest.mark.parametrize(
         ("model", "seconds", "size", "expected"),

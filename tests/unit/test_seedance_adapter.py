@@ -12,10 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from app.core.config import UpstreamSettings
 from app.core.errors import InvalidRequest, RateLimited, ResourceNotFound, UpstreamError
 from app.upstream.client import UpstreamRejected
+from app.upstream.reference import PARAM, SubmissionReferences
 from app.upstream.schemas import CreateVideoCommand, ImageInput
 from app.upstream.seedance import SeedanceAdapter, snake_code
 
@@ -119,6 +121,15 @@ class TestCreate:
         await adapter.create_video(command())
         await adapter.aclose()
         assert "callback_url" not in json.loads(seen[0].content)
+
+    async def test_the_callback_url_carries_our_video_id_under_a_tag_only_this_profile_makes(self) -> None:
+        adapter, seen = adapter_with(answers({"id": TASK}), webhook_url="https://gw.test/webhooks/seedance")
+        await adapter.create_video(command(reference="video_abc123"))
+        await adapter.aclose()
+        url = httpx.URL(json.loads(seen[0].content)["callback_url"])
+        assert (url.host, url.path) == ("gw.test", "/webhooks/seedance")
+        assert SubmissionReferences(SecretStr("ark-secret")).video_id_of(url.params[PARAM]) == "video_abc123"
+        assert SubmissionReferences(SecretStr("another-key")).video_id_of(url.params[PARAM]) is None
 
     @pytest.mark.parametrize(
         ("model", "size", "expected"),
