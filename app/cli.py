@@ -9,13 +9,12 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from app.auth.cli import keys_app
 from app.core.config import get_settings
+from app.core.heap import settle_heap
 from app.core.local_env import load_checkout_env
 from app.core.logging import configure_logging
-from app.core.server import settle_heap, uvicorn_options
 from app.limits import cli as limit_commands
 from app.ops import cli as operator_commands
 from app.ops.cli_errors import DEBUG_ENV, DEBUG_META, CliError, CliGroup, debug_requested, error_line
@@ -53,12 +52,16 @@ def root(
 @cli.command()
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the API (the /v1/videos facade)."""
+    # The commands import what only they use (uvicorn, the app), so the worker's process does not hold it.
+    import uvicorn
+
+    from app.core.server import uvicorn_options
     from app.main import create_app
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    settle_heap()  # the start-up heap out of the collector's way (app/core/server.py)
+    settle_heap()  # the start-up heap out of the collector's way (app/core/heap.py)
     # Bounded connections, keep-alive and head timeouts, and no trusted forwarded headers: app/core/server.py.
     uvicorn.run(app, **uvicorn_options(settings, host=host, port=port))
 
@@ -84,6 +87,8 @@ def simulator(
     ] = SimulatorKind.openai,
 ) -> None:
     """Run an upstream simulator with real files and webhooks: /v1/videos or one live provider's API."""
+    import uvicorn
+
     from app.simulator import simulator_app
 
     settings = get_settings()

@@ -34,7 +34,7 @@ from app.core.access_log import AccessLog
 from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.errors import install_error_handlers
+from app.core.error_responses import install_error_handlers
 from app.core.resources import AppResources, install_resources, resources_of
 from app.idempotency.middleware import IdempotencyMiddleware, idempotency_service
 from app.limits.routes import admin_router as limits_admin_router

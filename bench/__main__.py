@@ -58,7 +58,9 @@ def _plans(
         "ingest": lambda w: ingest.run(
             w, repeats=repeats, steps=[4, 8, 16, 32, 64], seconds=10, profile_dir=profile_dir, history_rows=history
         ),
-        "burst": lambda w: burst.run(w, videos=1000, repeats=repeats, window_seconds=10, worker_counts=(1, 2, 4)),
+        "burst": lambda w: burst.run(
+            w, videos=1000, repeats=repeats, window_seconds=10, worker_counts=(1, 2, 4), profile_dir=profile_dir
+        ),
         "facade": lambda w: facade.run(
             w, requests=300, repeats=repeats, content_bytes=100 * MiB, profile_dir=profile_dir, history_rows=history
         ),

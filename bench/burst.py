@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.drive import content_url, create_videos, first_attempts, run_pipe, wait_for
+from bench.profile import start_py_spy
 from bench.stack import MiB, full_stack, rows
 from bench.stats import percentile, spread
 
@@ -44,6 +45,7 @@ def run(
     window_seconds: float,
     asset_bytes: int = 2 * MiB,
     worker_counts: Sequence[int] = (WORKERS,),
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     figures = (
         "gateway_seconds",
@@ -60,7 +62,11 @@ def run(
     raw: dict[int, list[dict[str, Any]]] = {n: [] for n in worker_counts}
     for repeat in range(repeats):
         for workers in worker_counts:
-            round_ = _round(workdir / f"burst-{workers}w-{repeat}", videos, window_seconds, asset_bytes, workers)
+            # The profiled round: the main worker count's first (each of its workers, from the release on).
+            profile = profile_dir if repeat == 0 and workers == WORKERS else None
+            round_ = _round(
+                workdir / f"burst-{workers}w-{repeat}", videos, window_seconds, asset_bytes, workers, profile
+            )
             for name in figures:
                 samples[workers][name].append(round_[name])
             raw[workers].append({key: round_[key] for key in RAW_KEYS})
@@ -88,7 +94,9 @@ def run(
     }
 
 
-def _round(workdir: Path, videos: int, window_seconds: float, asset_bytes: int, workers: int) -> dict[str, Any]:
+def _round(
+    workdir: Path, videos: int, window_seconds: float, asset_bytes: int, workers: int, profile_dir: Path | None
+) -> dict[str, Any]:
     """One burst on a fresh stack (the previous burst's rows and objects would otherwise weigh on this one)."""
     env = {"VG_WORKER__CONCURRENCY": str(WORKER_CONCURRENCY), "VG_SIMULATOR__SYNTHETIC_ASSET_BYTES": str(asset_bytes)}
     with full_stack(workdir, workers=workers, env=env) as stack:
@@ -96,6 +104,14 @@ def _round(workdir: Path, videos: int, window_seconds: float, asset_bytes: int, 
         keys = [stack.new_caller_key() for _ in range(4)]
         create_videos(stack, keys, videos, concurrency=16, prompt="burst")
         _wait_renders_drawn(stack, videos)
+        profilers = (
+            [
+                start_py_spy(worker.pid, profile_dir / f"burst-worker-{number}.txt")
+                for number, worker in enumerate(stack.workers, start=1)
+            ]
+            if profile_dir is not None
+            else []
+        )
         with stack.sim() as sim:
             released_at = time.time()
             released = sim.post("/_sim/finish-renders", json={"over_seconds": window_seconds}).json()["released"]
@@ -110,6 +126,8 @@ def _round(workdir: Path, videos: int, window_seconds: float, asset_bytes: int, 
                 interval=0.2,
             )
         )
+        for profiler in profilers:
+            profiler.stop()
         assets = rows(
             stack.dsn,
             "SELECT v.upstream_id, a.variant, a.state, extract(epoch FROM a.updated_at)::float AS done, "

@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
-import av
 from PIL import Image
 
 from app.models.asset import Variant
@@ -136,6 +135,10 @@ _MAKERS: dict[Variant, Callable[[SeekableSource], bytes]] = {
 @contextmanager
 def _open_video(source: SeekableSource) -> Iterator[tuple[InputContainer, VideoStream]]:
     """The MP4's first video track, with FFmpeg's errors turned into DerivationFailed."""
+    # Imported here, not with the module: PyAV and its FFmpeg libraries are about 20 MiB of a worker's resident
+    # memory, and a worker whose providers all serve their images never decodes anything.
+    import av
+
     try:
         # The MP4 demuxer by name, not by probing: the archive holds MP4s, and a probe would happily take a
         # JPEG or some other format for a video and "decode" it.

@@ -56,6 +56,7 @@ class Worker:
         self._next_janitor = 0.0
         self._next_audit = 0.0
         self._next_prune = 0.0
+        self._next_callbacks = 0.0
         self._callbacks: asyncio.Task[object] | None = None
         self._audit: asyncio.Task[object] | None = None
         self._prune: asyncio.Task[object] | None = None
@@ -125,11 +126,10 @@ class Worker:
             self._prune = asyncio.create_task(
                 self._guarded(pruner.prune_once(self._context.database, retention), "pruner")
             )
-        if self._deliver_callbacks and (self._callbacks is None or self._callbacks.done()):
+        idle_sender = self._callbacks is None or self._callbacks.done()
+        if self._deliver_callbacks and now >= self._next_callbacks and idle_sender:
             # In the background: a slow receiver must not hold up claiming archive work.
-            self._callbacks = asyncio.create_task(
-                self._guarded(callbacks_delivery.deliver_due(self._context), "callbacks")
-            )
+            self._callbacks = asyncio.create_task(self._callback_pass())
         claimed = 0
         free = self._settings.concurrency - len(self._running)
         if free > 0:
@@ -149,6 +149,14 @@ class Worker:
                 if future not in self._running:
                     future.cancel()
         return claimed
+
+    async def _callback_pass(self) -> None:
+        """One batch of due callbacks. Another follows on the next tick while there were some; an empty outbox is
+        looked at again only after the poll interval (a callback waits no longer than a job does), not on every
+        tick: in a burst a tick comes with every finished job, and each look is a transaction."""
+        sent = await self._guarded(callbacks_delivery.deliver_due(self._context), "callbacks")
+        if not sent:
+            self._next_callbacks = time.monotonic() + self._settings.poll_interval_seconds
 
     async def _claim(self, limit: int) -> list[ClaimedJob]:
         async with self._context.database.transaction() as session:

@@ -77,13 +77,15 @@ async def authenticate_request(request: Request, *, admit: Admission) -> Princip
         )
     key_digest = keys.digest(presented)
     memory = app.key_cache
-    async with memory.lookup(key_digest) as recalled:
-        if recalled.refused:
-            raise Unauthenticated(auth_service.INCORRECT_KEY)  # the very answer the database would have given
-        principal = recalled.principal
-        if principal is None:
-            async with app.database.sessionmaker() as session:
-                await run_without_transaction(session)  # one read: no BEGIN, no COMMIT
+    # One session, whose connection is checked out only by a statement: none for a refused key remembered, one
+    # for a good key remembered (the admission), the same one for a lookup and then the admission.
+    async with app.database.sessionmaker() as session:
+        await run_without_transaction(session)  # each is one statement: no BEGIN, no COMMIT
+        async with memory.lookup(key_digest) as recalled:
+            if recalled.refused:
+                raise Unauthenticated(auth_service.INCORRECT_KEY)  # the very answer the database would have given
+            principal = recalled.principal
+            if principal is None:
                 try:
                     principal = await auth_service.authenticate(
                         session, presented_key=presented, dev_mode=settings.is_dev
@@ -91,10 +93,8 @@ async def authenticate_request(request: Request, *, admit: Admission) -> Princip
                 except Unauthenticated:
                     memory.add(key_digest)
                     raise
-            memory.remember(key_digest, principal)
-    async with app.database.sessionmaker() as session:
+                memory.remember(key_digest, principal)
         # The admission is one statement (the key's rate counter, counted in Postgres on every request).
-        await run_without_transaction(session)
         await admit(session, principal)
     request.state.principal = principal
     return principal

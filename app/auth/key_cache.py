@@ -97,9 +97,15 @@ class KeyCache:
         self._good = _Expiring[Principal](ttl_seconds=good_ttl_seconds, max_entries=max_entries, clock=clock)
         self._in_flight: dict[bytes, asyncio.Event] = {}
 
-    def __len__(self) -> int:
+    @property
+    def refused_count(self) -> int:
         """How many refused keys are remembered."""
         return len(self._bad)
+
+    @property
+    def good_count(self) -> int:
+        """How many good keys are remembered (none older than `MAX_GOOD_KEY_SECONDS`)."""
+        return len(self._good)
 
     def is_bad(self, key_digest: bytes) -> bool:
         return self._bad.get(key_digest) is not None
@@ -113,7 +119,7 @@ class KeyCache:
         """Remember a good key's caller and key rows (for at most `MAX_GOOD_KEY_SECONDS`)."""
         self._good.put(key_digest, principal)
 
-    def clear(self) -> None:
+    def forget_refused_keys(self) -> None:
         """Forget the refused keys (a key was just created)."""
         self._bad.clear()
 

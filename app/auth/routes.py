@@ -22,7 +22,7 @@ from app.auth.schemas import (
     KeyObject,
     KeyUpdate,
 )
-from app.core.json_body import JsonBodyRoute
+from app.core.json_route import JsonBodyRoute
 from app.deps import AdminAuth, KnownKeys, SessionDep
 
 # JSON bodies are read by the shared parser (app/core/json_body.py): duplicate keys and deep nesting are 400s.
@@ -32,7 +32,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminAuth],
 @router.post("/callers", status_code=201, response_model=CallerCreated, summary="Create a caller and its first key")
 async def create_caller(body: CallerCreate, session: SessionDep, known_keys: KnownKeys) -> CallerCreated:
     issued = await auth_service.create_caller(session, name=body.name, label=body.label, expires_at=body.expires_at)
-    known_keys.clear()  # a new key must not be refused from memory by this process (app/auth/key_cache.py)
+    known_keys.forget_refused_keys()  # a new key must not be refused from memory here (app/auth/key_cache.py)
     return CallerCreated(
         caller=CallerObject.from_row(issued.caller),
         key=KeyCreated(**KeyObject.from_row(issued.api_key).model_dump(), key=issued.key),
@@ -54,7 +54,7 @@ async def create_key(caller_id: uuid.UUID, body: KeyCreate, session: SessionDep,
         expires_at=body.expires_at,
         requests_per_minute=body.requests_per_minute,
     )
-    known_keys.clear()  # a new key must not be refused from memory by this process (app/auth/key_cache.py)
+    known_keys.forget_refused_keys()  # a new key must not be refused from memory here (app/auth/key_cache.py)
     return KeyCreated(**KeyObject.from_row(issued.api_key).model_dump(), key=issued.key)
 
 

@@ -18,7 +18,7 @@ from app.callbacks.schemas import (
     EndpointObject,
     SecretObject,
 )
-from app.core.json_body import JsonBodyRoute
+from app.core.json_route import JsonBodyRoute
 from app.deps import AdminAuth, CurrentCaller, SessionDep, SettingsDep
 
 # Endpoint ids (`cbe_…`), delivery ids (`msg_…`) and video ids (`video_…`) all fit; a NUL or another control

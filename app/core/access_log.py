@@ -10,7 +10,7 @@ stored with what the request queues for the worker (`app.core.logging.stamp_tran
 The latency histogram is labelled by route template (`/v1/videos/{video_id}`), never the raw path.
 
 It is also where an unexpected exception ends: logged once, with its traceback and the request id, and
-answered as OpenAI's 500 (`app.core.errors.unexpected_error_response`). It is not re-raised: Starlette's
+answered as OpenAI's 500 (`app.core.error_responses.unexpected_error_response`). It is not re-raised: Starlette's
 outermost middleware would log it again and hand it on to the server, which logs it a third time.
 """
 
@@ -24,7 +24,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics
-from app.core.errors import log_unexpected, unexpected_error_response
+from app.core.error_responses import unexpected_error_response
+from app.core.errors import log_unexpected
 from app.core.logging import REQUEST_ID_HEADER, accept_request_id
 
 logger = logging.getLogger("app.access")

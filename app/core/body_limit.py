@@ -13,7 +13,8 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PayloadTooLarge, error_response
+from app.core.error_responses import error_response
+from app.core.errors import PayloadTooLarge
 
 CONTENT_LENGTH: Final = b"content-length"
 # Past any limit of ours; a longer number is read as this much (int() of a 5,000-digit header raises).

@@ -1,8 +1,8 @@
 """The one JSON parser of request bodies: what it refuses, and the 400 `invalid_json` a refusal becomes.
 
 Every JSON body the gateway reads goes through `loads` (directly, through `parse_body` / `parse_object`, or,
-for the routes whose body FastAPI validates, through `JsonBodyRoute`). It refuses what `json.loads` lets
-through or turns into a 500:
+for the routes whose body FastAPI validates, through `app.core.json_route.JsonBodyRoute`). It refuses what
+`json.loads` lets through or turns into a 500:
 
 - nesting deeper than `MAX_DEPTH` (a 10,000-deep body exhausts the parser's recursion: `RecursionError`);
 - a key repeated within one object (`json.loads` keeps the last one silently, so a proxy that reads the
@@ -20,11 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Coroutine
 from typing import Any, Final
-
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
 
 from app.core.errors import InvalidRequest
 
@@ -133,37 +129,3 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidRequest("The JSON body must be an object.", code="invalid_json")
     return document
-
-
-def is_json(request: Request) -> bool:
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json")
-
-
-class JsonBodyRequest(Request):
-    """A request whose `json()` is `parse_body`: what FastAPI calls to read a route's JSON body."""
-
-    _parsed: Any
-
-    async def json(self) -> Any:
-        if not hasattr(self, "_parsed"):
-            self._parsed = parse_body(await self.body())
-        return self._parsed
-
-
-class JsonBodyRoute(APIRoute):
-    """For routers whose bodies FastAPI validates (`route_class=JsonBodyRoute`): the body is parsed here,
-    before FastAPI's own reading, so a refusal is our 400 `invalid_json` rather than FastAPI's generic 400
-    (which its reader raises for `RecursionError`) or a silently merged duplicate key."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        reads_body = self.body_field is not None
-
-        async def parse_then_handle(request: Request) -> Response:
-            request = JsonBodyRequest(request.scope, request.receive)
-            if reads_body and is_json(request) and await request.body():
-                await request.json()
-            return await handler(request)
-
-        return parse_then_handle

@@ -19,7 +19,6 @@ that changes them fails there.
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Any, ClassVar, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -142,16 +141,3 @@ def uvicorn_options(settings: Settings, *, host: str | None = None, port: int | 
         # Bounds the head under the h11 parser too (unused with httptools, whose heads the protocol bounds).
         "h11_max_incomplete_event_size": api.max_header_bytes,
     }
-
-
-def settle_heap() -> None:
-    """Collect once, then move everything alive (modules, the app, its routes and settings) out of the
-    collector's sight (`gc.freeze`), just before a long-lived server starts serving.
-
-    Without it, every full collection walks the whole start-up heap again: measured under webhook load, those
-    pauses were the API's p99 (86 ms at a p50 of 5 ms; 25 ms with the heap frozen, docs/benchmarks.md). Frozen
-    objects are never collected, so this is for a server's start only, never for code that builds many apps
-    in one process (the tests).
-    """
-    gc.collect()
-    gc.freeze()

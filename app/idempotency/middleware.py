@@ -24,14 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth.keys import parse_bearer
 from app.core.body_limit import MALFORMED, declared_length
 from app.core.config import Settings
-from app.core.errors import (
-    GatewayError,
-    InvalidRequest,
-    ServiceUnavailable,
-    database_unavailable,
-    error_response,
-    unexpected_error,
-)
+from app.core.error_responses import error_response
+from app.core.errors import GatewayError, InvalidRequest, ServiceUnavailable, database_unavailable, unexpected_error
 from app.core.resources import resources_of
 from app.idempotency.fingerprint import InvalidKey, parse_key, request_fingerprint
 from app.idempotency.repository import StoredAnswer

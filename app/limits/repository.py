@@ -69,13 +69,12 @@ class WindowRow:
 class LimitsRepository(Repository):
     # ----- request rate -------------------------------------------------------------------------
 
-    async def count_request(
-        self, api_key_id: uuid.UUID, *, limit: int, window_seconds: float = 60.0, slack: float = 1e-9
-    ) -> bool:
+    async def count_request(self, api_key_id: uuid.UUID, *, limit: int, window_seconds: float, slack: float) -> bool:
         """Count one request against the key's sliding window if it fits under `limit`: one statement, so it
         needs no transaction around it and locks the key's row only while it runs. False: refused, nothing
-        counted. The arithmetic is `app.limits.window.decide`'s (`window_seconds`, `slack` are its constants),
-        on the database's clock; tests/integration/limits/test_rate_statement.py holds the two together.
+        counted. The arithmetic is `app.limits.window.decide`'s (the caller passes its `window_seconds` and
+        `slack`: a repository imports no domain module), on the database's clock;
+        tests/integration/limits/test_rate_statement.py holds the two together.
         """
         row = await self.session.execute(
             COUNT_REQUEST,

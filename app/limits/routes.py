@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.core.errors import InvalidRequest
-from app.core.json_body import JsonBodyRoute
+from app.core.json_route import JsonBodyRoute
 from app.deps import AdminAuth, CurrentCaller, CurrentKey, KnownKeys, SessionDep, SettingsDep
 from app.limits import service as limits_service
 from app.limits.schemas import LimitsObject, LimitsUpdate, UsageResponse

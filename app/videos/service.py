@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.archive import admission
 from app.archive import service as archive_service
 from app.archive.repository import ArchiveRepository
-from app.archive.storage import ArchiveStorage, ObjectNotFound, StorageError
+from app.archive.storage import READ_CHUNK_BYTES, ArchiveStorage, ObjectNotFound, ObjectStream, StorageError
 from app.callbacks import service as callbacks_service
 from app.core import metrics
 from app.core.config import Settings
@@ -90,6 +90,20 @@ class ContentStream:
     content_range: str | None = None
     # `bytes` for archived copies (ranges honoured), `none` for content streamed from upstream.
     accept_ranges: str = "none"
+
+    @classmethod
+    def archived(cls, stream: ObjectStream, *, content_type: str, chunk_size: int = READ_CHUNK_BYTES) -> ContentStream:
+        """An archived object's bytes, read ahead (app/archive/readahead.py); the object closes with the stream."""
+        stack = AsyncExitStack()
+        stack.push_async_callback(stream.aclose)
+        return cls(
+            content_type=content_type,
+            content_length=str(stream.content_length),
+            _stack=stack,
+            _chunks=stream.iter_chunks(chunk_size),
+            content_range=stream.content_range,
+            accept_ranges="bytes",
+        )
 
     async def iterate(self) -> AsyncIterator[bytes]:
         try:
@@ -444,16 +458,7 @@ class VideoService:
         except StorageError as exc:
             logger.warning("archived %s of %s not readable from S3: %s", variant.value, video_id, exc)
             raise self._unavailable(video_id, variant) from None
-        stack = AsyncExitStack()
-        stack.push_async_callback(stream.aclose)
-        return ContentStream(
-            content_type=variant.content_type,
-            content_length=str(stream.content_length),
-            _stack=stack,
-            _chunks=stream.iter_chunks(),
-            content_range=stream.content_range,
-            accept_ranges="bytes",
-        )
+        return ContentStream.archived(stream, content_type=variant.content_type)
 
     def _report_missing(self, key: str, *, video_id: str, variant: Variant) -> None:
         """ERROR once per copy and process (an operator must look); a player retrying only adds WARNINGs."""

@@ -55,11 +55,18 @@ def assert_error(response: httpx.Response, status: int, code: str, type_: str | 
     return error
 
 
-async def refused_within_a_second(client: httpx.AsyncClient, path: str = "/v1/videos") -> None:
-    """`client`'s key, changed behind the gateway's back (the CLI, another replica, SQL), is refused within the
-    1 s a good key may be remembered (app/auth/key_cache.py), and stays refused."""
+async def answers_within_a_second(client: httpx.AsyncClient, status: int, path: str = "/v1/videos") -> httpx.Response:
+    """`client`'s key or its limits, changed behind the gateway's back (the CLI, another replica, SQL), take
+    effect within the 1 s a good key may be remembered (app/auth/key_cache.py): `path` answers `status` by then
+    (polled); that answer is returned."""
     changed_at = time.monotonic()
-    while (await client.get(path)).status_code == 200:
-        assert time.monotonic() - changed_at < MAX_GOOD_KEY_SECONDS + 0.25, "still let in after 1 s"
+    while (response := await client.get(path)).status_code != status:
+        assert time.monotonic() - changed_at < MAX_GOOD_KEY_SECONDS + 0.25, f"not {status} after 1 s: {response.text}"
         await asyncio.sleep(0.02)
+    return response
+
+
+async def refused_within_a_second(client: httpx.AsyncClient, path: str = "/v1/videos") -> None:
+    """`client`'s key, revoked or expired behind the gateway's back, is refused within 1 s, and stays refused."""
+    await answers_within_a_second(client, 401, path)
     assert_error(await client.get(path), 401, "invalid_api_key")

@@ -24,7 +24,7 @@ from standardwebhooks import Webhook
 from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.errors import install_error_handlers
+from app.core.error_responses import install_error_handlers
 from app.core.resources import install_resources, resources_of
 from app.main import open_resources
 from app.models import ArchiveJob, WebhookEvent

@@ -19,7 +19,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.errors import database_unavailable, install_error_handlers
+from app.core.error_responses import install_error_handlers
+from app.core.errors import database_unavailable
 
 
 class DriverError(Exception):

@@ -36,13 +36,13 @@ class TestKeyCache:
         cache = KeyCache(ttl_seconds=30, max_entries=3, clock=Clock())
         for n in range(5):
             cache.add(digest(f"vg_bad{n}"))
-        assert len(cache) == 3
+        assert (cache.refused_count, cache.good_count) == (3, 0)
         assert not cache.is_bad(digest("vg_bad0")) and cache.is_bad(digest("vg_bad4"))
 
     def test_clear_and_a_zero_ttl(self) -> None:
         cache = KeyCache(ttl_seconds=30, max_entries=10, clock=Clock())
         cache.add(digest("vg_bad"))
-        cache.clear()
+        cache.forget_refused_keys()
         assert not cache.is_bad(digest("vg_bad"))
         off = KeyCache(ttl_seconds=0, max_entries=10, clock=Clock())
         off.add(digest("vg_bad"))

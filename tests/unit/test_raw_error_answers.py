@@ -1,5 +1,5 @@
 """The pure ASGI middlewares that answer before any route (the body size limit, the idempotency middleware)
-render their errors with `app.core.errors.error_response`, the error handlers' own renderer: each of their
+render their errors with `app.core.error_responses.error_response`, the error handlers' own renderer: each of their
 refusals is byte for byte what the handler answers for the same error."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from starlette.middleware import Middleware
 
 from app.core.access_log import AccessLog
 from app.core.body_limit import BodySizeLimit
-from app.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, install_error_handlers, unexpected_error
+from app.core.error_responses import install_error_handlers
+from app.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, unexpected_error
 from app.core.resources import AppResources, install_resources
 from app.idempotency.middleware import IdempotencyMiddleware, _unexpected_error_answer
 from app.idempotency.service import IdempotencyService

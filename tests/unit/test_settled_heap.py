@@ -1,4 +1,4 @@
-"""`serve` freezes the start-up heap before the server runs (app/core/server.py `settle_heap`): full collections
+"""`serve` freezes the start-up heap before the server runs (app/core/heap.py `settle_heap`): full collections
 then skip it, which is what kept the API's p99 down under load (docs/benchmarks.md)."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message
 
 from app.core.access_log import AccessLog
-from app.core.errors import install_error_handlers
+from app.core.error_responses import install_error_handlers
 
 
 def app_that_fails() -> FastAPI:

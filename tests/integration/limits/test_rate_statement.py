@@ -91,7 +91,9 @@ async def test_concurrent_requests_are_admitted_up_to_the_limit_exactly(database
 async def test_an_unknown_key_id_is_not_counted(database: Database) -> None:
     async with database.sessionmaker() as session:
         with pytest.raises(Exception, match="foreign key"):
-            await LimitsRepository.from_session(session).count_request(uuid.uuid4(), limit=5)
+            await LimitsRepository.from_session(session).count_request(
+                uuid.uuid4(), limit=5, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
+            )
 
 
 async def test_the_counter_relaxes_durability_for_its_own_commit_only(database_url: str) -> None:

@@ -81,6 +81,18 @@ async def counted_receiver(settings: Settings) -> AsyncIterator[tuple[FastAPI, l
         yield app, log
 
 
+def delivered(webhook_id: str, object_id: str, type_: str = "video.completed", **extra: Any) -> DeliveredEvent:
+    """A verified event about `object_id`, as the service receives it."""
+    return DeliveredEvent(webhook_id=webhook_id, event_id=None, type=type_, object_id=object_id, body="{}", **extra)
+
+
+async def receive_on_own_session(db: Db, event_: DeliveredEvent, **kwargs: Any) -> webhook_service.Receipt:
+    async with db.database.sessionmaker() as session:
+        receipt = await webhook_service.receive(session, event=event_, worker=WorkerSettings(), **kwargs)
+        await session.commit()
+    return receipt
+
+
 class TestRoundTrips:
     async def test_a_delivery_naming_a_video_is_one_round_trip_without_begin_or_commit(
         self, receiver_settings: Settings, db: Db
@@ -169,16 +181,8 @@ class TestTheStatementKeepsTheGuarantees:
     async def test_without_a_request_id_both_rows_have_none(self, db: Db) -> None:
         video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
-        event_ = DeliveredEvent(
-            webhook_id=f"wh_no_request_{video.id}",
-            event_id=None,
-            type="video.completed",
-            object_id=video.upstream_id,
-            body="{}",
-        )
-        async with db.database.sessionmaker() as session:
-            await webhook_service.receive(session, event=event_, worker=WorkerSettings())
-            await session.commit()
+        event_ = delivered(f"wh_no_request_{video.id}", video.upstream_id)
+        await receive_on_own_session(db, event_)
         [row] = await db.events(webhook_id=event_.webhook_id)
         [job] = await db.jobs(video.id)
         assert (row.request_id, job.request_id) == (None, None)
@@ -191,33 +195,37 @@ class TestTheStatementKeepsTheGuarantees:
         )
         await make_video(db.database, status="in_progress", upstream_id="req:shared-new")
         await make_video(db.database, status="in_progress", upstream_id="shared-other", profile="elsewhere")
-        event_ = DeliveredEvent(
-            webhook_id=f"wh_forms_{old.id}", event_id=None, type="video.completed", object_id="shared", body="{}"
+        event_ = delivered(f"wh_forms_{old.id}", "shared")
+        receipt = await receive_on_own_session(
+            db, event_, upstream_ids=["shared-other", "req:shared-new", "req:shared-old"]
         )
-        async with db.database.sessionmaker() as session:
-            receipt = await webhook_service.receive(
-                session,
-                event=event_,
-                worker=WorkerSettings(),
-                upstream_ids=["shared-other", "req:shared-new", "req:shared-old"],
-            )
-            await session.commit()
         assert receipt.outcome is EventOutcome.ENQUEUED
         [row] = await db.events(webhook_id=event_.webhook_id)
         assert (row.video_id, row.upstream_video_id) == (old.id, "req:shared-old")
         assert len(await db.jobs(old.id)) == 1
 
+    async def test_an_orphan_keeps_the_video_its_reference_names_and_a_known_video_is_never_overridden(
+        self, db: Db
+    ) -> None:
+        """The reference in a callback URL (app/upstream/reference.py) is kept on an orphan only, for the
+        reconciler's adoption of a cut-off create; a delivery for a video we know is applied to that video."""
+        video = await make_video(db.database, status="in_progress")
+        assert video.upstream_id is not None
+        orphan = delivered(f"wh_ref_orphan_{video.id}", f"task-{uuid.uuid4().hex}", referenced_video_id=video.id)
+        assert (await receive_on_own_session(db, orphan)).outcome is EventOutcome.ORPHAN
+        known = delivered(f"wh_ref_known_{video.id}", video.upstream_id, referenced_video_id="video_someone_else")
+        assert (await receive_on_own_session(db, known)).outcome is EventOutcome.ENQUEUED
+        [orphan_row] = await db.events(webhook_id=orphan.webhook_id)
+        [known_row] = await db.events(webhook_id=known.webhook_id)
+        assert (orphan_row.outcome, orphan_row.video_id) == ("orphan", video.id)
+        assert (known_row.outcome, known_row.video_id) == ("enqueued", video.id)
+        assert len(await db.jobs(video.id)) == 1  # the orphan queued nothing
+
     async def test_in_a_callers_transaction_the_rows_commit_with_it(self, db: Db) -> None:
         """A session that already began is joined, not switched to autocommit: a rollback takes both rows."""
         video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
-        event_ = DeliveredEvent(
-            webhook_id=f"wh_joined_{video.id}",
-            event_id=None,
-            type="video.failed",
-            object_id=video.upstream_id,
-            body="{}",
-        )
+        event_ = delivered(f"wh_joined_{video.id}", video.upstream_id, "video.failed")
         async with db.database.sessionmaker() as session:
             await session.execute(select(Video.id).where(Video.id == video.id))
             receipt = await webhook_service.receive(session, event=event_, worker=WorkerSettings())

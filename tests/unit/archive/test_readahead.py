@@ -8,7 +8,6 @@ import asyncio
 import gc
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -250,16 +249,7 @@ async def test_a_client_that_disconnects_mid_download_closes_the_body_and_stops_
     away after two chunks: ASGI 2.3 (uvicorn today) says so through `receive`, and starlette cancels the
     sending; 2.4 makes the server's send raise OSError."""
     body = FakeBody(b"x" * CHUNK * 100)
-    stream = open_stream(body)
-    stack = AsyncExitStack()
-    stack.push_async_callback(stream.aclose)
-    content = ContentStream(
-        content_type="video/mp4",
-        content_length=str(len(body.data)),
-        _stack=stack,
-        _chunks=stream.iter_chunks(CHUNK, read_ahead=4),
-        accept_ranges="bytes",
-    )
+    content = ContentStream.archived(open_stream(body), content_type="video/mp4", chunk_size=CHUNK)
     response = StreamingResponse(content.iterate(), media_type="video/mp4")
     gone = asyncio.Event()
     sent = 0
