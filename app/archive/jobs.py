@@ -31,7 +31,7 @@ from app.archive.repository import ArchiveRepository
 from app.archive.storage import ArchiveStorage, AssetRejected, IncompleteAsset, StorageError, StoredObject
 from app.core import metrics, retry
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, run_without_transaction
 from app.core.errors import GatewayError, RateLimited, ResourceNotFound, UpstreamError
 from app.core.logging import stamp_transaction
 from app.models import AssetState, JobKind, JobState, Variant, Video, VideoStatus
@@ -330,15 +330,11 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
             error=None,
         )
         await queue.finish(session, job, state=JobState.SUCCEEDED)
-        # Sibling variants finishing together take turns under the video's outcome lock (taken after the write
-        # above, held until commit), so the last one sees every other variant archived: it alone records the
-        # completion-to-archive time, and `after_asset_outcome` (which takes the same lock) cannot miss the last
-        # variant.
-        await repository.lock_video_outcomes(job.video_id)
-        await archive_service.after_asset_outcome(session, video_id=job.video_id, settings=context.settings)
-        video_archived = all(
-            asset.state == AssetState.ARCHIVED.value for asset in await repository.assets_of(job.video_id)
-        )
+        # Sibling variants finishing together take turns under the video's outcome lock, which
+        # `after_asset_outcome` takes after the write above and holds until commit: the last one sees every other
+        # variant archived, so it alone sends the callback and records the completion-to-archive time.
+        states = await archive_service.after_asset_outcome(session, video_id=job.video_id, settings=context.settings)
+        video_archived = states == {AssetState.ARCHIVED}
     logger.info("archived %s %s: %d bytes, sha256 %s", job.video_id, variant.value, stored.bytes, stored.sha256)
     if variant is Variant.VIDEO and archive_service.derived_variants(video, context.settings):
         # The MP4 is in: queue the variants made from it. In a transaction of its own, after the one above
@@ -459,6 +455,7 @@ async def _fenced(context: JobContext, job: ClaimedJob) -> AsyncIterator[AsyncSe
 
 async def _load_video(context: JobContext, video_id: str) -> Video | None:
     async with context.database.sessionmaker() as session:
+        await run_without_transaction(session)  # one read: no BEGIN, no ROLLBACK
         return await VideoRepository.from_session(session).get(video_id)
 
 

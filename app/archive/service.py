@@ -154,8 +154,9 @@ async def settle_gone_upstream(session: AsyncSession, *, video: Video, settings:
     )
 
 
-async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings: Settings) -> None:
+async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings: Settings) -> set[AssetState]:
     """Once every variant is settled: `video.archived` if all are archived, else `video.archive_failed`.
+    Returns the states of the video's assets as judged.
 
     Judged under the video's outcome lock (`ArchiveRepository.lock_video_outcomes`), held until the transaction
     ends: the caller has written its assets already, so the last transaction to settle a variant sees them all.
@@ -164,12 +165,13 @@ async def after_asset_outcome(session: AsyncSession, *, video_id: str, settings:
     await repository.lock_video_outcomes(video_id)
     states = {asset.state for asset in await repository.assets_of(video_id)}
     if not states or states & {AssetState.PENDING.value, AssetState.DOWNLOADING.value}:
-        return
+        return states
     video = await VideoRepository.from_session(session).get(video_id)
     if video is None:
-        return
+        return states
     event = CallbackEvent.ARCHIVED if states == {AssetState.ARCHIVED.value} else CallbackEvent.ARCHIVE_FAILED
     await callbacks_service.on_video_event(session, video=video, event=event, settings=settings.callbacks)
+    return states
 
 
 @dataclass(frozen=True)
