@@ -19,6 +19,10 @@ from typing import IO
 
 import httpx
 
+# How long a process may take over its graceful stop before it is killed.
+STOP_GRACE_SECONDS = 10.0
+KILLED_WAIT_SECONDS = 10.0
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -78,24 +82,49 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signum)
 
-    def stop(self, *, grace: float = 10.0) -> int | None:
+    def stop(self, *, grace: float = STOP_GRACE_SECONDS) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
-        if self.process is None:
-            return None
-        if self.alive():
-            self.signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_all([self], grace=grace)
+        return None if self.process is None else self.process.returncode
+
+    def wait_until(self, deadline: float) -> bool:
+        """Whether it exited by `deadline` (monotonic)."""
+        assert self.process is not None
+        try:
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
-        return self.process.returncode
 
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def stop_all(processes: list[ManagedProcess], *, grace: float = STOP_GRACE_SECONDS) -> list[ManagedProcess]:
+    """SIGTERM every process at once, wait up to `grace` seconds for all of them together, then SIGKILL the rest.
+
+    Together, not one after another: four processes each allowed its own grace made a stop last up to four
+    times as long. Returns the processes that had to be killed, in the order given.
+    """
+    started = [process for process in processes if process.process is not None]
+    running = [process for process in started if process.alive()]
+    for process in running:
+        process.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    killed = [process for process in running if not process.wait_until(deadline)]
+    for process in killed:
+        process.signal(signal.SIGKILL)
+    killed_deadline = time.monotonic() + KILLED_WAIT_SECONDS
+    for process in killed:
+        process.wait_until(killed_deadline)
+    for process in started:
+        process.close_log()
+    return killed

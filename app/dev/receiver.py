@@ -182,9 +182,11 @@ class CallbackReceiver:
             with self.log_path.open("a", encoding="utf-8") as log:
                 log.write(line)
             self.events.append(received)
+            # Reported before the waiting thread is woken: it prints `make run`'s last lines as soon as it wakes,
+            # and this note must come before them.
+            if self.on_event is not None:
+                self.on_event(received)
             self._changed.notify_all()
-        if self.on_event is not None:
-            self.on_event(received)
 
     def wait_for(self, video_id: str, types: tuple[str, ...], *, timeout: float) -> ReceivedCallback | None:
         """The first verified event of one of `types` for `video_id`, waiting up to `timeout` seconds."""

@@ -57,7 +57,7 @@ from app.dev.checkout import (
     database_name,
     database_server,
 )
-from app.dev.processes import ManagedProcess, gateway_command
+from app.dev.processes import STOP_GRACE_SECONDS, ManagedProcess, gateway_command, stop_all
 from app.dev.progress import Reporter, Step, make_reporter, say
 from app.dev.receiver import CallbackReceiver, ReceivedCallback
 from app.dev.seaweedfs import SeaweedPorts, seaweedfs
@@ -533,6 +533,8 @@ def run_dev_stack(settings: Settings) -> None:
         if receiver is not None:
             with contextlib.suppress(Exception):
                 receiver.stop()
-        for process in reversed(processes):
-            with contextlib.suppress(Exception):
-                process.stop()
+        for process in stop_all(processes):
+            say(
+                f"{process.name} did not stop within {STOP_GRACE_SECONDS:.0f} s of SIGTERM and was killed; its log "
+                f"ends with:\n{process.log_tail(10)}"
+            )

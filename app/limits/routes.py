@@ -20,6 +20,10 @@ from app.limits.schemas import LimitsObject, LimitsUpdate, UsageResponse
 
 DEFAULT_USAGE_DAYS = 30
 MAX_USAGE_DAYS = 366
+# The days a report may name: nothing was rendered before 1970, and the day after the last one (the report's
+# exclusive end) must still be a date, as must the default start 29 days before the first.
+USAGE_DAYS_FROM = date(1970, 1, 1)
+USAGE_DAYS_TO = date(9998, 12, 31)
 
 # JSON bodies are read by the shared parser (app/core/json_body.py): duplicate keys and deep nesting are 400s.
 router = APIRouter(route_class=JsonBodyRoute)
@@ -34,6 +38,11 @@ async def get_usage(
     start_date: Annotated[date | None, Query(description="First UTC day (default: 29 days before end_date)")] = None,
     end_date: Annotated[date | None, Query(description="Last UTC day, inclusive (default: today)")] = None,
 ) -> UsageResponse:
+    for param, day in (("start_date", start_date), ("end_date", end_date)):
+        if day is not None and not USAGE_DAYS_FROM <= day <= USAGE_DAYS_TO:
+            raise InvalidRequest(
+                f"'{param}' must be a day from {USAGE_DAYS_FROM} to {USAGE_DAYS_TO}.", param=param, code="invalid_value"
+            )
     end = end_date or datetime.now(UTC).date()
     start = start_date or end - timedelta(days=DEFAULT_USAGE_DAYS - 1)
     if start > end or (end - start).days >= MAX_USAGE_DAYS:

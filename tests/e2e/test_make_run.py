@@ -147,6 +147,24 @@ def descendants(root: int) -> set[ProcessId]:
     return found
 
 
+def still_running(root: int, children: set[ProcessId]) -> str:
+    """Each living process of the stack with its state and what it waits in, for a failure's message."""
+    lines = []
+    for process in sorted(
+        {*children, *descendants(root)} | set(filter(None, [ProcessId.of(root)])), key=lambda found: found.pid
+    ):
+        if not process.alive():
+            continue
+        try:
+            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            wchan = Path(f"/proc/{process.pid}/wchan").read_text()
+        except OSError:
+            continue
+        stat_fields = _stat(process.pid) or ["?"]
+        lines.append(f"{process.pid} state {stat_fields[0]} waiting in {wchan or '-'}: {cmdline}")
+    return "\n".join(lines) or "(nothing)"
+
+
 def processes_of(checkout: Path) -> set[ProcessId]:
     """Living processes working in `checkout` or naming it (every process the stack starts runs in it)."""
     found: set[ProcessId] = set()
@@ -383,7 +401,13 @@ def test_make_run_renders_the_demo_serves_and_stops_cleanly(checkout: Path, tmp_
         assert stack.process.poll() is None  # the first one serves on
 
         stack.process.send_signal(signal.SIGINT)
-        stack.process.wait(timeout=STOP_TIMEOUT)
+        try:
+            stack.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"not stopped {STOP_TIMEOUT:.0f} s after SIGINT; still running:\n"
+                f"{still_running(stack.process.pid, stack.children)}\n\n{stack.diagnosis()}"
+            )
         assert stack.process.returncode == 0, stack.diagnosis()
         assert "[make run] stopping" in stack.output.text()
         assert not [process for process in stack.children if process.alive()]

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from app.core.config import S3Settings
-from app.dev.processes import ManagedProcess, free_port, gateway_command
+from app.dev.processes import ManagedProcess, free_port, gateway_command, stop_all
 from tests.support.factories import make_caller
 from tests.support.settings import SIMULATOR_KEY, TEST_WEBHOOK_SECRET
 
@@ -224,13 +224,7 @@ def running_stack(
             stack.start_worker()
         yield stack
     finally:
-        for worker in stack.workers:
-            worker.stop()
-        api.stop()
-        simulator.stop()
-        if gemini_simulator is not None:
-            gemini_simulator.stop()
-        for live_simulator in live_simulators:
-            live_simulator.stop()
+        extra = [] if gemini_simulator is None else [gemini_simulator]
+        stop_all([*stack.workers, api, simulator, *extra, *live_simulators])
         if os.environ.get("VG_TEST_KEEP_LOGS"):
             print(f"e2e logs kept in {logs}")  # noqa: T201

@@ -7,8 +7,12 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import stat
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +35,7 @@ from app.dev.checkout import (
     checkout_database_url,
     port_free,
 )
-from app.dev.processes import free_port
+from app.dev.processes import ManagedProcess, free_port, stop_all
 from app.dev.progress import PlainReporter, RichReporter, Step, make_reporter
 from app.dev.receiver import CallbackReceiver, ReceivedCallback
 from app.dev.seaweedfs import SeaweedPorts
@@ -247,6 +251,30 @@ class TestCallbackReceiver:
         response = httpx.post(receiver.url.replace("/callbacks", "/other"), content=body, headers=signed(body))
         assert response.status_code == 404
 
+    def test_an_event_is_reported_before_a_waiter_wakes(self, tmp_path: Path) -> None:
+        """`make run` prints its last lines when `wait_for` returns: the event's note must already be out."""
+        order: list[str] = []
+
+        def report(received: ReceivedCallback) -> None:
+            time.sleep(0.3)  # a slow terminal: the waiter must still not get ahead of the note
+            order.append("note")
+
+        receiver = CallbackReceiver(SECRET, log_path=tmp_path / "cb.log", port=0, on_event=report).start()
+        try:
+
+            def wait() -> None:
+                if receiver.wait_for("video_abc", ("video.archived",), timeout=5) is not None:
+                    order.append("woke")
+
+            waiter = threading.Thread(target=wait)
+            waiter.start()
+            body = event()
+            assert httpx.post(receiver.url, content=body, headers=signed(body)).status_code == 204
+            waiter.join(timeout=5)
+            assert order == ["note", "woke"]
+        finally:
+            receiver.stop()
+
     def test_a_rotated_secret_is_fetched_again(self, tmp_path: Path) -> None:
         asked: list[str] = []
 
@@ -387,3 +415,48 @@ class TestOutput:
         assert "console: http://127.0.0.1:8000/console  (sign in with the admin key vg-admin-k" in text
         assert f"database: {database} on 127.0.0.1:5432 (this checkout's own" in text
         assert "cli.env" in text and "video-gateway status" in text
+
+
+# ----- stopping the stack ------------------------------------------------------------------------------
+
+# Says it is ready once SIGTERM is ignored, then waits to be killed.
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+)
+STOPS_ON_TERM = "import time; print('ready', flush=True); time.sleep(60)"
+
+
+def _started(name: str, code: str, logs: Path) -> ManagedProcess:
+    process = ManagedProcess(name, [sys.executable, "-c", code], {}, logs / f"{name}.log").start()
+    deadline = time.monotonic() + 10
+    while "ready" not in process.log_tail():
+        assert time.monotonic() < deadline, f"{name} never started"
+        time.sleep(0.02)
+    return process
+
+
+class TestStopAll:
+    def test_every_process_stops_and_only_the_stubborn_ones_are_killed(self, tmp_path: Path) -> None:
+        polite = _started("polite", STOPS_ON_TERM, tmp_path)
+        stubborn = _started("stubborn", STUBBORN, tmp_path)
+        killed = stop_all([polite, stubborn], grace=1.0)
+        assert killed == [stubborn]
+        assert not polite.alive() and not stubborn.alive()
+        assert polite.process is not None and polite.process.returncode == -signal.SIGTERM
+        assert stubborn.process is not None and stubborn.process.returncode == -signal.SIGKILL
+
+    def test_the_grace_is_shared_not_one_each(self, tmp_path: Path) -> None:
+        """Three processes that ignore SIGTERM, one second's grace: one after another this took three."""
+        stubborn = [_started(f"stubborn-{n}", STUBBORN, tmp_path) for n in range(3)]
+        started = time.monotonic()
+        assert stop_all(stubborn, grace=1.0) == stubborn
+        assert time.monotonic() - started < 2.5
+        assert not any(process.alive() for process in stubborn)
+
+    def test_a_process_never_started_or_already_gone_is_skipped(self, tmp_path: Path) -> None:
+        gone = ManagedProcess("gone", [sys.executable, "-c", "pass"], {}, tmp_path / "gone.log").start()
+        assert gone.process is not None
+        gone.process.wait(timeout=10)
+        never = ManagedProcess("never", ["true"], {}, tmp_path / "never.log")
+        assert stop_all([never, gone], grace=1.0) == []
+        assert gone.process.returncode == 0

@@ -165,3 +165,20 @@ class TestUsage:
             params = {"start_date": TODAY.isoformat(), "end_date": YESTERDAY.isoformat()}
             assert_error(await client.get("/v1/usage", params=params), 400, "invalid_value")
             assert_error(await anon.get("/v1/usage"), 401, "missing_api_key")
+
+    async def test_a_day_at_the_edge_of_the_calendar_is_400_not_500(
+        self, limited_gateway: GatewayFactory, seeded: MadeCaller
+    ) -> None:
+        """The day after 9999-12-31 and the default start 29 days before 0001-01-01 are no dates at all."""
+        async with limited_gateway() as gateway, gateway.client(seeded.key) as client:
+            for params, param in (
+                ({"end_date": "9999-12-31"}, "end_date"),
+                ({"end_date": "0001-01-01"}, "end_date"),
+                ({"start_date": "0001-01-01", "end_date": "0001-01-31"}, "start_date"),
+            ):
+                response = await client.get("/v1/usage", params=params)
+                assert_error(response, 400, "invalid_value")
+                assert response.json()["error"]["param"] == param
+            edge = await client.get("/v1/usage", params={"start_date": "9998-12-01", "end_date": "9998-12-31"})
+            assert edge.status_code == 200, edge.text
+            assert edge.json()["totals"]["renders"] == 0
