@@ -20,9 +20,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from app.core.db import Database
 from app.models import JobKind, JobState
 
 _BLOCK = re.compile(r"^-- name: (?P<name>[a-z_]+)\n(?P<body>.*?)(?=^-- name: |\Z)", re.DOTALL | re.MULTILINE)
@@ -77,6 +79,11 @@ async def _run(session: AsyncSession, name: str, **params: object) -> list[dict[
     return [dict(row) for row in result.mappings()]
 
 
+async def _run_alone(database: Database, name: str, **params: object) -> list[asyncpg.Record]:
+    """A query whole on its own and harmless twice, run alone on the driver (`Database.fetch_alone`, decision 012)."""
+    return await database.fetch_alone(statement(name), params)
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -113,7 +120,7 @@ class RecordedEvent:
 
 
 async def record_video_event(
-    session: AsyncSession,
+    database: Database,
     *,
     webhook_id: str,
     event_id: str | None,
@@ -132,10 +139,11 @@ async def record_video_event(
 
     Here, not in the webhooks repository, because the statement inserts an `archive_jobs` row, whose SQL is the
     queue's alone; its `webhook_events` half mirrors `WebhookRepository.record`. `request_id` lands on both rows
-    explicitly, so the statement needs no stamped transaction and may run in autocommit.
+    explicitly, so the statement needs no stamped transaction: it runs alone on the driver (decision 012). A copy
+    run again after a lost connection finds the first one's row and returns nothing, as a duplicate does.
     """
-    rows = await _run(
-        session,
+    rows = await _run_alone(
+        database,
         "record_video_event",
         webhook_id=webhook_id,
         event_id=event_id,

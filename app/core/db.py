@@ -22,21 +22,31 @@ pre-ping, which with asyncpg costs three round trips (BEGIN, `;`, ROLLBACK) on e
 Reads that need no transaction (a retrieve, a list, a key's rate counter: one statement, or several that may
 see different snapshots) run in autocommit (`run_without_transaction`), which saves BEGIN and COMMIT: two
 round trips of a request that otherwise needs two.
+
+The hottest single statements (the webhook receiver's record, decision 012) skip the session altogether:
+`Database.fetch_alone` runs one textual statement on a pooled connection's own asyncpg connection, in autocommit,
+and gives its rows back. The same dead-connection rule holds: a statement whose connection turns out dead runs
+once more on a fresh one (such statements are written to be harmless twice), and a second loss is a
+`DisconnectionError`, which the API answers 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+import asyncpg
+from sqlalchemy import Dialect, MetaData, TextClause, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, SessionTransaction, SessionTransactionOrigin
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from app.core.config import DatabaseSettings
 
@@ -157,6 +167,36 @@ class Database:
                 raise
             await session.commit()
 
+    async def fetch_alone(self, statement: TextClause, params: Mapping[str, object]) -> list[asyncpg.Record]:
+        """The rows of one textual statement run on its own (autocommit) on the driver: no session, no ORM.
+
+        For statements that are whole on their own and harmless to run twice: one whose connection turns out
+        dead (closed while idle, or lost under it) runs once more on a fresh connection; lost again, it raises
+        `DisconnectionError`. Any other error is the statement's, raised as asyncpg raised it.
+        """
+        sql, names = driver_form(statement, self.engine.dialect)
+        args = [params[name] for name in names]
+        for attempt in (1, 2):
+            pooled = await self.engine.raw_connection()
+            driver: asyncpg.Connection = pooled.driver_connection
+            healthy = False
+            try:
+                rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
+                healthy = True
+                return rows
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as lost:
+                if not driver.is_closed():
+                    # The connection lives: the error is the statement's. After the server's error the
+                    # connection is in step again and goes back to the pool; after anything else it is closed.
+                    healthy = isinstance(lost, asyncpg.PostgresError)
+                    raise
+                if attempt == 2:
+                    raise DisconnectionError("the database connection was lost twice under one statement") from lost
+                logger.warning("database connection lost under a statement run alone; retrying once on a new one")
+            finally:
+                await _give_back(pooled, driver, healthy=healthy)
+        raise AssertionError("unreachable")
+
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
@@ -172,3 +212,23 @@ async def run_without_transaction(session: AsyncSession) -> None:
     no BEGIN and no COMMIT are sent. A commit ends it; the session's next statement opens a real transaction.
     """
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+@cache
+def driver_form(statement: TextClause, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+    """The statement as asyncpg takes it (`$1`, `$2`, …) and the names of its parameters in that order, compiled
+    once per statement: the compile costs more than the round trip."""
+    compiled = statement.compile(dialect=dialect)
+    return compiled.string, tuple(compiled.positiontup or ())
+
+
+async def _give_back(pooled: PoolProxiedConnection, driver: asyncpg.Connection, *, healthy: bool) -> None:
+    """Return the connection to the pool, or, after an error or a cancel (a reply may still be on its way, or the
+    socket is gone), close it for good so that no later checkout reads what this statement left."""
+    if not healthy:
+        if not driver.is_closed():
+            driver.terminate()
+        pooled.invalidate()
+    # The pool's return (its reset) runs SQLAlchemy's sync-over-async adapter, which needs a greenlet; shielded, so
+    # a cancel arriving now cannot leave the connection checked out forever.
+    await asyncio.shield(greenlet_spawn(pooled.close))

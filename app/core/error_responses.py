@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -80,8 +81,9 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.warning("database unavailable: %s", type(exc).__name__)
         return error_response(database_unavailable_error())
 
-    # OSError: asyncpg's own socket errors (a refused connection) reach the route unwrapped.
-    for database_error in (DBAPIError, DisconnectionError, PoolTimeoutError, OSError):
+    # OSError: asyncpg's own socket errors (a refused connection) reach the route unwrapped; asyncpg's own errors
+    # too, from the statements run alone on the driver (`Database.fetch_alone`).
+    for database_error in (DBAPIError, DisconnectionError, PoolTimeoutError, OSError, asyncpg.PostgresError):
         app.add_exception_handler(database_error, _database_error)
 
     # A fallback only: in the gateway, `AccessLog` (app/core/access_log.py) answers unexpected exceptions

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -128,6 +129,9 @@ def database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return exc.connection_invalidated or (isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES)
+    if isinstance(exc, asyncpg.PostgresError):  # unwrapped: a statement run alone on the driver (decision 012)
+        sqlstate = getattr(exc, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
     if isinstance(exc, OSError):  # TimeoutError and ConnectionError included; only the driver's own count
         return _raised_in(exc, DATABASE_PACKAGES)
     return False

@@ -7,15 +7,14 @@ statement is a 500, as everywhere. A 2xx is sent only once the delivery is durab
 autocommitted statement of decision 009).
 """
 
-# No `from __future__ import annotations` here: the route's parameters name a dependency built inside
-# `build_router`, and FastAPI can only resolve such annotations when they are real objects, not strings.
+from __future__ import annotations
+
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Final
+from collections.abc import Awaitable
+from typing import Final
 
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 
 from app.core import metrics
@@ -30,7 +29,7 @@ from app.core.errors import (
     WebhookSignatureInvalid,
     database_unavailable,
 )
-from app.deps import SettingsDep, request_transaction
+from app.core.resources import resources
 from app.upstream.reference import PARAM as REFERENCE_PARAM
 from app.upstream.reference import SubmissionReferences
 from app.webhooks import service as webhook_service
@@ -41,17 +40,11 @@ from app.webhooks.verify import TIMESTAMP_HEADER, Clock
 RETRY_AFTER_SECONDS: Final = 5
 
 
-async def delivery_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """`SessionDep`'s transaction (commit after the route, before the response); a database that is away is
-    this receiver's 503, counted as a rejected delivery.
-
-    The commit runs in this dependency's exit, outside the route, so only here is an outcome known to be
-    recorded (counted then) and a failed commit known to have recorded nothing.
-    """
-    profile: str = getattr(request.state, "webhook_profile", DEFAULT_PROFILE)
+async def recorded(profile: str, receiving: Awaitable[webhook_service.Receipt]) -> Response:
+    """The receiver's answer once `receiving` has made the delivery durable (counted then); a database that is away
+    is this receiver's 503, counted as a rejected delivery, so that the sender retries."""
     try:
-        async with request_transaction(request) as session:
-            yield session
+        receipt = await receiving
     except Exception as exc:
         if not database_unavailable(exc):
             raise
@@ -59,11 +52,13 @@ async def delivery_session(request: Request) -> AsyncIterator[AsyncSession]:
         raise ServiceUnavailable(
             "The webhook could not be recorded; retry later.", retry_after_seconds=RETRY_AFTER_SECONDS
         ) from exc
-    if outcome := getattr(request.state, "webhook_outcome", None):
-        metrics.webhook_delivery(profile=profile, outcome=outcome)
+    metrics.webhook_delivery(profile=profile, outcome="duplicate" if receipt.outcome is None else receipt.outcome.value)
+    return Response(ACK_DUPLICATE if receipt.duplicate else ACK_RECORDED, media_type="application/json")
 
 
-DeliverySession = Annotated[AsyncSession, Depends(delivery_session, scope="function")]
+# `WebhookAck`'s two bodies, encoded once: the answer to every delivery is one of them.
+ACK_RECORDED: Final = WebhookAck(duplicate=False).model_dump_json().encode()
+ACK_DUPLICATE: Final = WebhookAck(duplicate=True).model_dump_json().encode()
 
 
 def rejection_reason(error: GatewayError) -> str:
@@ -178,7 +173,6 @@ def build_router(
     references = SubmissionReferences(profile_settings.api_key)
 
     async def verified_event(request: Request) -> DeliveredEvent:
-        request.state.webhook_profile = profile
         try:
             require_json(request)
             body = await read_capped(request, limit=max_body_bytes)
@@ -193,24 +187,19 @@ def build_router(
             event = dataclasses.replace(event, referenced_video_id=references.video_id_of(reference))
         return event
 
-    async def receive_webhook(
-        request: Request,
-        event: Annotated[DeliveredEvent, Depends(verified_event)],
-        session: DeliverySession,
-        app_settings: SettingsDep,
-    ) -> WebhookAck:
+    async def receive_webhook(request: Request) -> Response:
+        # Called here, not as FastAPI dependencies: the hottest route of the API spends nothing on solving them.
+        event = await verified_event(request)
         object_id = event.object_id
-        receipt = await webhook_service.receive(
-            session,
+        receiving = webhook_service.receive(
+            resources(request).database,
             event=event,
-            worker=app_settings.worker,
+            worker=settings.worker,
             profile=profile,
             video_events=video_events,
             upstream_ids=None if object_id is None else receiver_kind.upstream_ids(object_id, profile_settings),
         )
-        # Counted by `delivery_session` once committed.
-        request.state.webhook_outcome = "duplicate" if receipt.outcome is None else receipt.outcome.value
-        return WebhookAck(duplicate=receipt.duplicate)
+        return await recorded(profile, receiving)
 
     router = APIRouter(tags=["webhooks"])
     path = (path or settings.webhooks.path).rstrip("/") or "/"

@@ -8,9 +8,10 @@ and fails only when the database does.
 
 The common case, an event that names one video, is ONE statement (`queue.record_video_event`, decision 009):
 find the video, record the delivery with its outcome, queue its sync job, carrying the request id as a
-parameter. On a session that has not begun, it runs in autocommit: one statement is atomic, so BEGIN and COMMIT
-would be two round trips that guard nothing. The other cases (ignored types, an event that names no video)
-keep the stamped transaction (decision 005) and the repositories.
+parameter. It runs alone on the driver (`Database.fetch_alone`, decision 012): one statement is atomic, so BEGIN
+and COMMIT would be two round trips that guard nothing, and a session and the ORM would cost more than the round
+trip itself. The other cases (ignored types, an event that names no video) keep a stamped transaction (decision
+005) and the repositories.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.archive import queue
 from app.archive import service as archive_service
 from app.core.config import DEFAULT_PROFILE, WorkerSettings
-from app.core.db import run_without_transaction
+from app.core.db import Database
 from app.core.logging import current_request_id, stamp_transaction
 from app.models import EventOutcome, Video, WebhookEvent
 from app.videos.repository import VideoRepository
@@ -46,7 +47,7 @@ class Receipt:
 
 
 async def receive(
-    session: AsyncSession,
+    database: Database,
     *,
     event: DeliveredEvent,
     worker: WorkerSettings,
@@ -58,20 +59,29 @@ async def receive(
 
     Known video → its sync job is queued (`enqueued`); unknown upstream id → `orphan`, matched later by the
     reconciler (the webhook may beat the commit of our create); a deleted video or any other type → `ignored`,
-    acknowledged so the sender stops retrying. Everything runs on the caller's session and the row and the job
-    commit together: in one statement for an event that names a video (autocommitted if the session has not
-    begun), else in the caller's transaction. `upstream_ids` are the ids the event's object may have in this
-    profile (default: exactly `object_id`).
+    acknowledged so the sender stops retrying. The row and its jobs are durable together when this returns: in
+    one statement for an event that names a video, else in one transaction. `upstream_ids` are the ids the
+    event's object may have in this profile (default: exactly `object_id`).
     """
     if event.type in video_events and event.object_id is not None:
         return await _receive_video_event(
-            session,
+            database,
             event=event,
             object_id=event.object_id,
             worker=worker,
             profile=profile,
             upstream_ids=[event.object_id] if upstream_ids is None else upstream_ids,
         )
+    async with database.transaction() as session:
+        return await _receive_other_event(
+            session, event=event, worker=worker, profile=profile, video_events=video_events
+        )
+
+
+async def _receive_other_event(
+    session: AsyncSession, *, event: DeliveredEvent, worker: WorkerSettings, profile: str, video_events: frozenset[str]
+) -> Receipt:
+    """An ignored type, or a video event that names no video, recorded in the caller's transaction."""
     # The stored event and its sync jobs remember this request's id, for the worker's log lines.
     await stamp_transaction(session)
     to_sync: Sequence[Video] = ()
@@ -105,7 +115,7 @@ async def receive(
 
 
 async def _receive_video_event(
-    session: AsyncSession,
+    database: Database,
     *,
     event: DeliveredEvent,
     object_id: str,
@@ -119,14 +129,9 @@ async def _receive_video_event(
     deleted video → `ignored`. The row stores the video's own upstream id when it is known (fal's event names
     only part of it). A duplicate writes nothing, job included.
     """
-    if not session.in_transaction():
-        # No transaction yet (the receiver's own session): run the one statement in autocommit, so no BEGIN and
-        # no COMMIT. It is atomic on its own, and when it returns its rows are committed, so the 2xx still
-        # follows a durable row; an error still raises here, inside `delivery_session` (its 503). A caller's
-        # transaction, when there is one, is joined instead, and commits the rows with the caller's.
-        await run_without_transaction(session)
+    # Autocommitted: when it returns its rows are committed, so the 2xx still follows a durable row.
     recorded = await queue.record_video_event(
-        session,
+        database,
         webhook_id=event.webhook_id,
         event_id=event.event_id,
         event_type=event.type,

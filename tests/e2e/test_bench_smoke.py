@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bench import instructions
 from bench.report import rows_of
 
 pytestmark = pytest.mark.e2e
@@ -132,3 +133,11 @@ def test_a_short_soak_keeps_every_invariant(tmp_path: Path) -> None:
     failed = {name: check["detail"] for name, check in result["invariants"].items() if not check["ok"]}
     assert failed == {}
     assert result["faults"]["workers SIGKILLed"] >= 0
+
+
+@pytest.mark.parametrize("path", ["delivery", "retrieve", "list", "floor"])
+async def test_the_instruction_counts_requests_are_answered(database_url: str, path: str) -> None:
+    """`python -m bench.instructions` counts requests that must each be answered 200 (it stops otherwise); the
+    counting itself needs valgrind and minutes, so here the requests run without it."""
+    seeded = await instructions.seed(database_url)
+    await instructions.send_requests(path, 3, database_url, seeded)

@@ -4,6 +4,7 @@ dead runs once more on a new one. A statement after the first is never replayed.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from app.core import db
 from app.core.config import DatabaseSettings
@@ -88,3 +89,55 @@ class TestADeadPooledConnection:
             await terminate(database_url, await backend_of(pool_of_one))
             with pytest.raises(DBAPIError):
                 await session.execute(text("SELECT 1"))
+
+
+SLEEP_THEN_PID = text("SELECT pg_backend_pid() AS pid FROM pg_sleep(:seconds)")
+DIVIDE = text("SELECT 1 / :zero AS quotient")
+
+
+async def pid_alone(database: Database) -> int:
+    [row] = await database.fetch_alone(SLEEP_THEN_PID, {"seconds": 0})
+    return int(row["pid"])
+
+
+class TestAStatementRunAlone:
+    """`Database.fetch_alone` (decision 012): the same rule on the driver, without a session."""
+
+    async def test_a_dead_connection_is_retried_once_on_a_fresh_one(
+        self, pool_of_one: Database, database_url: str
+    ) -> None:
+        engine = pool_of_one.engine.sync_engine
+        event.remove(engine, "checkout", db._refuse_closed_connection)  # so the dead one is handed out
+        before = await pid_alone(pool_of_one)
+        await terminate(database_url, before)
+        assert await pid_alone(pool_of_one) != before
+
+    async def test_a_cancelled_statement_closes_its_connection_instead_of_returning_it(
+        self, pool_of_one: Database
+    ) -> None:
+        """Its reply may still be on the way: the connection must not serve the next checkout."""
+        before = await pid_alone(pool_of_one)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool_of_one.fetch_alone(SLEEP_THEN_PID, {"seconds": 5}), timeout=0.2)
+        assert pool_of_one.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert await pid_alone(pool_of_one) != before
+
+    async def test_a_statements_own_error_is_raised_and_its_connection_kept(self, pool_of_one: Database) -> None:
+        before = await pid_alone(pool_of_one)
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await pool_of_one.fetch_alone(DIVIDE, {"zero": 0})
+        assert await pid_alone(pool_of_one) == before
+
+    async def test_a_connection_lost_twice_is_a_disconnection(
+        self, pool_of_one: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def lost(self: asyncpg.Connection, *args: object, **kwargs: object) -> None:
+            self.terminate()
+            raise ConnectionResetError("connection lost under the statement")
+
+        monkeypatch.setattr(asyncpg.connection.Connection, "_execute", lost)
+        with pytest.raises(DisconnectionError):
+            await pid_alone(pool_of_one)
+        monkeypatch.undo()
+        assert pool_of_one.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        await pid_alone(pool_of_one)

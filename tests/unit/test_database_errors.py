@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
@@ -40,6 +41,10 @@ AWAY: dict[str, Callable[[], Exception]] = {
     "connection invalidated": lambda: dbapi_error("XX000", invalidated=True),
     "operational error": lambda: OperationalError("SELECT 1", {}, DriverError("XX000")),
     "pool exhausted": lambda: PoolTimeoutError("QueuePool limit reached"),
+    # Unwrapped, from a statement run alone on the driver (Database.fetch_alone, decision 012).
+    "asyncpg: terminated by an administrator": lambda: asyncpg.AdminShutdownError("terminating connection"),
+    "asyncpg: too many connections": lambda: asyncpg.TooManyConnectionsError("too many clients"),
+    "asyncpg: connection does not exist": lambda: asyncpg.ConnectionDoesNotExistError("connection was closed"),
 }
 
 
@@ -76,8 +81,13 @@ async def test_a_database_that_is_away_answers_503_with_retry_after(failure: str
     assert response.json()["error"]["code"] == "service_unavailable"
 
 
-async def test_a_bad_statement_is_still_a_500() -> None:
-    response = await post(app_raising(lambda: IntegrityError("INSERT", {}, DriverError("23505"))))
+@pytest.mark.parametrize(
+    "make",
+    [lambda: IntegrityError("INSERT", {}, DriverError("23505")), lambda: asyncpg.UniqueViolationError("duplicate")],
+    ids=["through SQLAlchemy", "from the driver"],
+)
+async def test_a_bad_statement_is_still_a_500(make: Callable[[], Exception]) -> None:
+    response = await post(app_raising(make))
     assert response.status_code == 500
     assert response.json()["error"]["type"] == "server_error"
     assert "retry-after" not in response.headers
@@ -131,6 +141,8 @@ async def test_a_refused_connection_in_a_route_answers_503() -> None:
         ConnectionResetError("not the database's: raised by our own code"),
         TimeoutError("not the database's"),
         RuntimeError("a bug"),
+        asyncpg.UniqueViolationError("duplicate key"),
+        asyncpg.DivisionByZeroError("division by zero"),
     ],
     ids=lambda error: type(error).__name__,
 )

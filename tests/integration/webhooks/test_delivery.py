@@ -23,12 +23,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.resources import install_resources, resources_of
-from app.models import ArchiveJob, EventOutcome, JobKind, JobState
+from app.models import ArchiveJob, EventOutcome, JobKind, JobState, Video
 from tests.support.factories import make_video
 from tests.support.settings import TEST_WEBHOOK_SECRET, make_settings
 from tests.support.webhooks import (
     WEBHOOK_PATH,
     Db,
+    Delivery,
     build_receiver_app,
     client_of,
     event_body,
@@ -287,27 +288,57 @@ class TestDatabaseFailures:
         # The sender's retry then succeeds.
         assert ack(await post(client, delivery.resigned()))["duplicate"] is False
 
-    async def test_a_connection_lost_under_the_one_statement_is_503_and_leaves_no_row(
+    async def test_a_connection_lost_twice_under_the_one_statement_is_503_and_leaves_no_row(
         self, client: httpx.AsyncClient, db: Db, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The one statement is its own commit (decision 009): the connection lost as it is sent is this
-        delivery's failed commit."""
-
-        async def lost_connection(self: asyncpg.prepared_stmt.PreparedStatement, *args: object) -> None:
-            self._connection.terminate()
-            raise ConnectionResetError("connection lost under the statement")
-
-        video = await make_video(db.database, status="in_progress")
-        assert video.upstream_id is not None
-        delivery = video_event(video.upstream_id)
-        monkeypatch.setattr(asyncpg.prepared_stmt.PreparedStatement, "fetch", lost_connection)
-        response = await post(client, delivery)
-        monkeypatch.undo()
+        """The one statement is its own commit (decision 009): lost as it is sent, on its connection and again on
+        the fresh one it is retried on (decision 012), it is this delivery's failed commit."""
+        video, delivery, response = await deliver_losing_the_connection(client, db, monkeypatch, times=2)
         _assert_503(response)
         assert await db.events(webhook_id=delivery.webhook_id) == []
         assert await db.jobs(video.id) == []
         assert ack(await post(client, delivery.resigned()))["duplicate"] is False
         assert len(await db.jobs(video.id)) == 1
+
+    async def test_a_connection_lost_once_under_the_one_statement_is_retried_and_recorded_once(
+        self, client: httpx.AsyncClient, db: Db, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A dead pooled connection never fails a delivery: the statement runs once more on a fresh connection."""
+        video, delivery, response = await deliver_losing_the_connection(client, db, monkeypatch, times=1)
+        assert ack(response)["duplicate"] is False
+        assert len(await db.events(webhook_id=delivery.webhook_id)) == 1
+        assert len(await db.jobs(video.id)) == 1
+
+
+async def deliver_losing_the_connection(
+    client: httpx.AsyncClient, db: Db, monkeypatch: pytest.MonkeyPatch, *, times: int
+) -> tuple[Video, Delivery, httpx.Response]:
+    """A delivery naming a new video, sent while the next `times` runs of the one statement lose their connection."""
+    video = await make_video(db.database, status="in_progress")
+    assert video.upstream_id is not None
+    delivery = video_event(video.upstream_id)
+    lost = lose_the_connection_under_the_record(monkeypatch, times=times)
+    response = await post(client, delivery)
+    monkeypatch.undo()
+    assert len(lost) == times
+    return video, delivery, response
+
+
+def lose_the_connection_under_the_record(monkeypatch: pytest.MonkeyPatch, *, times: int) -> list[str]:
+    """The next `times` runs of the receiver's one statement find their connection lost as they are sent, at the
+    driver (as a reset socket): the connection is terminated and the socket's error raised. Returns the losses."""
+    execute = asyncpg.connection.Connection._execute
+    lost: list[str] = []
+
+    async def losing(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
+        if len(lost) < times and "INSERT INTO webhook_events" in query:
+            lost.append(query)
+            self.terminate()
+            raise ConnectionResetError("connection lost under the statement")
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "_execute", losing)
+    return lost
 
 
 @asynccontextmanager

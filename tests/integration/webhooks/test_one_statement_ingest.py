@@ -1,5 +1,6 @@
-"""The receiver's common case in one statement (decision 009): what it costs in round trips, and the guarantees
-the statement must keep (the deadline, the request id, once per delivery and per event, atomicity).
+"""The receiver's common case in one statement (decision 009), run alone on the driver (decision 012): what it
+costs in round trips, and the guarantees the statement must keep (the deadline, the request id, once per delivery
+and per event, atomicity).
 
 Round trips are counted at the driver: each asyncpg connection's protocol is wrapped, so every message exchange
 (a simple query such as BEGIN or COMMIT, a prepare, an execute) is seen, not only what SQLAlchemy calls a cursor
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import service as archive_service
@@ -26,7 +27,7 @@ from app.archive.service import sync_deadline
 from app.core.access_log import AccessLog
 from app.core.config import Settings, WorkerSettings
 from app.core.resources import resources_of
-from app.models import EventOutcome, Video
+from app.models import EventOutcome
 from app.webhooks import service as webhook_service
 from app.webhooks.schemas import DeliveredEvent
 from tests.support.factories import make_video
@@ -50,8 +51,10 @@ class CountingProtocol:
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
             # The SQL: a prepared statement's, a simple query's text, or a prepare's (after the statement's name).
-            if args and hasattr(args[0], "query"):
-                what = str(args[0].query)
+            # asyncpg's own calls name the prepared statement `state=`; SQLAlchemy's pass it first.
+            prepared: Any = kwargs.get("state", args[0] if args else None)
+            if hasattr(prepared, "query"):
+                what = str(prepared.query)
             else:
                 what = max((arg for arg in args if isinstance(arg, str)), key=len, default="")
             self._log.append((name, " ".join(what.split())))
@@ -86,11 +89,8 @@ def delivered(webhook_id: str, object_id: str, type_: str = "video.completed", *
     return DeliveredEvent(webhook_id=webhook_id, event_id=None, type=type_, object_id=object_id, body="{}", **extra)
 
 
-async def receive_on_own_session(db: Db, event_: DeliveredEvent, **kwargs: Any) -> webhook_service.Receipt:
-    async with db.database.sessionmaker() as session:
-        receipt = await webhook_service.receive(session, event=event_, worker=WorkerSettings(), **kwargs)
-        await session.commit()
-    return receipt
+async def receive(db: Db, event_: DeliveredEvent, **kwargs: Any) -> webhook_service.Receipt:
+    return await webhook_service.receive(db.database, event=event_, worker=WorkerSettings(), **kwargs)
 
 
 class TestRoundTrips:
@@ -152,9 +152,7 @@ class TestTheStatementKeepsTheGuarantees:
             object_id=video.upstream_id,
             body="{}",
         )
-        async with db.database.sessionmaker() as session:
-            receipt = await webhook_service.receive(session, event=event_, worker=worker)
-            await session.commit()
+        receipt = await webhook_service.receive(db.database, event=event_, worker=worker)
         assert receipt.outcome is EventOutcome.ENQUEUED
         [job] = await db.jobs(video.id)
         assert job.deadline == sync_deadline(video, worker)
@@ -182,7 +180,7 @@ class TestTheStatementKeepsTheGuarantees:
         video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         event_ = delivered(f"wh_no_request_{video.id}", video.upstream_id)
-        await receive_on_own_session(db, event_)
+        await receive(db, event_)
         [row] = await db.events(webhook_id=event_.webhook_id)
         [job] = await db.jobs(video.id)
         assert (row.request_id, job.request_id) == (None, None)
@@ -196,9 +194,7 @@ class TestTheStatementKeepsTheGuarantees:
         await make_video(db.database, status="in_progress", upstream_id="req:shared-new")
         await make_video(db.database, status="in_progress", upstream_id="shared-other", profile="elsewhere")
         event_ = delivered(f"wh_forms_{old.id}", "shared")
-        receipt = await receive_on_own_session(
-            db, event_, upstream_ids=["shared-other", "req:shared-new", "req:shared-old"]
-        )
+        receipt = await receive(db, event_, upstream_ids=["shared-other", "req:shared-new", "req:shared-old"])
         assert receipt.outcome is EventOutcome.ENQUEUED
         [row] = await db.events(webhook_id=event_.webhook_id)
         assert (row.video_id, row.upstream_video_id) == (old.id, "req:shared-old")
@@ -212,27 +208,14 @@ class TestTheStatementKeepsTheGuarantees:
         video = await make_video(db.database, status="in_progress")
         assert video.upstream_id is not None
         orphan = delivered(f"wh_ref_orphan_{video.id}", f"task-{uuid.uuid4().hex}", referenced_video_id=video.id)
-        assert (await receive_on_own_session(db, orphan)).outcome is EventOutcome.ORPHAN
+        assert (await receive(db, orphan)).outcome is EventOutcome.ORPHAN
         known = delivered(f"wh_ref_known_{video.id}", video.upstream_id, referenced_video_id="video_someone_else")
-        assert (await receive_on_own_session(db, known)).outcome is EventOutcome.ENQUEUED
+        assert (await receive(db, known)).outcome is EventOutcome.ENQUEUED
         [orphan_row] = await db.events(webhook_id=orphan.webhook_id)
         [known_row] = await db.events(webhook_id=known.webhook_id)
         assert (orphan_row.outcome, orphan_row.video_id) == ("orphan", video.id)
         assert (known_row.outcome, known_row.video_id) == ("enqueued", video.id)
         assert len(await db.jobs(video.id)) == 1  # the orphan queued nothing
-
-    async def test_in_a_callers_transaction_the_rows_commit_with_it(self, db: Db) -> None:
-        """A session that already began is joined, not switched to autocommit: a rollback takes both rows."""
-        video = await make_video(db.database, status="in_progress")
-        assert video.upstream_id is not None
-        event_ = delivered(f"wh_joined_{video.id}", video.upstream_id, "video.failed")
-        async with db.database.sessionmaker() as session:
-            await session.execute(select(Video.id).where(Video.id == video.id))
-            receipt = await webhook_service.receive(session, event=event_, worker=WorkerSettings())
-            assert receipt.outcome is EventOutcome.ENQUEUED
-            await session.rollback()
-        assert await db.events(webhook_id=event_.webhook_id) == []
-        assert await db.jobs(video.id) == []
 
 
 class TestConcurrentCopies:
@@ -281,9 +264,7 @@ class TestTheOtherPathKeepsItsTransaction:
         hint = DeliveredEvent(
             webhook_id=f"wh_hint_{video.id}", event_id=None, type="video.completed", object_id=None, body="{}"
         )
-        async with db.database.sessionmaker() as session:
-            with pytest.raises(RuntimeError, match="crash after"):
-                await webhook_service.receive(session, event=hint, worker=WorkerSettings(), profile=profile)
-            await session.rollback()
+        with pytest.raises(RuntimeError, match="crash after"):
+            await webhook_service.receive(db.database, event=hint, worker=WorkerSettings(), profile=profile)
         assert await db.events(webhook_id=hint.webhook_id) == []
         assert await db.jobs(video.id) == []
