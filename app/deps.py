@@ -25,6 +25,7 @@ from app.characters.service import CharacterService
 from app.console.session import SessionKeys
 from app.console.tap import DeliveryLog
 from app.core.config import Settings
+from app.core.db import Database
 from app.core.resources import resources
 from app.limits import service as limits_service
 from app.models import ApiKey, Caller
@@ -101,12 +102,14 @@ DeliveryLogDep = Annotated[DeliveryLog, Depends(get_console_deliveries)]
 
 
 async def get_principal(request: Request) -> Principal:
-    """The authenticated caller and key of an API request, admitted by the key's request rate; both checks
-    share authentication's one short transaction (the counter's row lock is released before the route runs)."""
+    """The authenticated caller and key of an API request, admitted by the key's request rate (one statement
+    alone on the driver: the counter's row lock is released before the route runs)."""
     limits = resources(request).settings.limits
 
-    async def admit(session: AsyncSession, principal: Principal) -> None:
-        await limits_service.admit_request(session, api_key=principal.api_key, caller=principal.caller, settings=limits)
+    async def admit(database: Database, principal: Principal) -> None:
+        await limits_service.admit_request(
+            database, api_key=principal.api_key, caller=principal.caller, settings=limits
+        )
 
     return await auth.authenticate_request(request, admit=admit)
 

@@ -1,15 +1,14 @@
 """Who is calling: the caller and key from `Authorization: Bearer <key>`, and `require_admin`.
 
 Routes take them through `CurrentCaller`, `CurrentKey` and `AdminAuth` (app/deps.py, with every alias).
-
 `authenticate_request` runs before the route touches its session, on pooled connections of its own that it
-gives back before the route runs (a request never holds two at once). A key is looked up in Postgres at most
-once a second per process: good keys are remembered for at most 1 s and refused ones for longer
-(app/auth/key_cache.py), so a revocation, an expiry, a disabled caller or a new limit applies on every replica
-within 1 s. Then it runs the check it is handed (app/deps.py hands it the key's request-rate check of app/limits),
-one statement in autocommit, so the rate counter is exact across replicas and its row is locked only for that
-statement. Auth takes the check as an argument so that it imports nothing of app/limits (limits depends on auth:
-callers and keys are auth's).
+gives back before the route runs (a request never holds two at once); a key it remembers needs no session. A key
+is looked up in Postgres at most once a second per process: good keys are remembered for at most 1 s and refused
+ones for longer (app/auth/key_cache.py), so a revocation, an expiry, a disabled caller or a new limit applies on
+every replica within 1 s. Then it runs the check it is handed (app/deps.py hands it the key's request-rate check
+of app/limits), one statement run alone on the driver (decision 012), so the rate counter is exact across
+replicas and its row is locked only for that statement. Auth takes the check as an argument so that it imports
+nothing of app/limits (limits depends on auth: callers and keys are auth's).
 
 Wrong admin keys are throttled per client address and per process (app/auth/throttle.py), shared with the
 console's sign-in: the throttle and the key memory are per-process objects of the app's `AppResources`.
@@ -25,14 +24,14 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import keys
 from app.auth import service as auth_service
 from app.auth.errors import AdminUnauthenticated, KeyInQueryString
+from app.auth.key_cache import KeyCache
 from app.auth.service import Principal
 from app.auth.throttle import address_of
-from app.core.db import run_without_transaction
+from app.core.db import Database, run_without_transaction
 from app.core.errors import ResourceNotFound, Unauthenticated
 from app.core.resources import resources
 
@@ -42,8 +41,8 @@ logger = logging.getLogger(__name__)
 QUERY_KEY_PARAMS = frozenset({"api_key", "apikey", "api-key", "key", "access_token", "token"})
 REDACTED = "[redacted]"
 
-# What else must pass, in authentication's transaction, before a request is let in (the key's request rate).
-Admission = Callable[[AsyncSession, Principal], Awaitable[None]]
+# What else must pass before a request is let in (the key's request rate), given the database to check it in.
+Admission = Callable[[Database, Principal], Awaitable[None]]
 
 
 def refuse_keys_in_query(request: Request) -> None:
@@ -77,26 +76,31 @@ async def authenticate_request(request: Request, *, admit: Admission) -> Princip
         )
     key_digest = keys.digest(presented)
     memory = app.key_cache
-    # One session, whose connection is checked out only by a statement: none for a refused key remembered, one
-    # for a good key remembered (the admission), the same one for a lookup and then the admission.
-    async with app.database.sessionmaker() as session:
-        await run_without_transaction(session)  # each is one statement: no BEGIN, no COMMIT
-        async with memory.lookup(key_digest) as recalled:
-            if recalled.refused:
-                raise Unauthenticated(auth_service.INCORRECT_KEY)  # the very answer the database would have given
-            principal = recalled.principal
-            if principal is None:
-                try:
-                    principal = await auth_service.authenticate(
-                        session, presented_key=presented, dev_mode=settings.is_dev
-                    )
-                except Unauthenticated:
-                    memory.add(key_digest)
-                    raise
-                memory.remember(key_digest, principal)
-        # The admission is one statement (the key's rate counter, counted in Postgres on every request).
-        await admit(session, principal)
+    async with memory.lookup(key_digest) as recalled:
+        if recalled.refused:
+            raise Unauthenticated(auth_service.INCORRECT_KEY)  # the very answer the database would have given
+        principal = recalled.principal
+        if principal is None:
+            principal = await _look_up(app.database, memory, key_digest, presented=presented, dev_mode=settings.is_dev)
+    # The admission is one statement (the key's rate counter, counted in Postgres on every request), run alone
+    # on the driver: a remembered key's request opens no session at all.
+    await admit(app.database, principal)
     request.state.principal = principal
+    return principal
+
+
+async def _look_up(
+    database: Database, memory: KeyCache, key_digest: bytes, *, presented: str, dev_mode: bool
+) -> Principal:
+    """The key's caller from Postgres, remembered either way (good for at most 1 s, refused for longer)."""
+    async with database.sessionmaker() as session:
+        await run_without_transaction(session)  # one read: no BEGIN, no COMMIT
+        try:
+            principal = await auth_service.authenticate(session, presented_key=presented, dev_mode=dev_mode)
+        except Unauthenticated:
+            memory.add(key_digest)
+            raise
+    memory.remember(key_digest, principal)
     return principal
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 
 from sqlalchemy import Float, Uuid, bindparam, func, select, text
 
+from app.core.db import Database
 from app.core.repository import Repository
 from app.models import KeyRequestWindow
 
@@ -41,7 +42,7 @@ ON CONFLICT (api_key_id) DO UPDATE SET
     last_request_at = now()
 WHERE
     -- The sliding estimate with this request: last minute's count weighed by how much of it is still inside the
-    -- window, plus this minute's, plus one. `:limit` carries the arithmetic's slack.
+    -- window, plus this minute's, plus one. The limit carries the arithmetic's slack.
     CASE WHEN date_trunc('minute', w.window_start) = date_trunc('minute', now()) THEN w.previous_count
          WHEN date_trunc('minute', w.window_start) = date_trunc('minute', now()) - interval '1 minute'
          THEN w.current_count
@@ -69,18 +70,21 @@ class WindowRow:
 class LimitsRepository(Repository):
     # ----- request rate -------------------------------------------------------------------------
 
-    async def count_request(self, api_key_id: uuid.UUID, *, limit: int, window_seconds: float, slack: float) -> bool:
-        """Count one request against the key's sliding window if it fits under `limit`: one statement, so it
-        needs no transaction around it and locks the key's row only while it runs. False: refused, nothing
-        counted. The arithmetic is `app.limits.window.decide`'s (the caller passes its `window_seconds` and
-        `slack`: a repository imports no domain module), on the database's clock;
-        tests/integration/limits/test_rate_statement.py holds the two together.
+    @staticmethod
+    async def count_request(
+        database: Database, api_key_id: uuid.UUID, *, limit: int, window_seconds: float, slack: float
+    ) -> bool:
+        """Count one request against the key's sliding window if it fits under `limit`: one statement, run alone
+        on the driver (decision 012: no session, no transaction around it), so it locks the key's row only
+        while it runs. False: refused, nothing counted. The arithmetic is `app.limits.window.decide`'s (the
+        caller passes its `window_seconds` and `slack`: a repository imports no domain module), on the
+        database's clock; tests/integration/limits/test_rate_statement.py holds the two together. Run twice
+        after a lost connection, it may count one request twice: harmless, the counter is not paid for.
         """
-        row = await self.session.execute(
-            COUNT_REQUEST,
-            {"api_key_id": api_key_id, "limit": float(limit) + slack, "window_seconds": window_seconds},
+        rows = await database.fetch_alone(
+            COUNT_REQUEST, {"api_key_id": api_key_id, "limit": float(limit) + slack, "window_seconds": window_seconds}
         )
-        return row.first() is not None
+        return bool(rows)
 
     async def read_window(self, api_key_id: uuid.UUID) -> WindowRow | None:
         """The key's counters as stored, with the database's now() (to tell a refused request when to retry)."""

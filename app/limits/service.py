@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.repository import CallerOverrides, CallerRepository
 from app.core.config import LimitSettings
+from app.core.db import Database, run_without_transaction
 from app.core.errors import ResourceNotFound
 from app.limits import window
 from app.limits.errors import ConcurrentRendersExceeded, QuotaExceeded, RequestRateExceeded
@@ -84,20 +85,21 @@ def period_end(start: datetime, period: Period) -> datetime:
 # ----- request rate (every authenticated request) -------------------------------------------------
 
 
-async def admit_request(session: AsyncSession, *, api_key: ApiKey, caller: Caller, settings: LimitSettings) -> None:
+async def admit_request(database: Database, *, api_key: ApiKey, caller: Caller, settings: LimitSettings) -> None:
     """Count one request against the key's rate, or raise 429 with Retry-After (nothing is counted then).
 
-    One statement when admitted (the counter's row is locked only while it runs); a refusal reads the counters
-    once more to say when to retry.
+    One statement when admitted, alone on the driver (the counter's row is locked only while it runs); a refusal
+    reads the counters once more to say when to retry.
     """
     limit = api_key.requests_per_minute or caller.requests_per_minute or settings.requests_per_minute
-    repository = LimitsRepository.from_session(session)
-    if await repository.count_request(
-        api_key.id, limit=limit, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
+    if await LimitsRepository.count_request(
+        database, api_key.id, limit=limit, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
     ):
         return
     retry_after = 1
-    stored = await repository.read_window(api_key.id)
+    async with database.sessionmaker() as session:
+        await run_without_transaction(session)  # one read
+        stored = await LimitsRepository.from_session(session).read_window(api_key.id)
     if stored is not None:
         counts = window.counts_at(
             now=stored.now,

@@ -5,14 +5,11 @@ statement events, and asyncpg's log of what it sends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import Database
@@ -23,6 +20,7 @@ from tests.support.factories import make_caller, make_video
 from tests.support.gateway import gateway_client
 from tests.support.limits import ADMIN_KEY
 from tests.support.settings import make_settings
+from tests.support.wire import on_the_wire
 
 
 @pytest.fixture
@@ -31,33 +29,6 @@ async def gateway(database_url: str) -> AsyncIterator[FastAPI]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield app
-
-
-@contextmanager
-def on_the_wire(engine: AsyncEngine) -> Iterator[tuple[list[str], list[str]]]:
-    """(statements, transaction control) sent while the block runs: BEGIN is asyncpg's, not a cursor's."""
-    statements: list[str] = []
-    control: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    def log(record: Any) -> None:
-        if record.query.split(None, 1)[0].upper() in {"BEGIN", "COMMIT", "ROLLBACK"}:
-            control.append(record.query)
-
-    def watch(dbapi_connection: Any, *_: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if log not in driver._query_loggers:  # asyncpg keeps them in a set; adding twice is harmless but noisy
-            driver.add_query_logger(log)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    event.listen(engine.sync_engine, "checkout", watch)
-    try:
-        yield statements, control
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
-        event.remove(engine.sync_engine, "checkout", watch)
 
 
 def engine_of(app: FastAPI) -> AsyncEngine:

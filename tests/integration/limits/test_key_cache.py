@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
@@ -31,6 +31,7 @@ from tests.support.factories import make_caller
 from tests.support.gateway import gateway_client
 from tests.support.limits import ADMIN_KEY, assert_error
 from tests.support.settings import make_settings
+from tests.support.wire import on_the_wire
 
 FLOOD = 200
 # The flood tests keep the default TTL (30 s: far longer than 200 requests take, even on a loaded machine); the
@@ -65,17 +66,9 @@ async def short_ttl_gateway(database_url: str) -> AsyncIterator[FastAPI]:
 
 @contextmanager
 def counting_queries(engine: AsyncEngine) -> Iterator[list[str]]:
-    """Every statement the engine sends to Postgres while the block runs."""
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
+    """Every statement the engine sends to Postgres while the block runs, both paths (tests/support/wire.py)."""
+    with on_the_wire(engine) as (statements, _control):
         yield statements
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 def engine_of(app: FastAPI) -> AsyncEngine:

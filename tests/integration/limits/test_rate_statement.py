@@ -1,5 +1,6 @@
-"""The request-rate check is one SQL statement (app/limits/repository.py `count_request`): its decisions are
-`window.decide`'s, state for state, on the database's clock; and concurrent requests never overshoot."""
+"""The request-rate check is one SQL statement (app/limits/repository.py `COUNT_REQUEST`, run alone on the driver by
+`count_request`): its decisions are `window.decide`'s, state for state, on the database's clock; and concurrent
+requests never overshoot."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -14,7 +16,7 @@ from sqlalchemy import text
 from app.core.config import DatabaseSettings
 from app.core.db import Database, run_without_transaction
 from app.limits import window
-from app.limits.repository import LimitsRepository
+from app.limits.repository import COUNT_REQUEST, LimitsRepository
 from tests.support.factories import make_caller
 
 # (minutes back the stored window started, current count, previous count, limit)
@@ -54,9 +56,9 @@ async def test_the_statement_decides_as_the_window_arithmetic(
         else:
             counts = window.counts_at(now=now, window_start=now, current=0, previous=0)
         expected = window.decide(counts, limit=limit).allowed
-        admitted = await LimitsRepository.from_session(session).count_request(
-            key_id, limit=limit, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
-        )
+        # The statement itself, in the setup's transaction (production runs it alone: `count_request`).
+        params = {"api_key_id": key_id, "limit": limit + window.EPSILON, "window_seconds": window.WINDOW_SECONDS}
+        admitted = (await session.execute(COUNT_REQUEST, params)).first() is not None
         assert admitted is expected
         stored = await LimitsRepository.from_session(session).read_window(key_id)
         assert stored is not None or not admitted
@@ -78,22 +80,19 @@ async def test_concurrent_requests_are_admitted_up_to_the_limit_exactly(database
     limit = 7
 
     async def one_request() -> bool:
-        async with database.sessionmaker() as session:
-            await run_without_transaction(session)
-            return await LimitsRepository.from_session(session).count_request(
-                key_id, limit=limit, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
-            )
+        return await LimitsRepository.count_request(
+            database, key_id, limit=limit, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
+        )
 
     verdicts = await asyncio.gather(*(one_request() for _ in range(25)))
     assert sum(verdicts) == limit
 
 
 async def test_an_unknown_key_id_is_not_counted(database: Database) -> None:
-    async with database.sessionmaker() as session:
-        with pytest.raises(Exception, match="foreign key"):
-            await LimitsRepository.from_session(session).count_request(
-                uuid.uuid4(), limit=5, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
-            )
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await LimitsRepository.count_request(
+            database, uuid.uuid4(), limit=5, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
+        )
 
 
 async def test_the_counter_relaxes_durability_for_its_own_commit_only(database_url: str) -> None:
@@ -102,12 +101,12 @@ async def test_the_counter_relaxes_durability_for_its_own_commit_only(database_u
     single = Database.connect(DatabaseSettings(url=SecretStr(database_url), pool_size=1, max_overflow=0))
     try:
         key_id = (await make_caller(single)).key_id
+        assert await LimitsRepository.count_request(
+            single, key_id, limit=5, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
+        )
+        # The pool's one connection, the counter's a moment ago.
         async with single.sessionmaker() as session:
             await run_without_transaction(session)
-            repository = LimitsRepository.from_session(session)
-            assert await repository.count_request(
-                key_id, limit=5, window_seconds=window.WINDOW_SECONDS, slack=window.EPSILON
-            )
             assert (await session.execute(text("SHOW synchronous_commit"))).scalar_one() == "on"
         async with single.transaction() as session:
             assert (await session.execute(text("SHOW synchronous_commit"))).scalar_one() == "on"
