@@ -303,11 +303,10 @@ async def run_download(context: JobContext, job: ClaimedJob) -> None:
     if _past_deadline(job):
         await _expire(context, job, variant, "the download window closed before the download started")
         return
-    async with _fenced(context, job) as session:
-        # An archived asset being downloaded again stays archived: its copy is served until the new one lands.
-        await ArchiveRepository.from_session(session).set_unless_archived(
-            job.video_id, variant.value, state=AssetState.DOWNLOADING.value
-        )
+    # One statement: the lease proved and extended, the asset marked downloading. An archived asset being
+    # downloaded again stays archived: its copy is served until the new one lands.
+    if not await queue.start_download(context.database, job, lease_seconds=context.settings.worker.lease_seconds):
+        raise LeaseLost(job.id)
 
     key = context.storage.key_for(video.id, variant)
     if variant.value in archive_service.derived_variants(video, context.settings):

@@ -78,6 +78,25 @@ SET lease_until = now() + make_interval(secs => :lease_seconds), updated_at = no
 WHERE id = :id AND lease_token = :lease_token AND state = 'running'
 RETURNING id;
 
+-- name: start_download
+-- A download job's start in ONE statement, run alone on the driver (decision 012): prove the lease and extend it
+-- (as `heartbeat`), and mark the job's asset `downloading` unless it is archived (an archived copy stays served
+-- until the new one lands: ArchiveRepository.set_unless_archived's rule). No row back: the lease was lost and
+-- nothing was marked. Harmless twice: both updates set what they set the first time.
+WITH lease AS (
+    UPDATE archive_jobs
+    SET lease_until = now() + make_interval(secs => :lease_seconds), updated_at = now()
+    WHERE id = :id AND lease_token = :lease_token AND state = 'running'
+    RETURNING video_id, variant
+), marked AS (
+    UPDATE assets
+    SET state = 'downloading', updated_at = now()
+    FROM lease
+    WHERE assets.video_id = lease.video_id AND assets.variant = lease.variant AND assets.state <> 'archived'
+    RETURNING assets.id
+)
+SELECT (SELECT count(*) FROM marked) AS marked FROM lease;
+
 -- name: finish
 -- End a job we hold in a terminal state (succeeded, failed, expired, dead); fenced by the lease token.
 UPDATE archive_jobs

@@ -190,6 +190,15 @@ async def heartbeat(session: AsyncSession, job: ClaimedJob, *, lease_seconds: fl
     return bool(await _run(session, "heartbeat", id=job.id, lease_token=job.lease_token, lease_seconds=lease_seconds))
 
 
+async def start_download(database: Database, job: ClaimedJob, *, lease_seconds: float) -> bool:
+    """Extend the lease of a download job we hold and mark its asset `downloading` (unless archived), in one
+    statement alone on the driver; False when the lease was lost (nothing marked)."""
+    rows = await _run_alone(
+        database, "start_download", id=job.id, lease_token=job.lease_token, lease_seconds=lease_seconds
+    )
+    return bool(rows)
+
+
 async def finish(session: AsyncSession, job: ClaimedJob, *, state: JobState, error: str | None = None) -> bool:
     if state in (JobState.QUEUED, JobState.RUNNING):
         raise ValueError(f"finish needs a terminal state, not {state}")

@@ -364,6 +364,9 @@ QUEUE_SQL_OTHER_TABLES = {
     # job; the job insert must be the queue's, so the statement is. Its `webhook_events` half mirrors
     # `WebhookRepository.record`.
     "record_video_event": {"videos", "webhook_events"},
+    # A download's start (decision 012): the lease proved and extended, and the asset marked downloading, in one
+    # statement; its `assets` half mirrors `ArchiveRepository.set_unless_archived`.
+    "start_download": {"assets"},
     # The pruner's batches, run by the queue on the pruner's connection (one lock, one pass over every table).
     "prune_webhook_events": {"webhook_events"},
     "prune_callback_attempts": {"callback_attempts", "callback_deliveries"},

@@ -179,6 +179,65 @@ class TestLeases:
         assert again.attempts == 1
 
 
+async def add_asset(db: Database, video_id: str, *, variant: str = "video", state: str = "pending") -> None:
+    async with db.sessionmaker.begin() as session:
+        await session.execute(
+            text(
+                "INSERT INTO assets (id, video_id, variant, state) VALUES (gen_random_uuid(), :video, :variant, :state)"
+            ),
+            {"video": video_id, "variant": variant, "state": state},
+        )
+
+
+async def asset_state(db: Database, video_id: str, variant: str = "video") -> str:
+    async with db.sessionmaker() as session:
+        found = await session.execute(
+            text("SELECT state FROM assets WHERE video_id = :video AND variant = :variant"),
+            {"video": video_id, "variant": variant},
+        )
+        return str(found.scalar_one())
+
+
+async def lease_left(db: Database, job_id: int) -> float:
+    async with db.sessionmaker() as session:
+        found = await session.execute(
+            text("SELECT extract(epoch FROM lease_until - now()) FROM archive_jobs WHERE id = :id"), {"id": job_id}
+        )
+        return float(found.scalar_one())
+
+
+class TestStartDownload:
+    """A download's start, one statement alone on the driver: the lease proved and extended, the asset marked."""
+
+    @pytest.mark.parametrize(("before", "after"), [("pending", "downloading"), ("archived", "archived")])
+    async def test_the_lease_is_extended_and_the_asset_marked_unless_archived(
+        self, qdb: Database, before: str, after: str
+    ) -> None:
+        video = (await make_video(qdb)).id
+        await add_asset(qdb, video, state=before)
+        await add_asset(qdb, video, variant="thumbnail")  # another variant's asset is not this job's
+        await enqueue_download(qdb, video)
+        [job] = await claim(qdb)
+        await set_lease(qdb, job.id, 2)
+        assert await queue.start_download(qdb, job, lease_seconds=LEASE)
+        assert await lease_left(qdb, job.id) > LEASE - 5
+        assert await asset_state(qdb, video) == after  # an archived copy stays served until the new one lands
+        assert await asset_state(qdb, video, "thumbnail") == "pending"
+
+    async def test_a_zombie_marks_nothing(self, qdb: Database) -> None:
+        video = (await make_video(qdb)).id
+        await add_asset(qdb, video)
+        await enqueue_download(qdb, video)
+        [zombie] = await claim(qdb, worker="zombie")
+        await set_lease(qdb, zombie.id, -1)
+        async with qdb.sessionmaker.begin() as session:
+            await queue.rescue_stalled(session)
+        [current] = await claim(qdb, worker="healthy")
+        assert current.id == zombie.id
+        assert not await queue.start_download(qdb, zombie, lease_seconds=LEASE)
+        assert await asset_state(qdb, video) == "pending"
+
+
 class TestConnectionLoss:
     async def test_a_claim_whose_connection_dies_before_commit_leaves_the_job_queued(self, qdb: Database) -> None:
         video = (await make_video(qdb)).id
