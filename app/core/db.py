@@ -23,11 +23,11 @@ Reads that need no transaction (a retrieve, a list, a key's rate counter: one st
 see different snapshots) run in autocommit (`run_without_transaction`), which saves BEGIN and COMMIT: two
 round trips of a request that otherwise needs two.
 
-The hottest single statements (the webhook receiver's record, decision 012) skip the session altogether:
-`Database.fetch_alone` runs one textual statement on a pooled connection's own asyncpg connection, in autocommit,
-and gives its rows back. The same dead-connection rule holds: a statement whose connection turns out dead runs
-once more on a fresh one (such statements are written to be harmless twice), and a second loss is a
-`DisconnectionError`, which the API answers 503.
+The hottest single statements (the webhook receiver's record, the key's rate counter, a download's start:
+decision 012) skip the session altogether: `Database.fetch_alone` runs one textual statement on a pooled
+connection's own asyncpg connection, in autocommit, and gives its rows back. The same dead-connection rule holds:
+a statement whose connection turns out dead runs once more on a fresh one (such statements are written to be
+harmless twice), and a second loss is a `DisconnectionError`, which the API answers 503.
 """
 
 from __future__ import annotations
