@@ -47,6 +47,19 @@ async def job_row(db: Database, job_id: int) -> dict[str, object]:
         return dict(row)
 
 
+async def taken_over(db: Database, video_id: str) -> tuple[queue.ClaimedJob, queue.ClaimedJob]:
+    """A download of `video_id` claimed by a worker whose lease lapsed (the zombie), rescued and claimed again by
+    another: (the zombie's claim, the current one)."""
+    await enqueue_download(db, video_id)
+    [zombie] = await claim(db, worker="zombie")
+    await set_lease(db, zombie.id, -1)
+    async with db.sessionmaker.begin() as session:
+        await queue.rescue_stalled(session)
+    [current] = await claim(db, worker="healthy")
+    assert current.id == zombie.id and current.lease_token != zombie.lease_token
+    return zombie, current
+
+
 class TestEnqueue:
     async def test_enqueue_twice_while_pending_makes_one_row(self, qdb: Database) -> None:
         video = (await make_video(qdb)).id
@@ -152,13 +165,7 @@ class TestLeases:
 
     async def test_a_zombie_cannot_change_a_job_taken_over_by_another_worker(self, qdb: Database) -> None:
         video = (await make_video(qdb)).id
-        await enqueue_download(qdb, video)
-        [zombie] = await claim(qdb, worker="zombie")
-        await set_lease(qdb, zombie.id, -1)
-        async with qdb.sessionmaker.begin() as session:
-            await queue.rescue_stalled(session)
-        [current] = await claim(qdb, worker="healthy")
-        assert current.id == zombie.id and current.lease_token != zombie.lease_token
+        zombie, current = await taken_over(qdb, video)
         async with qdb.sessionmaker.begin() as session:
             assert not await queue.heartbeat(session, zombie, lease_seconds=LEASE)
             assert not await queue.finish(session, zombie, state=JobState.FAILED, error="zombie")
@@ -227,13 +234,7 @@ class TestStartDownload:
     async def test_a_zombie_marks_nothing(self, qdb: Database) -> None:
         video = (await make_video(qdb)).id
         await add_asset(qdb, video)
-        await enqueue_download(qdb, video)
-        [zombie] = await claim(qdb, worker="zombie")
-        await set_lease(qdb, zombie.id, -1)
-        async with qdb.sessionmaker.begin() as session:
-            await queue.rescue_stalled(session)
-        [current] = await claim(qdb, worker="healthy")
-        assert current.id == zombie.id
+        zombie, _current = await taken_over(qdb, video)
         assert not await queue.start_download(qdb, zombie, lease_seconds=LEASE)
         assert await asset_state(qdb, video) == "pending"
 
