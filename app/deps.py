@@ -55,6 +55,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_database(request: Request) -> Database:
+    """The app's database, for routes whose reads run alone on the driver (decision 013) and open a session only
+    when they must write."""
+    return resources(request).database
+
+
 async def get_video_service(request: Request) -> VideoService:
     return resources(request).video_service
 
@@ -89,6 +95,7 @@ async def get_console_deliveries(request: Request) -> DeliveryLog:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 VideoServiceDep = Annotated[VideoService, Depends(get_video_service)]
 CharacterServiceDep = Annotated[CharacterService, Depends(get_character_service)]
 UpstreamsDep = Annotated[UpstreamRouter, Depends(get_upstreams)]

@@ -24,10 +24,11 @@ see different snapshots) run in autocommit (`run_without_transaction`), which sa
 round trips of a request that otherwise needs two.
 
 The hottest single statements (the webhook receiver's record, the key's rate counter, a download's start:
-decision 012) skip the session altogether: `Database.fetch_alone` runs one textual statement on a pooled
-connection's own asyncpg connection, in autocommit, and gives its rows back. The same dead-connection rule holds:
-a statement whose connection turns out dead runs once more on a fresh one (such statements are written to be
-harmless twice), and a second loss is a `DisconnectionError`, which the API answers 503.
+decision 012; a retrieve's read and a list's page: decision 013) skip the session altogether:
+`Database.fetch_alone` runs one textual statement on a pooled connection's own asyncpg connection, in autocommit,
+and gives its rows back. The same dead-connection rule holds: a statement whose connection turns out dead runs once
+more on a fresh one (such statements are written to be harmless twice), and a second loss is a
+`DisconnectionError`, which the API answers 503.
 """
 
 from __future__ import annotations

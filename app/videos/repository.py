@@ -8,7 +8,7 @@ limits' spend and usage aggregates. A statement whose first model is `Video` liv
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, TypeVar
@@ -16,8 +16,9 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import ColumnElement, Integer, Select, and_, cast, exists, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app.core.db import Database
 from app.core.repository import Repository
-from app.models import ACTIVE_STATES, ArchiveJob, Asset, AssetState, JobKind, Video, VideoStatus
+from app.models import ACTIVE_STATES, ArchiveJob, Asset, AssetState, JobKind, Video, VideoOrigin, VideoStatus
 from app.models.video import IN_FLIGHT, SUBMISSION_UNKNOWN, WAITING
 
 # ----- the limits' accounting ---------------------------------------------------------------------
@@ -127,6 +128,115 @@ def page_statement(
     return statement.order_by(Video.created_at.asc(), Video.id.asc()).limit(limit)
 
 
+# ----- a caller's own videos, as the facade reads them (decision 013) -------------------------------------------
+
+# The facade's reads are its hottest statements after the rate counter: written once as SQL text and run alone on
+# the driver (`Database.fetch_alone`), they give plain rows, not ORM objects. The columns are what the wire shapes
+# show (app/videos/schemas.py) and what decides a refresh from upstream (`upstream_id`, `status`, `refreshed_at`).
+# They are composed from this module's constants only, never from input (hence `noqa: S608`), and compiled once.
+_VIEW_COLUMNS = """
+    v.id, v.seq, v.model, v.status, v.progress, v.created_at, v.completed_at, v.expires_at, v.prompt, v.size, v.seconds,
+    v.remixed_from, v.origin, v.error_code, v.error_message, v.upstream_id, v.refreshed_at,
+    v.metadata AS caller_metadata"""
+
+READ_OWNED = text(
+    f"""
+SELECT {_VIEW_COLUMNS},
+    a.variant AS asset_variant, a.state AS asset_state, a.bytes AS asset_bytes, a.sha256 AS asset_sha256,
+    a.error AS asset_error
+FROM videos v LEFT JOIN assets a ON a.video_id = v.id
+WHERE v.id = :video_id AND v.caller_id = :caller_id AND v.deleted_at IS NULL
+ORDER BY a.variant
+"""  # noqa: S608
+)
+
+# A first page, newest or oldest first, on the (caller_id, seq) index.
+LIST_FIRST = {
+    order: text(
+        f"""
+SELECT {_VIEW_COLUMNS}
+FROM videos v
+WHERE v.caller_id = :caller_id AND v.deleted_at IS NULL
+ORDER BY v.seq {order.upper()}
+LIMIT :limit
+"""  # noqa: S608
+    )
+    for order in ("asc", "desc")
+}
+
+# A page after the cursor video: the cursor's own lookup and the page in one statement. No cursor row (not the
+# caller's video): no row at all; the cursor but an empty page: one row of NULLs (the LEFT JOIN's).
+LIST_AFTER = {
+    order: text(
+        f"""
+SELECT page.* FROM (SELECT seq FROM videos WHERE id = :after AND caller_id = :caller_id) AS cursor
+LEFT JOIN LATERAL (
+    SELECT {_VIEW_COLUMNS}
+    FROM videos v
+    WHERE v.caller_id = :caller_id AND v.deleted_at IS NULL AND v.seq {comparison} cursor.seq
+    ORDER BY v.seq {order.upper()}
+    LIMIT :limit
+) AS page ON true
+ORDER BY page.seq {order.upper()}
+"""  # noqa: S608
+    )
+    for order, comparison in (("asc", ">"), ("desc", "<"))
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VideoView:
+    """A video as the facade reads it: the fields its wire shapes show, and what decides a refresh."""
+
+    id: str
+    model: str
+    status: VideoStatus
+    progress: int
+    created_at: datetime
+    completed_at: datetime | None
+    expires_at: datetime | None
+    prompt: str
+    size: str
+    seconds: str
+    remixed_from: str | None
+    origin: VideoOrigin
+    error_code: str | None
+    error_message: str | None
+    upstream_id: str | None
+    refreshed_at: datetime | None
+    caller_metadata: dict[str, str] | None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> VideoView:
+        """From a row holding `_VIEW_COLUMNS` (named as the fields are), status and origin as their enums."""
+        values = {name: row[name] for name in cls.__slots__}
+        values["status"] = VideoStatus(values["status"])
+        values["origin"] = VideoOrigin(values["origin"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class AssetStateView:
+    """One variant's archive state as a retrieve shows it."""
+
+    variant: str
+    state: str
+    bytes: int | None
+    sha256: str | None
+    error: str | None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> AssetStateView:
+        """From a retrieve's row, whose asset columns are prefixed `asset_`."""
+        return cls(*(row[f"asset_{name}"] for name in cls.__slots__))
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedVideo:
+    video: VideoView
+    assets: list[AssetStateView]
+
+
 def _has_live_job(kind: JobKind) -> ColumnElement[bool]:
     """The video has a queued or running job of `kind`: the maintenance queries skip what is already in hand."""
     return exists().where(
@@ -165,43 +275,35 @@ class VideoRepository(Repository):
         statement = select(Video).where(Video.id == video_id, Video.caller_id == caller_id, Video.deleted_at.is_(None))
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def get_owned_with_assets(self, video_id: str, *, caller_id: uuid.UUID) -> tuple[Video, list[Asset]] | None:
-        """`get_owned` and the video's asset rows (in variant order) in one statement: a retrieve's one read."""
-        statement = (
-            select(Video, Asset)
-            .outerjoin(Asset, Asset.video_id == Video.id)
-            .where(Video.id == video_id, Video.caller_id == caller_id, Video.deleted_at.is_(None))
-            .order_by(Asset.variant)
-        )
-        rows = (await self.session.execute(statement)).all()
+    @staticmethod
+    async def read_owned(database: Database, video_id: str, *, caller_id: uuid.UUID) -> OwnedVideo | None:
+        """The caller's live video with its asset rows (in variant order): a retrieve's one read, one statement
+        run alone on the driver (decision 013). None for unknown, deleted and other callers' ids alike."""
+        rows = await database.fetch_alone(READ_OWNED, {"video_id": video_id, "caller_id": caller_id})
         if not rows:
             return None
-        return rows[0][0], [asset for _, asset in rows if asset is not None]
+        assets = [AssetStateView.of(row) for row in rows if row["asset_variant"] is not None]
+        return OwnedVideo(VideoView.of(rows[0]), assets)
 
+    @staticmethod
     async def list_owned(
-        self,
+        database: Database,
         *,
         caller_id: uuid.UUID,
-        after_seq: int | None,
+        after: str | None,
         limit: int,
         order: Literal["asc", "desc"],
-    ) -> Sequence[Video]:
-        """Up to `limit` videos after the cursor, in insertion order (`seq`)."""
-        statement = select(Video).where(Video.caller_id == caller_id, Video.deleted_at.is_(None))
-        if order == "asc":
-            if after_seq is not None:
-                statement = statement.where(Video.seq > after_seq)
-            statement = statement.order_by(Video.seq.asc())
-        else:
-            if after_seq is not None:
-                statement = statement.where(Video.seq < after_seq)
-            statement = statement.order_by(Video.seq.desc())
-        return (await self.session.execute(statement.limit(limit))).scalars().all()
-
-    async def cursor_seq(self, video_id: str, *, caller_id: uuid.UUID) -> int | None:
-        """The position of a caller's video for `after=`; deleted ones still count so paging never breaks."""
-        statement = select(Video.seq).where(Video.id == video_id, Video.caller_id == caller_id)
-        return (await self.session.execute(statement)).scalar_one_or_none()
+    ) -> list[VideoView] | None:
+        """Up to `limit` videos after the cursor video `after`, in insertion order (`seq`): one statement alone on
+        the driver (decision 013). None when `after` is not one of the caller's videos (deleted ones still count,
+        so paging never breaks)."""
+        if after is None:
+            rows = await database.fetch_alone(LIST_FIRST[order], {"caller_id": caller_id, "limit": limit})
+            return [VideoView.of(row) for row in rows]
+        rows = await database.fetch_alone(LIST_AFTER[order], {"caller_id": caller_id, "after": after, "limit": limit})
+        if not rows:  # the cursor's own row comes first when it exists (below), so none means no cursor
+            return None
+        return [VideoView.of(row) for row in rows if row["id"] is not None]
 
     # ----- admission control (app/archive/admission.py, app/archive/jobs.py) --------------------
     # WAITING and IN_FLIGHT are the partial indexes' predicates, repeated verbatim so the planner uses them.

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.core.config import Settings
-from app.deps import CurrentCaller, SessionDep, SettingsDep, VideoServiceDep
+from app.deps import CurrentCaller, DatabaseDep, SessionDep, SettingsDep, VideoServiceDep
 from app.idempotency.paid import paid_upstream_call
 from app.models import Variant, VideoOrigin
 from app.videos import inputs, ranges
@@ -184,7 +184,7 @@ async def create_video(
 @router.get("", response_model=VideoList, summary="List the caller's videos")
 async def list_videos(
     caller: CurrentCaller,
-    session: SessionDep,
+    database: DatabaseDep,
     service: VideoServiceDep,
     settings: SettingsDep,
     after: Annotated[str | None, Query(pattern=VIDEO_ID_PATTERN)] = None,
@@ -192,7 +192,7 @@ async def list_videos(
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
 ) -> VideoList:
     page_size = settings.api.list_default_limit if limit is None else limit
-    rows, has_more = await service.list_page(session, caller=caller, after=after, limit=page_size, order=order)
+    rows, has_more = await service.list_page(database, caller=caller, after=after, limit=page_size, order=order)
     data = [VideoObject.from_row(row) for row in rows]
     return VideoList(
         data=data,
@@ -204,9 +204,9 @@ async def list_videos(
 
 @router.get("/{video_id}", response_model=ArchivedVideoObject, summary="Retrieve a video, with its archive state")
 async def retrieve_video(
-    video_id: VideoId, caller: CurrentCaller, session: SessionDep, service: VideoServiceDep
+    video_id: VideoId, caller: CurrentCaller, database: DatabaseDep, service: VideoServiceDep
 ) -> ArchivedVideoObject:
-    video, assets = await service.retrieve(session, caller=caller, video_id=video_id)
+    video, assets = await service.retrieve(database, caller=caller, video_id=video_id)
     return ArchivedVideoObject.from_rows(video, assets)
 
 

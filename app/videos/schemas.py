@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
 from app.core.timestamps import unix_seconds, unix_seconds_or_none
-from app.models import Asset, Video, VideoOrigin
+from app.models import VideoOrigin
 from app.upstream.ids import as_caller_text
 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
@@ -16,6 +18,58 @@ DEFAULT_MODEL = "sora-2"
 DEFAULT_SIZE = "720x1280"
 DEFAULT_SECONDS = "4"
 MAX_PROMPT_CHARS = 32000
+
+
+class VideoFields(Protocol):
+    """What the wire shapes read of a video: an ORM `Video`, or the facade's plain `VideoView` (decision 013)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def progress(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def completed_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def size(self) -> str: ...
+    @property
+    def seconds(self) -> str: ...
+    @property
+    def remixed_from(self) -> str | None: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def error_code(self) -> str | None: ...
+    @property
+    def error_message(self) -> str | None: ...
+    @property
+    def upstream_id(self) -> str | None: ...
+    @property
+    def caller_metadata(self) -> dict[str, str] | None: ...
+
+
+class AssetFields(Protocol):
+    """What a retrieve's `archive` reads of an asset: an ORM `Asset` or the facade's `AssetStateView`."""
+
+    @property
+    def variant(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def bytes(self) -> int | None: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 class VideoErrorObject(BaseModel):
@@ -41,11 +95,11 @@ class VideoObject(BaseModel):
     error: VideoErrorObject | None
 
     @classmethod
-    def from_row(cls, video: Video) -> VideoObject:
+    def from_row(cls, video: VideoFields) -> VideoObject:
         return cls(**cls.fields_of(video))
 
     @staticmethod
-    def fields_of(video: Video) -> dict[str, Any]:
+    def fields_of(video: VideoFields) -> dict[str, Any]:
         """The contract's fields of a video row (a subclass adds its own to them, validating once)."""
         error = None
         if video.error_code or video.error_message:
@@ -90,7 +144,7 @@ class ArchivedVideoObject(VideoObject):
     source_video_id: str | None = None
 
     @classmethod
-    def from_rows(cls, video: Video, assets: list[Asset]) -> ArchivedVideoObject:
+    def from_rows(cls, video: VideoFields, assets: Sequence[AssetFields]) -> ArchivedVideoObject:
         archive = {
             asset.variant: ArchiveEntry(
                 state=asset.state,

@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +33,7 @@ from app.archive.storage import READ_CHUNK_BYTES, ArchiveStorage, ObjectNotFound
 from app.callbacks import service as callbacks_service
 from app.core import metrics
 from app.core.config import Settings
-from app.core.db import run_without_transaction
+from app.core.db import Database, run_without_transaction
 from app.core.errors import GatewayError, InvalidRequest, ResourceNotFound
 from app.limits import service as limits_service
 from app.models import Asset, AssetState, Caller, Variant, Video, VideoOrigin, VideoStatus
@@ -48,8 +48,8 @@ from app.videos.fallbacks import Skipped
 from app.videos.inputs import CreateRequest, DerivationRequest, RemixCommand, check_image
 from app.videos.ranges import RangeRequest, resolve
 from app.videos.refresh import RefreshGate
-from app.videos.repository import VideoRepository
-from app.videos.schemas import DEFAULT_MODEL, AssetLink
+from app.videos.repository import VideoRepository, VideoView
+from app.videos.schemas import DEFAULT_MODEL, AssetFields, AssetLink, VideoFields
 from app.videos.uploads import whole_seconds
 
 logger = logging.getLogger(__name__)
@@ -300,41 +300,44 @@ class VideoService:
             )
         return video
 
-    async def retrieve(self, session: AsyncSession, *, caller: Caller, video_id: str) -> tuple[Video, list[Asset]]:
+    async def retrieve(
+        self, database: Database, *, caller: Caller, video_id: str
+    ) -> tuple[VideoFields, Sequence[AssetFields]]:
         """The video, refreshed from upstream if due, with its archive state per variant.
 
-        One read in autocommit (no BEGIN, no COMMIT: one statement sees one snapshot). A refresh leaves
-        autocommit first: what it applies is written in one transaction.
+        One statement alone on the driver (decision 013): no session, no transaction. Only a video due a refresh
+        opens a session: read again as a model in autocommit, the upstream call made with no transaction open,
+        and what it applies written in one transaction.
         """
-        await run_without_transaction(session)
-        found = await VideoRepository.from_session(session).get_owned_with_assets(video_id, caller_id=caller.id)
+        found = await VideoRepository.read_owned(database, video_id, caller_id=caller.id)
         if found is None:
             raise not_found(video_id)
-        video, assets = found
-        if self._refresh_due(video):
+        if not self._refresh_due(found.video):
+            return found.video, found.assets
+        async with database.transaction() as session:
+            await run_without_transaction(session)
+            video = await self._owned(session, caller=caller, video_id=video_id)
             await session.commit()
             await self._refresh_if_due(session, video)
-            assets = list(await ArchiveRepository.from_session(session).assets_of(video.id))
-        return video, assets
+            return video, list(await ArchiveRepository.from_session(session).assets_of(video.id))
 
     async def list_page(
         self,
-        session: AsyncSession,
+        database: Database,
         *,
         caller: Caller,
         after: str | None,
         limit: int,
         order: Literal["asc", "desc"],
-    ) -> tuple[list[Video], bool]:
-        await run_without_transaction(session)  # reads only; the cursor's position never changes
-        repository = VideoRepository.from_session(session)
-        after_seq = None
-        if after is not None:
-            after_seq = await repository.cursor_seq(after, caller_id=caller.id)
-            if after_seq is None:
-                raise ResourceNotFound(f"No video found with id '{after}'.", param="after", code="not_found")
+    ) -> tuple[list[VideoView], bool]:
+        """A page of the caller's videos and whether another follows: one statement alone on the driver (decision
+        013), which also finds the cursor video `after` (a 404 naming `after` when it is not the caller's)."""
         # One extra row tells whether another page exists without a COUNT.
-        rows = list(await repository.list_owned(caller_id=caller.id, after_seq=after_seq, limit=limit + 1, order=order))
+        rows = await VideoRepository.list_owned(
+            database, caller_id=caller.id, after=after, limit=limit + 1, order=order
+        )
+        if rows is None:
+            raise ResourceNotFound(f"No video found with id '{after}'.", param="after", code="not_found")
         return rows[:limit], len(rows) > limit
 
     async def delete(self, session: AsyncSession, *, caller: Caller, video_id: str) -> Video:
@@ -638,7 +641,7 @@ class VideoService:
         """Fold in upstream's state; what it newly says (completed, failed) is acted on in this transaction."""
         await archive_service.record_upstream_state(session, video=video, upstream=upstream, settings=self._settings)
 
-    def _refresh_due(self, video: Video) -> bool:
+    def _refresh_due(self, video: Video | VideoView) -> bool:
         """The video is unfinished upstream and was last read from there longer ago than the refresh interval."""
         if video.upstream_id is None or video.status.is_terminal:
             return False

@@ -162,7 +162,22 @@ def still_running(root: int, children: set[ProcessId]) -> str:
             continue
         stat_fields = _stat(process.pid) or ["?"]
         lines.append(f"{process.pid} state {stat_fields[0]} waiting in {wchan or '-'}: {cmdline}")
+        lines.append(f"    {signal_masks(process.pid)}")
     return "\n".join(lines) or "(nothing)"
+
+
+SIGNAL_MASKS = ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+
+
+def signal_masks(pid: int) -> str:
+    """The process's pending, blocked, ignored and caught signals (hex masks, bit n-1 for signal n: SIGINT is 0x2,
+    SIGTERM 0x4000), to tell a signal that never arrived from one ignored or blocked."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "signals: ?"
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    return " ".join(f"{name} {fields.get(name, '?').strip()}" for name in SIGNAL_MASKS)
 
 
 def processes_of(checkout: Path) -> set[ProcessId]:
