@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 
 from app.archive import queue
 from app.archive.storage import ArchiveStorage
+from app.archive.wakeup import WakeUps
 from app.auth.key_cache import KeyCache
 from app.auth.routes import router as auth_admin_router
 from app.auth.throttle import AdminKeyThrottle
@@ -80,10 +81,13 @@ async def open_resources(
         ),
         console_keys=SessionKeys.from_settings(settings),
         console_deliveries=DeliveryLog() if deliveries is None else deliveries,
+        wake_workers=WakeUps(database) if settings.worker.wake_on_notify else None,
     )
     try:
         yield resources
     finally:
+        if resources.wake_workers is not None:
+            await resources.wake_workers.aclose()
         resources.readiness.s3_client.close()
         await upstreams.aclose()
         storage.close()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.archive.worker import WAKE_UP_SPACING_SECONDS
 from app.core.config import S3Settings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +151,9 @@ DERIVED_EXTRA_WRITES = 3  # an MP4-only provider: INSERT assets (no-op) + 2 INSE
 # Per worker process, idle or not: each loop turn sends the job claim and the callback sender's claim (UPDATEs
 # that change no row when nothing is due), one turn per `poll_interval_seconds` when idle.
 BACKGROUND_WRITES_PER_TICK = 2
+# ... and, while deliveries arrive, one job claim per `WAKE_UP_SPACING_SECONDS` on the API's wake-ups (decision 014):
+# every idle worker hears every NOTIFY, one finds the job.
+WAKE_UP_CLAIMS_PER_SECOND = 1 / WAKE_UP_SPACING_SECONDS
 
 # ----- S3: requests per render, counted from the code (app/archive/storage.py) --------------------------------
 S3_SINGLE_PUT = 1  # PutObject with If-None-Match: * (upload_stream → _put_single), an asset of at most one part
@@ -462,7 +466,9 @@ def row(renders_per_day: int, inputs: Inputs) -> Row:
         worker_pods=workers,
         pg_writes_s=peak * writes_per_render(),
         pg_transactions_s=peak * transactions_per_render(),
-        background_writes_s=None if workers is None else workers * BACKGROUND_WRITES_PER_TICK / POLL_INTERVAL_SECONDS,
+        background_writes_s=None
+        if workers is None
+        else workers * (BACKGROUND_WRITES_PER_TICK / POLL_INTERVAL_SECONDS + WAKE_UP_CLAIMS_PER_SECOND),
         s3_requests_s=None if mp4 is None else peak * s3_requests_per_render(int(mp4)),
         audit_heads_s=None if workers is None else workers * AUDIT_BATCH_SIZE / AUDIT_INTERVAL_SECONDS,
         s3_ingress_mb_s=None if per_render_bytes is None else peak * per_render_bytes / 1e6,
@@ -646,7 +652,9 @@ def _table_section(inputs: Inputs, rows: list[Row]) -> list[str]:
         "at the archive's MB/s per worker if that needs more. Postgres: the write statements (and transactions) per "
         f"render above, re-reads of a {ASSUMED_RENDER_SECONDS:g} s render included; idle worker loops add their "
         "claims (UPDATEs that change no row) on top, at most "
-        f"{BACKGROUND_WRITES_PER_TICK} per worker every {POLL_INTERVAL_SECONDS:g} s. S3: the requests per render "
+        f"{BACKGROUND_WRITES_PER_TICK} per worker every {POLL_INTERVAL_SECONDS:g} s, and while deliveries arrive one "
+        f"more per worker every {WAKE_UP_SPACING_SECONDS:g} s on the API's wake-ups (decision 014; an upper bound: "
+        "a busy worker claims real work instead). S3: the requests per render "
         f"above, plus the integrity audit's {AUDIT_BATCH_SIZE} HEADs per worker every {AUDIT_INTERVAL_SECONDS:g} s. "
         "Storage: archived objects are kept (retention prunes rows, not objects), so it grows by this much a day.",
         "",

@@ -51,6 +51,11 @@ WITH video AS (
 )
 SELECT event.outcome, event.video_id, (SELECT id FROM job) AS job_id FROM event;
 
+-- name: wake_workers
+-- Wake the idle workers LISTENing on the queue's channel (decision 014, app/archive/wakeup.py): one coalesced
+-- NOTIFY, its own transaction, whose commit does not wait for the WAL flush (a lost wake-up is found by the poll).
+SELECT pg_notify(:channel, '') FROM (SELECT set_config('synchronous_commit', 'off', true)) AS this_transaction_only;
+
 -- name: claim
 -- Lease up to :limit runnable jobs in one short transaction; concurrent claimers skip rows already locked.
 UPDATE archive_jobs AS job

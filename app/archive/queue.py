@@ -190,6 +190,15 @@ async def heartbeat(session: AsyncSession, job: ClaimedJob, *, lease_seconds: fl
     return bool(await _run(session, "heartbeat", id=job.id, lease_token=job.lease_token, lease_seconds=lease_seconds))
 
 
+# The channel idle workers LISTEN on, and `wake_workers` notifies (decision 014, app/archive/wakeup.py).
+WAKE_CHANNEL = "vg_archive_jobs"
+
+
+async def wake_workers(database: Database) -> None:
+    """Tell the idle workers that work is queued: one NOTIFY, alone on the driver (harmless twice)."""
+    await _run_alone(database, "wake_workers", channel=WAKE_CHANNEL)
+
+
 async def start_download(database: Database, job: ClaimedJob, *, lease_seconds: float) -> bool:
     """Extend the lease of a download job we hold and mark its asset `downloading` (unless archived), in one
     statement alone on the driver; False when the lease was lost (nothing marked)."""

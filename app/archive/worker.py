@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -31,6 +31,7 @@ from app.archive import service as archive_service
 from app.archive.jobs import REDOWNLOAD_FAILED, JobContext, run_job
 from app.archive.queue import ClaimedJob, JobRef
 from app.archive.repository import ArchiveRepository
+from app.archive.wakeup import WakeUpListener
 from app.callbacks import delivery as callbacks_delivery
 from app.core import metrics
 from app.models import AssetState, JobKind, JobState
@@ -38,6 +39,10 @@ from app.models import AssetState, JobKind, JobState
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+# An idle worker claims on the API's wake-ups at most this often (`Worker._pace_wake_ups`).
+WAKE_UP_SPACING_SECONDS = 0.1
 
 
 def default_worker_id() -> str:
@@ -61,6 +66,9 @@ class Worker:
         self._audit: asyncio.Task[object] | None = None
         self._prune: asyncio.Task[object] | None = None
         self._deliver_callbacks = True
+        # Woken by the API's NOTIFY when work is queued (decision 014; made by `run`); the poll is the fallback.
+        self._wakeups: WakeUpListener | None = None
+        self._woken_at = 0.0
 
     def request_stop(self) -> None:
         """Stop claiming; running jobs get the grace period."""
@@ -69,15 +77,28 @@ class Worker:
         self._stopping.set()
 
     @property
+    def listening(self) -> bool:
+        """Whether the worker is LISTENing for the API's wake-ups now (it polls either way)."""
+        return self._wakeups is not None and self._wakeups.connection is not None
+
+    @property
     def in_flight(self) -> int:
         return len(self._running)
 
     async def run(self) -> None:
         logger.info("worker %s: started (concurrency %d)", self.worker_id, self._settings.concurrency)
+        listening = None
+        if self._settings.wake_on_notify:
+            self._wakeups = WakeUpListener(self._context.database)
+            listening = asyncio.create_task(self._wakeups.run(), name="wake-ups")
         try:
             while not self._stopping.is_set():
                 await self._tick()
         finally:
+            if listening is not None:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
             await self._drain()
         logger.info("worker %s: stopped", self.worker_id)
 
@@ -132,6 +153,9 @@ class Worker:
             self._callbacks = asyncio.create_task(self._callback_pass())
         claimed = 0
         free = self._settings.concurrency - len(self._running)
+        if self._wakeups is not None:
+            # Cleared before the claim: a job queued from now on sets it again, and the wait below returns at once.
+            self._wakeups.event.clear()
         if free > 0:
             jobs = await self._guarded(self._claim(free), "claim") or []
             for job in jobs:
@@ -141,14 +165,29 @@ class Worker:
             claimed = len(jobs)
         if wait and not claimed:
             waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._stopping.wait())}
+            woken: asyncio.Future[Any] | None = None
+            if self._wakeups is not None:
+                woken = asyncio.ensure_future(self._wakeups.event.wait())
+                waiters.add(woken)
             waiters.update(self._running)  # type: ignore[arg-type]
-            _, pending = await asyncio.wait(
+            done, pending = await asyncio.wait(
                 waiters, timeout=self._settings.poll_interval_seconds, return_when=asyncio.FIRST_COMPLETED
             )
             for future in pending:
                 if future not in self._running:
                     future.cancel()
+            if woken is not None and woken in done:
+                await self._pace_wake_ups()
         return claimed
+
+    async def _pace_wake_ups(self) -> None:
+        """At most one claim per `WAKE_UP_SPACING_SECONDS` on wake-ups: every idle worker wakes on every NOTIFY of
+        every API process, and all but one find nothing, so without this a fleet's empty claims would grow with
+        its API pods; a wake-up in a quiet spell is claimed for at its end, not lost (the event stays set)."""
+        since = time.monotonic() - self._woken_at
+        if since < WAKE_UP_SPACING_SECONDS:
+            await asyncio.sleep(WAKE_UP_SPACING_SECONDS - since)
+        self._woken_at = time.monotonic()
 
     async def _callback_pass(self) -> None:
         """One batch of due callbacks. Another follows on the next tick while there were some; an empty outbox is

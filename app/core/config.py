@@ -208,6 +208,10 @@ class WorkerSettings(BaseModel):
 
     concurrency: int = Field(default=4, ge=1)
     poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # Idle workers are woken by a NOTIFY when the API queues work that is due now (app/archive/wakeup.py): a job
+    # starts within a round trip instead of up to a poll interval later. Off: polling only (e.g. a connection
+    # pooler in transaction mode, which cannot hold a LISTEN).
+    wake_on_notify: bool = True
     # A claim is a lease renewed by a heartbeat; another worker takes the job over once it lapses.
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=10.0, gt=0)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from app.archive.storage import ArchiveStorage
+    from app.archive.wakeup import WakeUps
     from app.auth.key_cache import KeyCache
     from app.auth.throttle import AdminKeyThrottle
     from app.characters.service import CharacterService
@@ -49,6 +50,8 @@ class AppResources:
     key_cache: KeyCache
     console_keys: SessionKeys | None  # None without an admin key: then there is no console
     console_deliveries: DeliveryLog  # written by the `WebhookTap` middleware, read by the console
+    # Wakes idle workers when a delivery queues work (app/archive/wakeup.py); None: `VG_WORKER__WAKE_ON_NOTIFY` off.
+    wake_workers: WakeUps | None = None
 
 
 def install_resources(app: Starlette, resources: AppResources) -> None:

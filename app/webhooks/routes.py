@@ -191,9 +191,11 @@ def build_router(
         # Called here, not as FastAPI dependencies: the hottest route of the API spends nothing on solving them.
         event = await verified_event(request)
         object_id = event.object_id
+        app = resources(request)
         receiving = webhook_service.receive(
-            resources(request).database,
+            app.database,
             event=event,
+            wake=app.wake_workers,
             worker=settings.worker,
             profile=profile,
             video_events=video_events,

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive import queue
 from app.archive import service as archive_service
+from app.archive.wakeup import WakeUps
 from app.core.config import DEFAULT_PROFILE, WorkerSettings
 from app.core.db import Database
 from app.core.logging import current_request_id, stamp_transaction
@@ -54,6 +55,7 @@ async def receive(
     profile: str = DEFAULT_PROFILE,
     video_events: frozenset[str] = OPENAI_VIDEO_EVENTS,
     upstream_ids: Sequence[str] | None = None,
+    wake: WakeUps | None = None,
 ) -> Receipt:
     """Record the delivery (once per webhook id and per event id) and act on it only if it is new.
 
@@ -61,10 +63,11 @@ async def receive(
     reconciler (the webhook may beat the commit of our create); a deleted video or any other type → `ignored`,
     acknowledged so the sender stops retrying. The row and its jobs are durable together when this returns: in
     one statement for an event that names a video, else in one transaction. `upstream_ids` are the ids the
-    event's object may have in this profile (default: exactly `object_id`).
+    event's object may have in this profile (default: exactly `object_id`). `wake` is told when a sync job that is
+    due now was queued, to wake an idle worker (a sync queued for unnamed events waits a moment anyway).
     """
     if event.type in video_events and event.object_id is not None:
-        return await _receive_video_event(
+        receipt = await _receive_video_event(
             database,
             event=event,
             object_id=event.object_id,
@@ -72,6 +75,9 @@ async def receive(
             profile=profile,
             upstream_ids=[event.object_id] if upstream_ids is None else upstream_ids,
         )
+        if wake is not None and receipt.outcome is EventOutcome.ENQUEUED:
+            wake.soon()
+        return receipt
     async with database.transaction() as session:
         return await _receive_other_event(
             session, event=event, worker=worker, profile=profile, video_events=video_events

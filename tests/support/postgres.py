@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import asyncpg
+
+from app import migrate
 
 ADMIN_DSN = os.environ.get("VG_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -35,3 +40,22 @@ def create_database(prefix: str = "vg_test") -> str:
 
 def drop_database(name: str) -> None:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@dataclass(frozen=True)
+class MigratedDatabase:
+    url: str  # SQLAlchemy's (`postgresql+asyncpg://`)
+    dsn: str  # asyncpg's
+
+
+@contextmanager
+def migrated_database(prefix: str) -> Iterator[MigratedDatabase]:
+    """A throwaway database with every migration applied, dropped afterwards: for a module whose rows must be
+    its own (a worker that claims whatever is queued, counts that must be exact)."""
+    name = create_database(prefix)
+    try:
+        url = sqlalchemy_url(name)
+        migrate.upgrade(url)
+        yield MigratedDatabase(url=url, dsn=asyncpg_dsn(name))
+    finally:
+        drop_database(name)

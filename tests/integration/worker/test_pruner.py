@@ -26,7 +26,6 @@ import asyncpg
 import pytest
 from sqlalchemy import event, text
 
-from app import migrate
 from app.archive import pruner, queue
 from app.archive.jobs import JobContext
 from app.archive.storage import ArchiveStorage
@@ -50,21 +49,13 @@ TABLES = ("archive_jobs", "webhook_events", "callback_attempts", "callback_deliv
 MILLION = 1_000_000
 
 
-@dataclass(frozen=True)
-class PruneDb:
-    url: str
-    dsn: str
+PruneDb = postgres.MigratedDatabase
 
 
 @pytest.fixture(scope="module")
 def prune_db() -> Iterator[PruneDb]:
-    name = postgres.create_database("vg_pruner")
-    try:
-        url = postgres.sqlalchemy_url(name)
-        migrate.upgrade(url)
-        yield PruneDb(url=url, dsn=postgres.asyncpg_dsn(name))
-    finally:
-        postgres.drop_database(name)
+    with postgres.migrated_database("vg_pruner") as made:
+        yield made
 
 
 def connect(url: str, *, pool_size: int = 5) -> Database:
