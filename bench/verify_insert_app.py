@@ -3,7 +3,8 @@
 The least any durable receiver does: the delivery is on disk (committed) before it is acknowledged, and a
 redelivery of the same `webhook-id` is recognised (`ON CONFLICT DO NOTHING`: one statement, no second round
 trip). Its own table (named by `BENCH_TABLE`, created at startup in the benchmark's throwaway database, never one
-of the gateway's), a pool as large as the gateway's (10 + 10 overflow), served by uvicorn like `bench.verify_app`.
+of the gateway's), a pool as large as the gateway's (20 connections, no overflow), served by uvicorn like
+`bench.verify_app`.
 
 The `X-Request-ID` header is echoed, as the gateway does, so `bench.ingest` can check afterwards that every
 delivery this endpoint acknowledged is in its table. The secret comes from `BENCH_WEBHOOK_SECRET`, the

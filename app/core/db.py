@@ -185,8 +185,12 @@ class Database:
                 rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
                 healthy = True
                 return rows
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as lost:
-                if not driver.is_closed():
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as lost:
+                # A connection the server has just ended may still look open: its FATAL notice is read, its EOF
+                # not yet, and the driver refuses to start the statement ("another operation is in progress").
+                # Nothing was sent, so it counts as lost, whatever `is_closed` says this instant.
+                unusable = isinstance(lost, asyncpg.InternalClientError)
+                if not unusable and not driver.is_closed():
                     # The connection lives: the error is the statement's. After the server's error the
                     # connection is in step again and goes back to the pool; after anything else it is closed.
                     healthy = isinstance(lost, asyncpg.PostgresError)

@@ -70,8 +70,21 @@ class WebhookRepository(Repository):
         """Mark webhook events that arrived before their video was ours as matched; returns those videos' ids.
 
         A webhook can beat the commit of our create row (or come from another project); it is kept as an
-        orphan and matched here once a live video with that upstream id exists.
+        orphan and matched here once a live video with that upstream id exists. The `limit` counts matchable
+        orphans only: orphans that will never match (another project's deliveries are kept for ever) must not
+        fill every pass and starve the ones that can.
         """
+        matchable = (
+            select(WebhookEvent.id)
+            .join(
+                Video,
+                (Video.upstream_id == WebhookEvent.upstream_video_id)
+                & (Video.upstream_profile == WebhookEvent.upstream_profile)
+                & Video.deleted_at.is_(None),
+            )
+            .where(WebhookEvent.outcome == EventOutcome.ORPHAN.value)
+            .limit(limit)
+        )
         matched = (
             update(WebhookEvent)
             .where(
@@ -79,9 +92,7 @@ class WebhookRepository(Repository):
                 WebhookEvent.upstream_video_id == Video.upstream_id,
                 WebhookEvent.upstream_profile == Video.upstream_profile,
                 Video.deleted_at.is_(None),
-                WebhookEvent.id.in_(
-                    select(WebhookEvent.id).where(WebhookEvent.outcome == EventOutcome.ORPHAN.value).limit(limit)
-                ),
+                WebhookEvent.id.in_(matchable),
             )
             .values(outcome=EventOutcome.MATCHED.value, video_id=Video.id)
             .returning(Video.id)

@@ -128,6 +128,25 @@ class TestAStatementRunAlone:
             await pool_of_one.fetch_alone(DIVIDE, {"zero": 0})
         assert await pid_alone(pool_of_one) == before
 
+    async def test_a_connection_ended_but_not_yet_seen_closed_is_retried_on_a_fresh_one(
+        self, pool_of_one: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The server's FATAL notice was read, its EOF not yet: asyncpg refuses to start the statement at all."""
+        before = await pid_alone(pool_of_one)
+        refusals = 0
+        execute = asyncpg.connection.Connection._execute
+
+        async def ending(self: asyncpg.Connection, *args: object, **kwargs: object) -> object:
+            nonlocal refusals
+            if refusals == 0:
+                refusals += 1
+                raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+            return await execute(self, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.connection.Connection, "_execute", ending)
+        assert await pid_alone(pool_of_one) != before  # answered, from a new connection
+        assert refusals == 1
+
     async def test_a_connection_lost_twice_is_a_disconnection(
         self, pool_of_one: Database, monkeypatch: pytest.MonkeyPatch
     ) -> None:

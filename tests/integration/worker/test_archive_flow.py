@@ -81,6 +81,18 @@ async def enqueue_sync(stack: ArchiveStack, video_id: str) -> None:
         await archive_service.enqueue_sync(session, video=video, settings=stack.settings.worker)
 
 
+def orphan_event(name: str, upstream_id: str) -> WebhookEvent:
+    """A `video.completed` delivery kept as an orphan: it arrived before any video of ours had `upstream_id`."""
+    return WebhookEvent(
+        webhook_id=f"wh_{name}",
+        event_id=f"evt_{name}",
+        event_type="video.completed",
+        upstream_video_id=upstream_id,
+        outcome="orphan",
+        body="{}",
+    )
+
+
 class TestHappyPath:
     async def test_every_variant_lands_in_s3_byte_for_byte_and_is_served_after_upstream_expiry(
         self, archive_stack: ArchiveStack
@@ -274,22 +286,42 @@ class TestHappyPath:
         upstream_id = await stack.upstream_id(video_id)
         # The delivery beat our create row's commit: the receiver kept it as an orphan.
         async with stack.database.sessionmaker.begin() as session:
-            session.add(
-                WebhookEvent(
-                    webhook_id=f"wh_{video_id}",
-                    event_id=f"evt_{video_id}",
-                    event_type="video.completed",
-                    upstream_video_id=upstream_id,
-                    outcome="orphan",
-                    body="{}",
-                )
-            )
+            session.add(orphan_event(video_id, upstream_id))
         await reconciler.reconcile_once(stack.context)
         async with stack.database.sessionmaker() as session:
             event = (
                 await session.execute(select(WebhookEvent).where(WebhookEvent.webhook_id == f"wh_{video_id}"))
             ).scalar_one()
         assert (event.outcome, event.video_id) == ("matched", video_id)
+        assert [job.kind for job in await jobs(stack, video_id)] == ["sync"]
+
+    async def test_orphans_that_never_match_do_not_starve_one_that_does(
+        self, archive_stack: ArchiveStack, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Another project's deliveries stay orphans for ever; a pass looks at a bounded number of orphans, and
+        # those must be ones that can match, or one that can is never reached once enough foreign ones pile up.
+        stack = archive_stack
+        monkeypatch.setattr(reconciler, "BATCH", 3)
+        tag = time.time_ns()
+        async with stack.database.sessionmaker.begin() as session:
+            for index in range(reconciler.BATCH * 3):
+                # Ahead of ours both in the table and in the orphans' index (by upstream id).
+                session.add(orphan_event(f"foreign_{tag}_{index}", f"another_project_{tag}_{index}"))
+        video_id = await create_video(stack)
+        async with stack.database.sessionmaker.begin() as session:
+            session.add(orphan_event(video_id, await stack.upstream_id(video_id)))
+        await reconciler.reconcile_once(stack.context)
+        async with stack.database.sessionmaker() as session:
+            outcomes = dict(
+                (
+                    await session.execute(
+                        select(WebhookEvent.webhook_id, WebhookEvent.outcome).where(
+                            WebhookEvent.webhook_id.in_([f"wh_{video_id}", f"wh_foreign_{tag}_0"])
+                        )
+                    )
+                ).all()
+            )
+        assert outcomes == {f"wh_{video_id}": "matched", f"wh_foreign_{tag}_0": "orphan"}
         assert [job.kind for job in await jobs(stack, video_id)] == ["sync"]
 
 
