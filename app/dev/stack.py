@@ -427,6 +427,9 @@ def run_dev_stack(settings: Settings) -> None:
         )
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C stops the stack even when it was started with SIGINT ignored (a shell's background job, `nohup ... &`):
+    # Python keeps an inherited SIG_IGN instead of raising KeyboardInterrupt, and the stack would never stop.
+    signal.signal(signal.SIGINT, on_signal)
     try:
         stages.begin("postgres", detail=database)
         try:
