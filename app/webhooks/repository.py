@@ -75,7 +75,7 @@ class WebhookRepository(Repository):
         fill every pass and starve the ones that can.
         """
         matchable = (
-            select(WebhookEvent.id)
+            select(WebhookEvent.id.label("event_id"), Video.id.label("video_id"))
             .join(
                 Video,
                 (Video.upstream_id == WebhookEvent.upstream_video_id)
@@ -84,18 +84,15 @@ class WebhookRepository(Repository):
             )
             .where(WebhookEvent.outcome == EventOutcome.ORPHAN.value)
             .limit(limit)
+            .subquery()
         )
+        # The pairs found above are the update's only join; the outcome is checked again because another pass may
+        # have matched the row since.
         matched = (
             update(WebhookEvent)
-            .where(
-                WebhookEvent.outcome == EventOutcome.ORPHAN.value,
-                WebhookEvent.upstream_video_id == Video.upstream_id,
-                WebhookEvent.upstream_profile == Video.upstream_profile,
-                Video.deleted_at.is_(None),
-                WebhookEvent.id.in_(matchable),
-            )
-            .values(outcome=EventOutcome.MATCHED.value, video_id=Video.id)
-            .returning(Video.id)
+            .where(WebhookEvent.id == matchable.c.event_id, WebhookEvent.outcome == EventOutcome.ORPHAN.value)
+            .values(outcome=EventOutcome.MATCHED.value, video_id=matchable.c.video_id)
+            .returning(matchable.c.video_id)
         )
         return set((await self.session.execute(matched)).scalars().all())
 
